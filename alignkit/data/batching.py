@@ -1,0 +1,82 @@
+"""Padding and packing encoded sequences into training batches.
+
+A batch is a list of *rows*; each row holds one or more sequences laid end to end. Unpacked
+training uses one sequence per row (right padding); packing puts several per row to cut padding.
+Either way the collated batch carries:
+
+* ``input_ids``, ``loss_mask`` (targets), ``position_ids`` — (rows, length)
+* ``sequence_ids`` — (rows, length): which sequence of the batch each token belongs to, -1 for
+  padding. The one log-prob function uses it to sum token log-probs per sequence, so packed and
+  padded batches give per-sequence results in the same order.
+
+No cross-contamination between packed sequences: positions restart at 0 for each sequence and no
+2-D attention mask is passed, so ``transformers`` (>= 5) builds a block-diagonal causal mask from
+the position ids. Padding continues the last sequence's positions, so a right-padded batch stays an
+ordinary causal batch (real tokens never attend to padding to their right).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from alignkit.data.chat import Encoded
+
+
+def pack_greedy(sequences: list[Encoded], max_length: int) -> list[list[int]]:
+    """Group sequence indices into rows of at most ``max_length`` tokens (first fit, in order).
+
+    Order-preserving first fit keeps the packing deterministic and cheap; a sequence longer than
+    ``max_length`` gets a row of its own.
+    """
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i, seq in enumerate(sequences):
+        for r, free in enumerate(room):
+            if len(seq) <= free:
+                rows[r].append(i)
+                room[r] -= len(seq)
+                break
+        else:
+            rows.append([i])
+            room.append(max(max_length - len(seq), 0))
+    return rows
+
+
+def collate(rows: list[list[Encoded]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Lay out rows of sequences as tensors; sequence ids count up across the whole batch."""
+    width = max(sum(len(s) for s in row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    loss_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    sequence_ids = torch.full((len(rows), width), -1, dtype=torch.long)
+    seq = 0
+    for r, row in enumerate(rows):
+        at = 0
+        for s in row:
+            n = len(s)
+            input_ids[r, at : at + n] = torch.tensor(s.input_ids)
+            loss_mask[r, at : at + n] = torch.tensor(s.loss_mask)
+            position_ids[r, at : at + n] = torch.arange(n)
+            sequence_ids[r, at : at + n] = seq
+            at += n
+            seq += 1
+        last = int(position_ids[r, at - 1]) if at else -1
+        position_ids[r, at:] = torch.arange(last + 1, last + 1 + width - at)
+    return {
+        "input_ids": input_ids,
+        "loss_mask": loss_mask,
+        "position_ids": position_ids,
+        "sequence_ids": sequence_ids,
+        "num_sequences": torch.tensor(seq),
+    }
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-padded prompts for generation: every prompt ends at the same column."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        input_ids[i, width - len(p) :] = torch.tensor(p)
+        attention_mask[i, width - len(p) :] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
