@@ -84,6 +84,9 @@ def _describe(err: ValidationError) -> tuple[str | None, str]:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or None
     msg = first["msg"].removeprefix("Value error, ")
+    if loc is None and msg.startswith("'"):
+        # Whole-record checks name their field first ("'chosen' is empty"); surface it as the field.
+        loc = msg[1:].split("'", 1)[0] or None
     return loc, msg
 
 

@@ -1,0 +1,5 @@
+"""``python -m alignkit`` runs the CLI."""
+
+from alignkit.cli import main
+
+main()

@@ -1,0 +1,44 @@
+"""The ``alignkit`` command line: one subcommand per stage of the loop.
+
+Each area registers its commands from its own module (``register(app)``) so this file only lists
+them; flags are generated from the stage's pydantic config (see :mod:`alignkit.cli.common`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import typer
+
+app = typer.Typer(help="alignkit: align language models to be helpful, honest and harmless.", no_args_is_help=True)
+
+# Modules under alignkit.cli that define ``register(app)``; a module that is missing is skipped so a
+# partial install (or a stage still being built) does not break the whole CLI.
+COMMAND_MODULES = ["train", "sandbox", "feedback", "ai", "evaluate", "pipeline"]
+
+
+@app.callback()
+def _root() -> None:
+    """alignkit: align language models to be helpful, honest and harmless."""
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"alignkit.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"alignkit.cli.{name}":
+                continue
+            raise
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("accelerate", "httpx", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    app()

@@ -1,0 +1,98 @@
+"""Turn a pydantic config class into a typer command.
+
+Every CLI flag maps to exactly one config field, so the flags are *generated* from the config
+instead of being written twice: field ``max_steps`` becomes ``--max-steps``, a ``bool`` field
+becomes ``--x/--no-x``, a ``Literal`` becomes a choice. ``--config run.yaml`` loads the same fields
+from YAML; flags given on the command line override the file. Validation errors are pydantic's,
+printed as one line per bad field.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import typer
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from alignkit.data.io import DataError
+
+
+def _option_type(annotation: Any) -> tuple[Any, dict[str, Any]]:
+    """Map a field annotation to a type typer understands (plus extra ``typer.Option`` kwargs)."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+        return _option_type(args[0])
+    if origin is Literal:
+        return annotation, {}  # typer renders a Literal as a choice
+    if annotation in (int, float, bool, str, Path):
+        return annotation, {}
+    return str, {}  # lists, dicts, unions: passed as text and parsed by pydantic
+
+
+def load_config(config_cls: type[BaseModel], config_file: Path | None, overrides: dict[str, Any]) -> BaseModel:
+    """Merge YAML (if any) with CLI overrides and validate; exit with a readable message on error."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise typer.BadParameter(f"cannot read {config_file}: {err}", param_hint="--config") from err
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter(f"{config_file}: expected a mapping of field: value", param_hint="--config")
+        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return config_cls(**values)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            field = ".".join(str(p) for p in e["loc"]) or "(config)"
+            lines.append(f"  --{field.replace('_', '-')}: {e['msg']}")
+        source = f" (from {config_file} and the command line)" if config_file else ""
+        typer.echo(f"Invalid configuration{source}:\n" + "\n".join(lines), err=True)
+        raise typer.Exit(2) from err
+
+
+def config_command(
+    app: typer.Typer, name: str, config_cls: type[BaseModel], run: Callable[[Any], Any], help: str | None = None
+) -> None:
+    """Register ``run(config)`` as ``alignkit <name>`` with one flag per field of ``config_cls``."""
+    params = [
+        inspect.Parameter(
+            "config_file",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, "--config", help="YAML file with these fields; flags override it."),
+            annotation=Path | None,
+        )
+    ]
+    for field_name, field in config_cls.model_fields.items():
+        opt_type, extra = _option_type(field.annotation)
+        flag = "--" + field_name.replace("_", "-")
+        decls = [f"{flag}/--no-{field_name.replace('_', '-')}"] if opt_type is bool else [flag]
+        params.append(
+            inspect.Parameter(
+                field_name,
+                inspect.Parameter.KEYWORD_ONLY,
+                # Default None: "not given", so YAML values and the config's own defaults apply.
+                default=typer.Option(None, *decls, help=field.description or "", show_default=False, **extra),
+                annotation=opt_type | None,
+            )
+        )
+
+    def command(config_file: Path | None = None, **kwargs: Any) -> None:
+        config = load_config(config_cls, config_file, kwargs)
+        try:
+            run(config)
+        except (DataError, FileNotFoundError) as err:
+            # Input problems are the user's to fix: one clear line, no traceback.
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from err
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = help or (run.__doc__ or "").strip().split("\n\n")[0]
+    app.command(name)(command)

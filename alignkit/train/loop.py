@@ -1,0 +1,303 @@
+"""The one optimisation loop every offline objective (SFT, reward model, DPO, KTO) runs in.
+
+Read it top to bottom: build the optimizer and schedule, restore the latest checkpoint if there is
+one, then for each step take ``grad_accum`` micro-batches, sum their scaled losses, clip, step.
+
+Determinism and exact resume rest on one idea: the data order is a pure function of the seed and
+the global position in the stream (epoch ``e`` is permutation ``seed + e`` of the training units),
+so a resumed run only needs the step number to continue with the very same micro-batches. Model,
+optimizer, scheduler and RNG states come back through ``accelerate``'s ``save_state``/``load_state``.
+
+An *objective* is anything with two methods:
+
+* ``collate(units) -> batch``: turn a list of training units (examples, packed rows, ranking
+  groups — whatever the objective chose) into a dict of tensors;
+* ``loss(model, batch) -> (loss, metrics)``: a scalar to minimise and a dict of floats to log.
+  ``metrics`` may carry ``"tokens"`` (real tokens in the batch) for the throughput figure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from alignkit.train.config import TrainingConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+class Objective(Protocol):
+    def collate(self, units: Sequence[Any]) -> dict[str, torch.Tensor]: ...
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when the loss (or another watched metric) stops being finite."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int = 0
+    model: Any = None
+
+
+# --------------------------------------------------------------------------- data order
+
+
+def unit_order(num_units: int, seed: int, start: int, count: int) -> list[int]:
+    """Indices of units at stream positions ``start .. start+count-1``.
+
+    Epoch ``e`` is ``randperm(num_units)`` drawn from a generator seeded with ``seed + e``; the
+    stream is the concatenation of epochs. Being a function of position only, it needs no state.
+    """
+    out: list[int] = []
+    cache: dict[int, list[int]] = {}
+    for pos in range(start, start + count):
+        epoch, offset = divmod(pos, num_units)
+        if epoch not in cache:
+            gen = torch.Generator().manual_seed(seed + epoch)
+            cache[epoch] = torch.randperm(num_units, generator=gen).tolist()
+        out.append(cache[epoch][offset])
+    return out
+
+
+def total_steps(config: TrainingConfig, num_units: int, world_size: int = 1) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    per_step = config.batch_size * config.grad_accum * world_size
+    return max(1, math.ceil(config.epochs * num_units / per_step))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def latest_checkpoint(output: Path) -> Path | None:
+    """The newest complete checkpoint (half-written ``*.tmp`` folders are ignored)."""
+    folder = output / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.iterdir() if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_FILE).exists()]
+    return max(done, key=lambda p: json.loads((p / STATE_FILE).read_text())["step"], default=None)
+
+
+def save_checkpoint(accelerator: Accelerator, output: Path, step: int, keep: int, extra: dict[str, Any]) -> Path:
+    """Write to ``step-N.tmp`` then rename, so a kill mid-save never leaves a corrupt "latest"."""
+    folder = output / CHECKPOINTS
+    final = folder / f"step-{step:07d}"
+    tmp = folder / f"step-{step:07d}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step, **extra}, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        done = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
+        for old in done[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# --------------------------------------------------------------------------- metric sinks
+
+
+class MetricsWriter:
+    """metrics.jsonl always; TensorBoard / MLflow when asked for and installed."""
+
+    def __init__(self, output: Path, report_to: str, resume_step: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = output / METRICS_FILE
+        self.sinks: list[Callable[[dict[str, float], int], None]] = []
+        if not enabled:
+            return
+        output.mkdir(parents=True, exist_ok=True)
+        # On resume, drop lines logged after the checkpoint so the file reads as one clean run.
+        if self.path.exists():
+            kept = [
+                line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        for name in filter(None, (s.strip() for s in report_to.split(","))):
+            self._add_sink(name, output)
+
+    def _add_sink(self, name: str, output: Path) -> None:
+        try:
+            if name == "tensorboard":
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(str(output / "tensorboard"))
+                self.sinks.append(lambda m, s: [writer.add_scalar(k, v, s) for k, v in m.items()])
+            elif name == "mlflow":
+                import mlflow
+
+                self.sinks.append(lambda m, s: mlflow.log_metrics(m, step=s))
+            else:
+                raise ValueError(f"unknown --report-to sink '{name}' (expected tensorboard or mlflow)")
+        except ImportError:
+            log.warning("--report-to %s: package not installed, skipping that sink", name)
+
+    def write(self, record: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        numeric = {k: float(v) for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
+        for sink in self.sinks:
+            sink(numeric, int(record["step"]))
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _as_float(value: Any) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def evaluate(model: torch.nn.Module, objective: Objective, units: Sequence[Any], batch_size: int, device: torch.device) -> dict[str, float]:
+    """Average the objective's metrics over ``units``, weighting each batch by its size."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    total = 0
+    with torch.no_grad():
+        for start in range(0, len(units), batch_size):
+            chunk = units[start : start + batch_size]
+            loss, metrics = objective.loss(model, _to_device(objective.collate(chunk), device))
+            for k, v in {"loss": loss, **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + _as_float(v) * len(chunk)
+            total += len(chunk)
+    model.train(was_training)
+    return {f"eval/{k}": v / max(total, 1) for k, v in sums.items()}
+
+
+def train(
+    config: TrainingConfig,
+    model: torch.nn.Module,
+    objective: Objective,
+    train_units: Sequence[Any],
+    eval_units: Sequence[Any] = (),
+    on_step_end: Callable[[int, dict[str, float]], None] | None = None,
+    extra_state: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Optimise ``objective`` over ``train_units``; checkpoints and metrics go to ``config.output``.
+
+    ``on_step_end(step, metrics)`` runs after every optimizer step (and after that step's
+    checkpoint), e.g. for early stopping; an exception raised there stops training like a crash
+    would, leaving the last checkpoint to resume from.
+    """
+    if not train_units:
+        raise ValueError("no training data left after validation/encoding; nothing to train on")
+    output = Path(config.output)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+    device = accelerator.device
+    torch.manual_seed(config.seed)  # dropout and any other in-loop randomness
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps = total_steps(config, len(train_units), accelerator.num_processes)
+    schedule = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}[config.lr_schedule]
+    scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # The scheduler is stepped by hand once per optimizer step (not prepared: accelerate would
+    # step it once per process), but it must still be saved and restored with the rest.
+    accelerator.register_for_checkpointing(scheduler)
+
+    start_step = 0
+    checkpoint = latest_checkpoint(output) if config.resume else None
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        start_step = json.loads((checkpoint / STATE_FILE).read_text())["step"]
+        log.info("resumed from %s (step %d of %d)", checkpoint, start_step, steps)
+    writer = MetricsWriter(output, config.report_to, start_step, accelerator.is_main_process)
+    result = TrainResult(steps=steps, resumed_from=start_step)
+
+    micro_per_step = config.grad_accum
+    stream_per_micro = config.batch_size * accelerator.num_processes
+    model.train()
+    bar = tqdm(total=steps, initial=start_step, disable=not (config.progress and accelerator.is_main_process), desc="train")
+    for step in range(start_step + 1, steps + 1):
+        started = time.perf_counter()
+        step_metrics: dict[str, float] = {}
+        tokens = 0
+        for micro in range(micro_per_step):
+            index = (step - 1) * micro_per_step + micro
+            start = index * stream_per_micro + accelerator.process_index * config.batch_size
+            units = [train_units[i] for i in unit_order(len(train_units), config.seed, start, config.batch_size)]
+            batch = _to_device(objective.collate(units), device)
+            is_last = micro == micro_per_step - 1
+            # Gradients are all-reduced only on the last micro-batch of a step.
+            sync = accelerator.no_sync(model) if not is_last else nullcontext()
+            with sync, accelerator.autocast():
+                loss, metrics = objective.loss(model, batch)
+                if not torch.isfinite(loss):
+                    last = latest_checkpoint(output)
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at step {step}; stopped. "
+                        f"Last good checkpoint: {last or 'none yet'} (lower --lr or check the data)."
+                    )
+                accelerator.backward(loss / micro_per_step)
+            tokens += int(_as_float(metrics.pop("tokens", batch["input_ids"].numel())))
+            for k, v in {"loss": loss, **metrics}.items():
+                step_metrics[k] = step_metrics.get(k, 0.0) + _as_float(v) / micro_per_step
+        grad_norm = None
+        if config.max_grad_norm is not None:
+            grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        elapsed = time.perf_counter() - started
+        record = {
+            "step": step,
+            **step_metrics,
+            "lr": scheduler.get_last_lr()[0],
+            "tokens_per_s": tokens * accelerator.num_processes / max(elapsed, 1e-9),
+            "epoch": step * micro_per_step * stream_per_micro / len(train_units),
+        }
+        if grad_norm is not None:
+            record["grad_norm"] = _as_float(grad_norm)
+        result.history.append(record)
+        if step % config.log_every == 0 or step == steps:
+            writer.write(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+
+        if eval_units and (step == steps or (config.eval_every and step % config.eval_every == 0)):
+            eval_record = {"step": step, **evaluate(model, objective, eval_units, config.batch_size, device)}
+            result.eval_history.append(eval_record)
+            writer.write(eval_record)
+        if step % config.save_every == 0 or step == steps:
+            save_checkpoint(accelerator, output, step, config.keep_checkpoints, extra_state or {})
+        if on_step_end is not None:
+            on_step_end(step, record)
+    bar.close()
+    result.model = accelerator.unwrap_model(model)
+    return result
+
