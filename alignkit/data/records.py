@@ -52,8 +52,11 @@ class SFTRecord(_Record):
             if not any(m.role == "assistant" for m in self.messages):
                 raise ValueError("'messages' has no assistant turn, so there is nothing to learn")
             return self
-        if self.prompt is None or self.completion is None:
+        if self.prompt is None and self.completion is None:
             raise ValueError("expected either 'messages' or both 'prompt' and 'completion'")
+        for name in ("prompt", "completion"):
+            if getattr(self, name) is None:
+                raise ValueError(f"'{name}' is missing (an SFT record needs 'messages' or 'prompt' and 'completion')")
         _check_text(self.prompt, "prompt")
         _check_text(self.completion, "completion")
         return self
