@@ -1,0 +1,50 @@
+"""Small confidence-interval helpers shared by win rates and HHH metrics.
+
+Two kinds of interval, chosen by what is measured:
+
+* rates of a yes/no event (harmful compliance, hallucination, over-refusal): the Wilson score
+  interval. It is closed-form (no randomness), stays inside [0, 1] and, unlike the normal
+  approximation, does not collapse to a zero-width interval when the rate is 0 or 1 — exactly the
+  case we hope to see for a well-aligned model.
+* means of bounded scores (helpfulness, ...): a bootstrap percentile interval, which makes no
+  normality assumption about the scores.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Sequence
+
+import numpy as np
+
+
+def z_value(ci: float) -> float:
+    """Two-sided normal quantile for a ``ci`` interval (1.96 for 0.95)."""
+    if not 0 < ci < 1:
+        raise ValueError(f"ci={ci} must be strictly between 0 and 1")
+    return NormalDist().inv_cdf(0.5 + ci / 2)
+
+
+def wilson_interval(successes: float, n: int, ci: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for ``successes`` out of ``n`` (NaNs when ``n == 0``)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    z = z_value(ci)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_mean_interval(values: Sequence[float], ci: float = 0.95, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (NaNs when empty)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return (float("nan"), float("nan"))
+    z_value(ci)  # validates ci
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2])
+    return (float(lo), float(hi))
