@@ -1,0 +1,257 @@
+"""Direct Preference Optimization (and its IPO / hinge / robust variants) on pairwise data.
+
+The recipe, top to bottom: read pairs (rankings are expanded to pairs), drop bad ones with a count
+per reason, encode chosen and rejected through the one chat-template path, get reference
+log-probs (precomputed once and cached, a frozen copy, or the LoRA base), run the shared loop,
+save a ``save_pretrained`` folder.
+
+Batching is padding-free: the chosen and rejected sequences of a batch are packed end to end into
+rows (``pack_greedy``/``collate``; positions restart per sequence so nothing attends across
+sequences) and scored in ONE forward pass; ``sequence_ids`` map each sum of log-probs back to its
+pair. The loss itself is :func:`alignkit.train.losses.dpo_loss`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+from pydantic import Field
+
+from alignkit.data import DataError, Encoded, TooLongError, encode_example, read_records
+from alignkit.models import apply_lora, load_model, save_model, sequence_logprobs
+from alignkit.models.loading import trainable_parameters
+from alignkit.train.config import TrainingConfig
+from alignkit.train.loop import train
+from alignkit.train.reference import (
+    Reference,
+    ReferenceKind,
+    cached_reference_logps,
+    default_reference,
+    packed_batch,
+    precompute_logps,
+)
+from alignkit.train.sft import record_texts, split_eval
+
+log = logging.getLogger(__name__)
+
+
+class DPOConfig(TrainingConfig):
+    on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
+    beta: float = Field(0.1, gt=0, description="Strength of the KL penalty (inverse temperature of the implicit reward).")
+    loss: Literal["sigmoid", "ipo", "hinge", "robust"] = Field("sigmoid", description="DPO (sigmoid), IPO, SLiC hinge or robust (cDPO-style noise-aware) loss.")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Assumed share of flipped labels (sigmoid/robust losses).")
+    nll_coef: float = Field(0.0, ge=0.0, description="Weight of an NLL term on the chosen completions (RPO-style).")
+    reference: ReferenceKind | None = Field(None, description="Reference log-probs: copy, adapter (LoRA base) or precomputed; default adapter with --lora, else precomputed.")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class PairExample:
+    """One encoded preference pair; ``ref_*`` are filled when reference log-probs are precomputed."""
+
+    chosen: Encoded
+    rejected: Encoded
+    record: dict[str, Any]
+    ref_chosen: float | None = None
+    ref_rejected: float | None = None
+
+
+def skip_reason(err: DataError) -> str:
+    """Short bucket name for a record that failed validation (for the counts in the run report)."""
+    text = err.expected
+    if "identical" in text:
+        return "identical"
+    if "empty" in text:
+        return "empty"
+    return "invalid"
+
+
+def read_pairs(path: Path, on_error: str) -> tuple[list[dict[str, Any]], Counter]:
+    """Pair records from ``path``; rankings become all their pairs (``ranking_id`` marks a group).
+
+    Bad rows (empty chosen, identical chosen/rejected, missing fields) are counted by reason and
+    skipped (or raise, with ``on_error="raise"``), all before training starts.
+    """
+    loaded = read_records(path, on_error=on_error)  # type: ignore[arg-type]
+    skipped = Counter(skip_reason(e) for e in loaded.skipped)
+    if loaded.kind == "ranking":
+        from alignkit.data.conversions import rankings_to_pairs
+
+        return list(rankings_to_pairs(loaded.records)), skipped
+    if loaded.kind != "pair":
+        raise DataError(path, None, None, f"pairwise records (prompt/chosen/rejected) or rankings, found {loaded.kind} records")
+    return loaded.records, skipped
+
+
+def encode_pairs(tokenizer: Any, records: Sequence[dict[str, Any]], max_length: int, template: str) -> tuple[list[PairExample], Counter]:
+    """Encode both sides of every pair; drop (and count) pairs that cannot be trained on."""
+    out: list[PairExample] = []
+    skipped: Counter = Counter()
+    for record in records:
+        try:
+            chosen = encode_example(tokenizer, record["prompt"], record["chosen"], max_length, template)  # type: ignore[arg-type]
+            rejected = encode_example(tokenizer, record["prompt"], record["rejected"], max_length, template)  # type: ignore[arg-type]
+        except TooLongError:
+            skipped["prompt_too_long"] += 1
+            continue
+        if chosen.input_ids == rejected.input_ids:
+            # Truncation to max_length can cut away the only difference between the two.
+            skipped["identical_after_truncation"] += 1
+            continue
+        out.append(PairExample(chosen, rejected, record))
+    return out, skipped
+
+
+def attach_reference(examples: Sequence[PairExample], logps: torch.Tensor) -> None:
+    """Store precomputed log-probs (laid out chosen0, rejected0, chosen1, ...) on the examples."""
+    pairs = logps.view(-1, 2).tolist()
+    for example, (c, r) in zip(examples, pairs):
+        example.ref_chosen, example.ref_rejected = c, r
+
+
+def flat_sequences(examples: Sequence[PairExample]) -> list[Encoded]:
+    return [s for e in examples for s in (e.chosen, e.rejected)]
+
+
+# --------------------------------------------------------------------------- objective
+
+
+def chosen_token_mask(batch: dict[str, torch.Tensor], token_mask: torch.Tensor, chosen_index: torch.Tensor) -> torch.Tensor:
+    """Target-token mask restricted to chosen sequences (aligned with ``LogProbs.token_logps``)."""
+    seq = batch["sequence_ids"][:, 1:]
+    is_chosen = torch.zeros(int(batch["num_sequences"]), dtype=torch.bool, device=seq.device)
+    is_chosen[chosen_index] = True
+    return token_mask & (seq >= 0) & is_chosen[seq.clamp(min=0)]
+
+
+class DPOObjective:
+    """Pairs in, one packed forward pass, ``dpo_loss`` (+ optional NLL on chosen) out."""
+
+    def __init__(self, config: DPOConfig, pad_id: int, reference: Reference | None) -> None:
+        self.config = config
+        self.pad_id = pad_id
+        self.reference = reference
+
+    def collate(self, units: Sequence[PairExample]) -> dict[str, torch.Tensor]:
+        batch, where = packed_batch(flat_sequences(units), self.pad_id, self.config.max_length)
+        batch["chosen_index"], batch["rejected_index"] = where[0::2], where[1::2]
+        if units[0].ref_chosen is not None:
+            batch["ref_chosen_logps"] = torch.tensor([u.ref_chosen for u in units], dtype=torch.float32)
+            batch["ref_rejected_logps"] = torch.tensor([u.ref_rejected for u in units], dtype=torch.float32)
+        return batch
+
+    def reference_logps(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if "ref_chosen_logps" in batch:
+            return batch["ref_chosen_logps"], batch["ref_rejected_logps"]
+        if self.reference is None:
+            raise RuntimeError("no reference log-probs in the batch and no live reference model")
+        ref = self.reference.sequence_logps(model, batch)
+        return ref[batch["chosen_index"]], ref[batch["rejected_index"]]
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        from alignkit.train.losses import dpo_loss, nll_loss
+
+        cfg = self.config
+        ci, ri = batch["chosen_index"], batch["rejected_index"]
+        lp = sequence_logprobs(model, batch)
+        policy_chosen, policy_rejected = lp.sequence_logps[ci], lp.sequence_logps[ri]
+        ref_chosen, ref_rejected = (t.detach() for t in self.reference_logps(model, batch))
+        loss, loss_metrics = dpo_loss(
+            policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=cfg.beta, loss_type=cfg.loss,
+            label_smoothing=cfg.label_smoothing, chosen_lengths=lp.lengths[ci], rejected_lengths=lp.lengths[ri],
+        )
+        metrics = {k: float(v) for k, v in loss_metrics.items()}
+        if cfg.nll_coef > 0:
+            nll = nll_loss(lp.token_logps, chosen_token_mask(batch, lp.mask, ci))
+            loss = loss + cfg.nll_coef * nll
+            metrics["nll"] = float(nll.detach())
+        with torch.no_grad():
+            chosen_ratio, rejected_ratio = policy_chosen - ref_chosen, policy_rejected - ref_rejected
+            metrics.update({
+                "rewards/chosen": float(cfg.beta * chosen_ratio.mean()),
+                "rewards/rejected": float(cfg.beta * rejected_ratio.mean()),
+                "margins": float(cfg.beta * (chosen_ratio - rejected_ratio).mean()),
+                "accuracy": float((chosen_ratio > rejected_ratio).float().mean()),
+                "logps/chosen": float(policy_chosen.mean()),
+                "logps/rejected": float(policy_rejected.mean()),
+                # Mean log(pi/ref) per sequence: a one-sample estimate of KL on the data, not on samples.
+                "kl": float(torch.cat([chosen_ratio, rejected_ratio]).mean()),
+                "tokens": float((batch["sequence_ids"] >= 0).sum()),
+            })
+        return loss, metrics
+
+
+# --------------------------------------------------------------------------- recipe
+
+
+def prepare_reference(
+    config: TrainingConfig,
+    kind: ReferenceKind,
+    model: torch.nn.Module,
+    pad_id: int,
+    splits: dict[str, list[Encoded]],
+    objective_name: str,
+) -> tuple[dict[str, torch.Tensor] | None, bool]:
+    """For ``precomputed``: log-probs per split from the cache (or computed now and cached)."""
+    if kind != "precomputed":
+        return None, False
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    model.to(device)
+
+    def compute(seqs: Sequence[Encoded]) -> torch.Tensor:
+        return precompute_logps(model, seqs, pad_id, config.max_length, batch_size=4 * config.batch_size, progress=config.progress)
+
+    return cached_reference_logps(config.output, model, splits, compute, extra_key=f"{objective_name}:{config.template}")
+
+
+def run_dpo(config: DPOConfig) -> Path:
+    """Train and save; returns the output folder (loadable with ``from_pretrained``)."""
+    torch.manual_seed(config.seed)
+    records, skipped = read_pairs(config.data, config.on_bad_record)
+    if config.eval_data is not None:
+        train_records = records
+        eval_records, eval_skipped = read_pairs(config.eval_data, config.on_bad_record)
+        skipped += eval_skipped
+    else:
+        train_records, eval_records = split_eval(records, config.eval_fraction, config.seed)
+
+    model, tokenizer = load_model(config.model, allow_download=config.allow_download, dtype=config.dtype,
+                                  tiny_texts=record_texts(records), seed=config.seed)
+    train_examples, train_skipped = encode_pairs(tokenizer, train_records, config.max_length, config.template)
+    eval_examples, eval_skipped = encode_pairs(tokenizer, eval_records, config.max_length, config.template)
+    skipped += train_skipped + eval_skipped
+    data_report = {"records": len(records) + sum(skipped.values()), "train_pairs": len(train_examples),
+                   "eval_pairs": len(eval_examples), "skipped": dict(skipped)}
+    if skipped:
+        log.warning("skipped %d bad pair(s) before training: %s", sum(skipped.values()), dict(skipped))
+    log.info("data: %s", data_report)
+
+    kind = default_reference(config.reference, config.lora)
+    cache, reused = prepare_reference(config, kind, model, tokenizer.pad_token_id,
+                                      {"train": flat_sequences(train_examples), "eval": flat_sequences(eval_examples)}, "dpo")
+    if cache is not None:
+        attach_reference(train_examples, cache["train"])
+        attach_reference(eval_examples, cache["eval"])
+    reference = Reference(kind, model) if kind == "copy" else Reference(kind) if kind == "adapter" else None
+    if (lora := config.lora_settings()) is not None:
+        model = apply_lora(model, lora)
+    trainable, total = trainable_parameters(model)
+    log.info("training %d of %d parameters; reference: %s", trainable, total, kind)
+
+    objective = DPOObjective(config, tokenizer.pad_token_id, reference)
+    result = train(config, model, objective, train_examples, eval_examples)
+    output = save_model(result.model, tokenizer, config.output, merge_lora=config.merge_lora)
+    summary = {"stage": "dpo", "config": json.loads(config.model_dump_json()), "data": data_report,
+               "reference": {"kind": kind, "cache_reused": reused},
+               "final": result.history[-1] if result.history else None,
+               "eval": result.eval_history[-1] if result.eval_history else None}
+    (output / "alignkit_run.json").write_text(json.dumps(summary, indent=2))
+    return output
