@@ -84,7 +84,7 @@ class Decoder:
 
     @torch.no_grad()
     def _decode(self, prompt_ids: list[int], max_tokens: int, temperature: float, top_p: float, seed: int,
-               top_logprobs: int = 0) -> tuple[list[int], list[dict[str, Any]], str]:
+                top_logprobs: int = 0) -> tuple[list[int], list[dict[str, Any]], str]:
         if self.max_context is not None and len(prompt_ids) + max_tokens > self.max_context:
             max_tokens = self.max_context - len(prompt_ids)
             if max_tokens < 1:
@@ -95,37 +95,36 @@ class Decoder:
         ids: list[int] = []
         entries: list[dict[str, Any]] = []
         finish = "length"
-        if True:
-            past = None
-            step_input = torch.tensor([prompt_ids], device=device)
-            for _ in range(max_tokens):
-                out = self.model(input_ids=step_input, past_key_values=past, use_cache=True)
-                past = out.past_key_values
-                logits = out.logits[0, -1].float().cpu()
-                logps = torch.log_softmax(logits, -1)
-                if temperature == 0:
-                    token = int(logits.argmax())
-                else:
-                    probs = torch.softmax(logits / temperature, -1)
-                    if top_p < 1.0:
-                        sorted_p, order = probs.sort(descending=True)
-                        # Keep the smallest prefix whose mass reaches top_p (always at least one token).
-                        drop = sorted_p.cumsum(0) - sorted_p >= top_p
-                        sorted_p[drop] = 0.0
-                        probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
-                    token = int(torch.multinomial(probs, 1, generator=generator))
-                entry = _token_entry(self.tokenizer, token, float(logps[token]))
-                if top_logprobs:
-                    values, indices = logps.topk(min(top_logprobs, logps.numel()))
-                    entry["top_logprobs"] = [_token_entry(self.tokenizer, int(i), float(v)) for v, i in zip(values, indices)]
-                else:
-                    entry["top_logprobs"] = []
-                entries.append(entry)  # EOS included, so a 1-token request always has a first entry
-                if token == eos:
-                    finish = "stop"
-                    break
-                ids.append(token)
-                step_input = torch.tensor([[token]], device=device)
+        past = None
+        step_input = torch.tensor([prompt_ids], device=device)
+        for _ in range(max_tokens):
+            out = self.model(input_ids=step_input, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            logits = out.logits[0, -1].float().cpu()
+            logps = torch.log_softmax(logits, -1)
+            if temperature == 0:
+                token = int(logits.argmax())
+            else:
+                probs = torch.softmax(logits / temperature, -1)
+                if top_p < 1.0:
+                    sorted_p, order = probs.sort(descending=True)
+                    # Keep the smallest prefix whose mass reaches top_p (always at least one token).
+                    drop = sorted_p.cumsum(0) - sorted_p >= top_p
+                    sorted_p[drop] = 0.0
+                    probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
+                token = int(torch.multinomial(probs, 1, generator=generator))
+            entry = _token_entry(self.tokenizer, token, float(logps[token]))
+            if top_logprobs:
+                values, indices = logps.topk(min(top_logprobs, logps.numel()))
+                entry["top_logprobs"] = [_token_entry(self.tokenizer, int(i), float(v)) for v, i in zip(values, indices)]
+            else:
+                entry["top_logprobs"] = []
+            entries.append(entry)  # EOS included, so a 1-token request always has a first entry
+            if token == eos:
+                finish = "stop"
+                break
+            ids.append(token)
+            step_input = torch.tensor([[token]], device=device)
         return ids, entries, finish
 
 

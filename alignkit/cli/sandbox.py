@@ -26,21 +26,19 @@ def _score(config) -> None:
     typer.echo("summary: " + json.dumps({k: summary[k] for k in ("harmful_compliance_rate", "hallucination_rate", "over_refusal_rate")}))
 
 
+def _pretrain(config) -> None:
+    from alignkit.sandbox.pretrain import pretrain_base_model
+
+    typer.echo(f"Base model saved to {pretrain_base_model(config)}")
+
+
 def register(app: typer.Typer) -> None:
     from alignkit.sandbox.build import BuildConfig, ScoreConfig
 
     sub = typer.Typer(help="The sandbox world: a small fictional KB with ground-truth HHH scores.", no_args_is_help=True)
     config_command(sub, "build", BuildConfig, _build, help="Write the sandbox world (KB, prompts, corpus, demos, pairs) as JSONL.")
     config_command(sub, "score", ScoreConfig, _score, help="Score a JSONL of prompt/response rows and print HHH metrics per category.")
-    try:  # the base-model pretraining stage lives in alignkit.sandbox.pretrain (torch-heavy at run time only)
-        from alignkit.sandbox.pretrain import PretrainConfig, pretrain_base_model
-    except ModuleNotFoundError as err:
-        if err.name != "alignkit.sandbox.pretrain":
-            raise
-    else:
-        def _pretrain(config) -> None:
-            typer.echo(f"Base model saved to {pretrain_base_model(config)}")
+    from alignkit.sandbox.pretrain import PretrainConfig
 
-        config_command(sub, "pretrain", PretrainConfig, _pretrain,
-                       help="Train the tiny unaligned base model on the sandbox corpus.")
+    config_command(sub, "pretrain", PretrainConfig, _pretrain, help="Train the tiny unaligned base model on the sandbox corpus.")
     app.add_typer(sub, name="sandbox")
