@@ -82,29 +82,48 @@ class LocalBackend:
             self._surface = surface
         return self._surface.get(option.strip(), []) if option.strip() else []
 
-    @torch.no_grad()
     def option_logprobs(self, messages: list[Message], options: Sequence[str]) -> list[float]:
-        from alignkit.data.batching import collate
-        from alignkit.data.chat import Encoded, encode_prompt
-        from alignkit.models import sequence_logprobs
+        return self.option_logprobs_many([messages], options)[0]
+
+    @torch.no_grad()
+    def option_logprobs_many(self, messages_list: Sequence[list[Message]], options: Sequence[str]) -> list[list[float]]:
+        """``option_logprobs`` for many prompts: single-token options take one left-padded forward
+        per batch of prompts; multi-token options are scored per prompt as sequences."""
+        from tqdm.auto import tqdm
+
+        from alignkit.data.batching import left_pad
+        from alignkit.data.chat import encode_prompt
 
         if not options:
             raise ValueError("option_logprobs needs at least one option")
         self.model.eval()
         device = next(self.model.parameters()).device
-        prompt_ids = encode_prompt(self.tokenizer, list(messages))
-        logits = self.model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=False).logits
-        next_logps = torch.log_softmax(logits[0, -1].float(), -1).cpu()
-        result: list[float] = []
-        for option in options:
-            ids = self._token_ids_for(option)
-            if ids:
-                result.append(float(next_logps[ids].logsumexp(0)))
-                continue
-            option_ids = self.tokenizer(option, add_special_tokens=False)["input_ids"]
-            if not option_ids:
-                raise ValueError(f"option {option!r} tokenizes to nothing")
-            row = [Encoded(prompt_ids + option_ids, [False] * len(prompt_ids) + [True] * len(option_ids))]
-            batch = {k: v.to(device) for k, v in collate([row], self.tokenizer.pad_token_id).items()}
-            result.append(float(sequence_logprobs(self.model, batch).sequence_logps[0]))
-        return result
+        surface = [self._token_ids_for(o) for o in options]
+        results: list[list[float]] = []
+        for start in tqdm(range(0, len(messages_list), self.batch_size), disable=not self.progress,
+                          desc="option log-probs"):
+            prompts = [encode_prompt(self.tokenizer, list(m)) for m in messages_list[start : start + self.batch_size]]
+            batch = {k: v.to(device) for k, v in left_pad(prompts, self.tokenizer.pad_token_id).items()}
+            # Positions count real tokens only, so a padded row sees exactly what it would alone.
+            positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(**batch, position_ids=positions, use_cache=False).logits[:, -1]
+            next_logps = torch.log_softmax(logits.float(), -1).cpu()
+            for prompt_ids, row in zip(prompts, next_logps):
+                results.append([
+                    float(row[ids].logsumexp(0)) if ids else self._sequence_logprob(prompt_ids, option)
+                    for ids, option in zip(surface, options)
+                ])
+        return results
+
+    def _sequence_logprob(self, prompt_ids: list[int], option: str) -> float:
+        from alignkit.data.batching import collate
+        from alignkit.data.chat import Encoded
+        from alignkit.models import sequence_logprobs
+
+        option_ids = self.tokenizer(option, add_special_tokens=False)["input_ids"]
+        if not option_ids:
+            raise ValueError(f"option {option!r} tokenizes to nothing")
+        device = next(self.model.parameters()).device
+        row = [Encoded(prompt_ids + option_ids, [False] * len(prompt_ids) + [True] * len(option_ids))]
+        batch = {k: v.to(device) for k, v in collate([row], self.tokenizer.pad_token_id).items()}
+        return float(sequence_logprobs(self.model, batch).sequence_logps[0])

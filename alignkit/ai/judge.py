@@ -53,10 +53,12 @@ def quote(label: str, text: str, isolate: bool = True) -> str:
     return f"<<<{label}>>>\n{body}\n<<<END {label}>>>"
 
 
-def prompt_text(prompt: str | list[dict[str, Any]]) -> str:
-    """A conversation prompt (TRL message list) as plain text for quoting."""
+def prompt_text(prompt: Any) -> str:
+    """A prompt as plain text: a string, a TRL message list, or an object with ``.text`` (sandbox)."""
     if isinstance(prompt, str):
         return prompt
+    if hasattr(prompt, "text"):
+        return prompt.text
     return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
 
 

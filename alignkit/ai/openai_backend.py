@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any, Callable, Sequence
 from tqdm.auto import tqdm
 
 from alignkit.ai.backend import Message
-from alignkit.ai.cache import RequestCache
+from alignkit.ai.cache import RequestCache, request_key
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class OpenAIBackend:
         self._sleep = sleep
         self.http_calls = 0  # requests actually sent (retries included); cache hits are not counted
         self.options_missing = 0  # option log-prob answers where some option was not in the top-k
+        self._count_lock = threading.Lock()
 
     # -- transport -------------------------------------------------------------------------------
     def _retryable(self, err: Exception) -> bool:
@@ -82,9 +84,10 @@ class OpenAIBackend:
         return isinstance(err, o.APIStatusError) and err.status_code >= 500
 
     def _send(self, request: dict[str, Any]) -> dict[str, Any]:
-        rng = random.Random(repr(sorted(request.items())))
+        rng = random.Random(request_key(request))  # jitter, reproducible per request
         for attempt in range(self.max_retries + 1):
-            self.http_calls += 1
+            with self._count_lock:
+                self.http_calls += 1
             try:
                 return self.client.chat.completions.create(**request).model_dump()
             except Exception as err:  # noqa: BLE001 - classified just below

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ServeConfig(BaseModel):
@@ -45,7 +45,18 @@ class ServeConfig(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: str | list[dict[str, Any]]
+
+    @field_validator("content")
+    @classmethod
+    def _text_parts(cls, value: Any) -> str:
+        """OpenAI clients may send content as parts ([{"type": "text", "text": ...}]); keep the text."""
+        if isinstance(value, str):
+            return value
+        texts = [part.get("text", "") for part in value if part.get("type") == "text"]
+        if len(texts) != len(value):
+            raise ValueError("only text content parts are supported")
+        return "".join(texts)
 
 
 class ChatRequest(BaseModel):

@@ -176,3 +176,28 @@ def test_timeouts_and_connection_errors_are_retryable():
     assert backend._retryable(openai.APIConnectionError(request=request))
     response = httpx.Response(400, request=request)
     assert not backend._retryable(openai.BadRequestError("bad", response=response, body=None))
+
+
+def test_text_content_parts_are_accepted(server):
+    client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+    parts = client.chat.completions.create(
+        model="tiny", max_tokens=4, temperature=0.0,
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Which is better, "},
+                                               {"type": "text", "text": "A or B?"}]}])
+    plain = client.chat.completions.create(model="tiny", messages=MSGS, max_tokens=4, temperature=0.0)
+    assert parts.choices[0].message.content == plain.choices[0].message.content
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.chat.completions.create(model="tiny", max_tokens=2, messages=[
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}])
+
+
+def test_batched_option_logprobs_match_one_at_a_time(tiny):
+    model, tokenizer = tiny
+    convos = [[{"role": "user", "content": "x" * n + " which one?"}] for n in (1, 30, 7, 80, 2)]
+    backend = LocalBackend(model, tokenizer, batch_size=3)  # uneven batches, heavy left padding
+    batched = backend.option_logprobs_many(convos, ["A", "B", "The river of Varnholt"])
+    alone = [LocalBackend(model, tokenizer, batch_size=1).option_logprobs(c, ["A", "B", "The river of Varnholt"])
+             for c in convos]
+    assert len(batched) == 5
+    for got, want in zip(batched, alone):
+        assert got == pytest.approx(want, abs=1e-4)

@@ -110,3 +110,16 @@ def test_bad_constitution_errors_name_file_and_field(tmp_path):
                     "  - {name: a, critique_request: c, revision_request: r, comparison: q}\n")
     with pytest.raises(ValueError, match="unique"):
         load_constitution(good)
+
+
+def test_prompt_objects_and_message_lists():
+    from alignkit.ai.judge import prompt_text
+
+    class SandboxLike:
+        text = "What is the river?"
+
+    assert prompt_text(SandboxLike()) == "What is the river?"
+    assert prompt_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]) == \
+        "system: Be brief.\nuser: Hi"
+    [lab] = SimulatedAILabeler(FakeWorld(), accuracy=1.0).label([(SandboxLike(), "answer 2", "answer 1")])
+    assert lab.p_a == 1.0

@@ -1,0 +1,150 @@
+"""Reward sources for online RL, and their weighted mix.
+
+A reward source is a plain batched callable ``fn(prompts, responses) -> list[float]`` over text, so
+anything that can judge a response can drive RL. Three kinds are built in, each named by a spec:
+
+* ``rm:PATH`` — a reward model trained with ``alignkit rm``, *normalised* with the mean/std stored
+  next to it (``reward_stats.json``), so mixing it with other sources has a meaningful scale;
+* ``sandbox`` or ``sandbox:BUILD_FOLDER`` — the sandbox world's ground-truth utility (rule-based);
+* ``python:package.module:function`` — your own per-pair ``function(prompt, response) -> float``.
+
+Several sources mix by weights: ``"rm:out/rm,0.2*python:my.rules:brevity"`` is
+``1.0 * rm + 0.2 * brevity`` (see :func:`parse_reward` and :func:`combine`). Heavy imports
+(reward model, sandbox) happen only when a spec asks for them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+RewardFn = Callable[[Sequence[Any], Sequence[str]], list[float]]
+
+
+def per_pair(fn: Callable[[Any, str], float]) -> RewardFn:
+    """Lift a ``fn(prompt, response) -> float`` to the batched form."""
+
+    def batched(prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
+        return [float(fn(p, r)) for p, r in zip(prompts, responses)]
+
+    batched.__name__ = getattr(fn, "__name__", "reward")
+    return batched
+
+
+def _reward_model(path: str) -> RewardFn:
+    from alignkit.train.reward_model import RewardScorer  # lazy: loads torch models
+
+    scorer = RewardScorer(path, normalize=True)
+
+    def rm(prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
+        return [float(x) for x in scorer.score(list(prompts), list(responses))]
+
+    return rm
+
+
+def _sandbox(folder: str | None) -> RewardFn:
+    from alignkit.sandbox import build_world  # lazy: builds the world's knowledge base
+
+    if folder:
+        from alignkit.sandbox.build import load_world
+
+        world = load_world(folder)
+    else:
+        world = build_world(0)
+
+    def sandbox(prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
+        return [float(s.utility) for s in world.score_many(list(zip(prompts, responses)))]
+
+    return sandbox
+
+
+def _python(target: str) -> RewardFn:
+    module_name, sep, fn_name = target.rpartition(":")
+    if not sep or not module_name or not fn_name:
+        raise ValueError(f"reward 'python:{target}': expected python:package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"reward 'python:{target}': cannot import module '{module_name}' ({err})") from err
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise ValueError(f"reward 'python:{target}': module '{module_name}' has no function '{fn_name}'")
+    return per_pair(fn)
+
+
+def load_reward_fn(spec: str) -> RewardFn:
+    """One reward source from its spec (``rm:PATH``, ``sandbox[:FOLDER]``, ``python:mod:fn``)."""
+    spec = spec.strip()
+    kind, _, rest = spec.partition(":")
+    if kind == "rm":
+        if not rest:
+            raise ValueError("reward 'rm:' needs the reward model folder, e.g. rm:out/rm")
+        if not Path(rest).exists():
+            raise FileNotFoundError(f"reward model folder '{rest}' does not exist (reward spec '{spec}')")
+        return _reward_model(rest)
+    if kind == "sandbox":
+        return _sandbox(rest or None)
+    if kind == "python":
+        return _python(rest)
+    raise ValueError(f"unknown reward spec '{spec}': expected rm:PATH, sandbox[:BUILD_FOLDER] or python:module:function")
+
+
+def parse_reward(text: str) -> list[tuple[float, str]]:
+    """``"rm:a,0.5*python:m:f"`` -> ``[(1.0, "rm:a"), (0.5, "python:m:f")]``."""
+    parts = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        weight, star, spec = item.partition("*")
+        if star:
+            try:
+                w = float(weight)
+            except ValueError as err:
+                raise ValueError(f"reward '{item}': the weight before '*' must be a number") from err
+            parts.append((w, spec.strip()))
+        else:
+            parts.append((1.0, item))
+    if not parts:
+        raise ValueError("no reward given: expected e.g. 'sandbox' or 'rm:out/rm,0.2*python:my.mod:fn'")
+    return parts
+
+
+@dataclass
+class CombinedReward:
+    """Weighted sum of sources; keeps each source's last mean for logging."""
+
+    sources: list[tuple[str, float, RewardFn]]
+    last: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
+        total = [0.0] * len(responses)
+        self.last = {}
+        for name, weight, fn in self.sources:
+            scores = [float(s) for s in fn(prompts, responses)]
+            if len(scores) != len(responses):
+                raise ValueError(f"reward '{name}' returned {len(scores)} scores for {len(responses)} responses")
+            bad = [s for s in scores if not math.isfinite(s)]
+            if bad:
+                raise ValueError(f"reward '{name}' returned a non-finite score ({bad[0]})")
+            self.last[name] = sum(scores) / max(len(scores), 1)
+            total = [t + weight * s for t, s in zip(total, scores)]
+        return total
+
+
+def combine(sources: Sequence[tuple[float, RewardFn]] | Sequence[tuple[str, float, RewardFn]]) -> CombinedReward:
+    """Mix ``(weight, fn)`` (or ``(name, weight, fn)``) sources into one reward function."""
+    named = []
+    for i, src in enumerate(sources):
+        if len(src) == 2:
+            weight, fn = src  # type: ignore[misc]
+            named.append((getattr(fn, "__name__", f"reward{i}"), float(weight), fn))
+        else:
+            name, weight, fn = src  # type: ignore[misc]
+            named.append((str(name), float(weight), fn))
+    return CombinedReward(named)
+
+
+def build_reward(text: str) -> CombinedReward:
+    """The reward of a config's ``reward`` field, each source named by its spec."""
+    return combine([(spec, w, load_reward_fn(spec)) for w, spec in parse_reward(text)])
