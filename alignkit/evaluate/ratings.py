@@ -163,14 +163,15 @@ class EloRating(_Rater):
         self.k, self.base, self.scale, self.criterion, self.anchor = k, base, scale, criterion, anchor
 
     def _ratings_from_arrays(self, n_models, ia, ib, score, order):
-        r = np.full(n_models, float(self.base))
-        # A plain Python loop: each update depends on the previous one, so it cannot be vectorised.
-        for t in order:
-            a, b = ia[t], ib[t]
-            e = 1.0 / (1.0 + 10.0 ** ((r[b] - r[a]) / self.scale))
-            r[a] += self.k * (score[t] - e)
-            r[b] += self.k * ((1.0 - score[t]) - (1.0 - e))
-        return r
+        r = [float(self.base)] * n_models
+        k, scale = self.k, self.scale
+        # A plain Python loop over Python floats: each update depends on the previous one, so it
+        # cannot be vectorised, and float arithmetic is ~10x faster than numpy scalar indexing.
+        for a, b, sa in zip(ia[order].tolist(), ib[order].tolist(), score[order].tolist()):
+            e = 1.0 / (1.0 + 10.0 ** ((r[b] - r[a]) / scale))
+            r[a] += k * (sa - e)
+            r[b] += k * ((1.0 - sa) - (1.0 - e))
+        return np.array(r)
 
 
 def _bt_strengths(wins: np.ndarray, reg: float, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
@@ -193,7 +194,7 @@ def _bt_strengths(wins: np.ndarray, reg: float, max_iter: int = 100, tol: float 
     f = objective(s)
     for _ in range(max_iter):
         d = s[:, None] - s[None, :]
-        p = 1.0 / (1.0 + np.exp(-d))
+        p = 0.5 * (1.0 + np.tanh(0.5 * d))  # sigmoid without overflow for large gaps
         grad = (wins - n * p).sum(axis=1) - reg * s
         if np.max(np.abs(grad)) < tol:
             break

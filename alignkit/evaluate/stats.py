@@ -35,7 +35,9 @@ def wilson_interval(successes: float, n: int, ci: float = 0.95) -> tuple[float, 
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo = 0.0 if successes <= 0 else max(0.0, centre - half)  # exact ends: no 1e-17 round-off
+    hi = 1.0 if successes >= n else min(1.0, centre + half)
+    return (lo, hi)
 
 
 def bootstrap_mean_interval(values: Sequence[float], ci: float = 0.95, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:

@@ -201,7 +201,9 @@ def build_critic(policy: torch.nn.Module, pad_id: int, value_model: str | None, 
             config = copy.deepcopy(base.config)
             config.num_labels = 1
             critic = AutoModelForSequenceClassification.from_config(config)
-        critic.base_model.load_state_dict(base.base_model.state_dict())
+        # Under LoRA the backbone's linear layers are wrapped: copy the frozen base weights only.
+        state = {k.replace(".base_layer", ""): v for k, v in base.base_model.state_dict().items() if "lora_" not in k}
+        critic.base_model.load_state_dict(state)
         head = value_head(critic)
         with torch.no_grad():
             for p in head.parameters():
@@ -476,7 +478,7 @@ class PPO:
             kl = rl_math.kl_penalty(data.old_logprobs, data.ref_logprobs, c.kl_estimator)
             rewards = rl_math.token_rewards(data.scores, kl, mask, data.kl_coef)
             advantages, returns = rl_math.gae(rewards, values, mask, c.gamma, c.lam)
-            if c.whiten_advantages:
+            if c.whiten_advantages and int(mask.sum()) >= 2:
                 advantages = rl_math.whiten(advantages, mask)
         data.extra.update(values=values, returns=returns, advantages=advantages * mask)
         return {
@@ -495,7 +497,7 @@ class PPO:
             entropy = rl_math.masked_mean(rl_math.entropy_from_logits(logits), mask)
         metrics = {"policy_loss": float(pg_loss.detach()), "value_loss": float(vf_loss.detach()), "entropy": float(entropy)}
         metrics.update({k: float(v) for k, v in pg.items()})
-        metrics.update({f"value_{k}" if not k.startswith("value") else k: float(v) for k, v in vf.items()})
+        metrics.update({k: float(v) for k, v in vf.items()})
         return pg_loss + c.vf_coef * vf_loss, metrics
 
 

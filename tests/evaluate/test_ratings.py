@@ -167,3 +167,10 @@ def test_win_rate_bootstrap_ci_shrinks_with_n():
     big = win_rate([b("m", "r", "model_a")] * 600 + [b("m", "r", "model_b")] * 400, "m", "r")
     assert small["win_rate"] == big["win_rate"] == pytest.approx(0.6)
     assert (big["ci_high"] - big["ci_low"]) < (small["ci_high"] - small["ci_low"]) / 5
+
+
+def test_bt_ties_ignore_drops_ties_exactly():
+    # 3 wins, 1 loss, 5 ties: ignoring ties leaves 3:1 -> gap 400 log10(3); halving gives 5.5:3.5.
+    battles = [b("x", "y", "model_a")] * 3 + [b("x", "y", "model_b")] + [b("x", "y", "tie")] * 5
+    assert BradleyTerry(ties="ignore", reg=0).fit(battles).ratings_["x"] - 1000 == pytest.approx(200 * math.log10(3), abs=1e-7)
+    assert BradleyTerry(reg=0).fit(battles).ratings_["x"] - 1000 == pytest.approx(200 * math.log10(5.5 / 3.5), abs=1e-7)

@@ -1,0 +1,179 @@
+"""Aggregate a stage's judgments and export training data with provenance.
+
+Every exported row carries who judged it, when, how much they agreed and how confident the
+aggregate is (``annotator_ids``, ``created_at``, ``agreement``, ``confidence``, ``n_judgments``,
+``judgments``), so a dataset can later be filtered by quality without going back to the store.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from alignkit.feedback.aggregate import BradleyTerry, DawidSkene, MajorityVote, ranking_to_comparisons
+from alignkit.feedback.models import Annotation, Annotator, Prompt, Response, Task
+from alignkit.feedback.store import FeedbackStore, Judgment
+
+Method = Literal["majority", "dawid_skene"]
+ExportKind = Literal["sft", "pairs", "binary", "rankings"]
+
+
+class Aggregate(BaseModel):
+    task_id: int
+    label: Any
+    confidence: float  # the aggregator's posterior (majority: vote share) for the label
+    agreement: float  # raw share of judgments equal to the label
+    n_judgments: int
+    annotator_ids: list[str]
+    created_at: str | None
+    source: str = "human"  # "model" for auto-labelled pre-labels
+
+
+def aggregate_stage(store: FeedbackStore, project: str, stage: str, method: Method = "dawid_skene",
+                    seed: int = 0) -> dict[int, Aggregate]:
+    """One label per non-gold task of ``stage`` from active annotators' judgments (and auto pre-labels).
+
+    Gold judgments take part in the fit (they inform Dawid–Skene's confusion matrices) but gold
+    tasks are not returned.
+    """
+    from alignkit.feedback.schemas import label_of
+
+    judgments = [j for j in store.judgments(project, stage, statuses=("active",)) if j.label is not None]
+    out: dict[int, Aggregate] = {}
+    if judgments:
+        triples = [(j.task_id, j.annotator, j.label) for j in judgments]
+        model = DawidSkene().fit(triples) if method == "dawid_skene" else MajorityVote(seed=seed).fit(triples)
+        if method not in ("majority", "dawid_skene"):
+            raise ValueError(f"method must be 'majority' or 'dawid_skene', got {method!r}")
+        by_task: dict[int, list[Judgment]] = defaultdict(list)
+        for j in judgments:
+            by_task[j.task_id].append(j)
+        for tid, rows in by_task.items():
+            if rows[0].is_gold:
+                continue
+            label = model.labels_[tid]
+            out[tid] = Aggregate(task_id=tid, label=label, confidence=model.probas_[tid][label],
+                                 agreement=sum(r.label == label for r in rows) / len(rows), n_judgments=len(rows),
+                                 annotator_ids=[r.annotator for r in rows],
+                                 created_at=max(r.created_at for r in rows).isoformat())
+    for t in store.tasks(project, stage):
+        if t.status == "auto" and t.prelabel is not None and t.id not in out:
+            out[t.id] = Aggregate(task_id=t.id, label=label_of(t.type, t.prelabel), confidence=t.prelabel_confidence or 0.0,
+                                  agreement=1.0, n_judgments=0, annotator_ids=[], created_at=None, source="model")
+    return out
+
+
+def _texts(store: FeedbackStore, task_ids: list[int]) -> dict[int, tuple[str, list[str], Task]]:
+    with store.read() as s:
+        out = {}
+        for tid in task_ids:
+            t = s.get(Task, tid)
+            prompt = s.get(Prompt, t.prompt_id).text if t.prompt_id else ""
+            out[tid] = (prompt, [s.get(Response, r).text for r in t.response_ids or []], t)
+        return out
+
+
+def _provenance(agg: Aggregate) -> dict[str, Any]:
+    return {"annotator_ids": agg.annotator_ids, "created_at": agg.created_at, "agreement": round(agg.agreement, 6),
+            "confidence": round(agg.confidence, 6), "n_judgments": agg.n_judgments, "label_source": agg.source}
+
+
+def build_records(store: FeedbackStore, project: str, kind: ExportKind, stage: str | None = None,
+                  method: Method = "dawid_skene", min_agreement: float = 0.0, min_confidence: float = 0.0) -> list[dict[str, Any]]:
+    """Training records of ``kind`` from the project; rows below the quality bars are dropped."""
+    _, cfg = store.project(project)
+    want = {"pairs": "compare", "binary": "binary", "rankings": "rank", "sft": "review_completion"}[kind]
+    stages = [s.name for s in cfg.stages if s.task_type == want] if stage is None else [stage]
+    records: list[dict[str, Any]] = []
+    if kind == "sft":
+        return _sft_records(store, project, stages, method, min_agreement, min_confidence)
+    for st in stages:
+        aggs = aggregate_stage(store, project, st, method)
+        keep = {tid: a for tid, a in aggs.items() if a.agreement >= min_agreement and a.confidence >= min_confidence}
+        texts = _texts(store, list(keep))
+        raw = _raw(store, list(keep))
+        for tid, agg in sorted(keep.items()):
+            prompt, responses, task = texts[tid]
+            base = {"task_id": tid, "stage": st, **_provenance(agg), "judgments": raw.get(tid, [])}
+            if kind == "pairs":
+                if agg.label == "tie":
+                    continue  # a tie is kept in the store (raw judgments) but is not a training pair
+                chosen, rejected = (responses[0], responses[1]) if agg.label == "A" else (responses[1], responses[0])
+                crit = _criteria_majority(raw.get(tid, []), flip=agg.label == "B")
+                records.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "criteria": crit, **base})
+            elif kind == "binary":
+                records.append({"prompt": prompt, "completion": responses[0], "label": bool(agg.label), **base})
+            elif kind == "rankings":
+                comparisons = []
+                for j in raw.get(tid, []):
+                    comparisons += ranking_to_comparisons(j["order"])
+                if not comparisons:
+                    continue
+                bt = BradleyTerry(alpha=0.1).fit(comparisons)
+                order = bt.rank(list(range(len(responses))))
+                records.append({"prompt": prompt, "completions": [responses[i] for i in order],
+                                "scores": [round(bt.scores_[i], 6) for i in order], **base})
+    return records
+
+
+def _raw(store: FeedbackStore, task_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    with store.read() as s:
+        q = (select(Annotation, Annotator.name).join(Annotator, Annotator.id == Annotation.annotator_id)
+             .where(Annotation.task_id.in_(task_ids), Annotator.status == "active").order_by(Annotation.id))
+        for note, name in s.execute(q).all():
+            out[note.task_id].append({"annotator": name, **note.answer})
+    return out
+
+
+def _criteria_majority(raw: list[dict[str, Any]], flip: bool) -> dict[str, str]:
+    """Per-criterion majority, expressed as "chosen" / "rejected" / "tie" (the sandbox's convention)."""
+    votes: dict[str, Counter] = defaultdict(Counter)
+    for j in raw:
+        for c, v in (j.get("criteria") or {}).items():
+            votes[c][v] += 1
+    out = {}
+    for c, cnt in votes.items():
+        top = cnt.most_common()
+        v = "tie" if len(top) > 1 and top[0][1] == top[1][1] else top[0][0]
+        if v == "tie":
+            out[c] = "tie"
+        else:
+            out[c] = "chosen" if (v == "A") != flip else "rejected"
+    return out
+
+
+def _sft_records(store: FeedbackStore, project: str, stages: list[str], method: Method, min_agreement: float,
+                 min_confidence: float) -> list[dict[str, Any]]:
+    pid, _ = store.project(project)
+    provenance: dict[int, Aggregate] = {}
+    for st in stages:
+        aggs = aggregate_stage(store, project, st, method)
+        for tid, (_p, _r, task) in _texts(store, list(aggs)).items():
+            provenance[task.response_ids[0]] = aggs[tid]
+    records = []
+    with store.read() as s:
+        q = (select(Response, Prompt).join(Prompt, Prompt.id == Response.prompt_id)
+             .where(Prompt.project_id == pid, Response.status == "accepted").order_by(Response.id))
+        for resp, prompt in s.execute(q).all():
+            agg = provenance.get(resp.parent_id or resp.id)
+            if agg is not None and (agg.agreement < min_agreement or agg.confidence < min_confidence):
+                continue
+            author = s.get(Annotator, resp.author_id).name if resp.author_id else None
+            row = {"prompt": prompt.text, "completion": resp.text, "response_id": resp.id, "author": author,
+                   "model": resp.model, "domain": resp.domain, "edited": resp.parent_id is not None}
+            row |= _provenance(agg) if agg is not None else {"annotator_ids": [], "created_at": resp.created_at.isoformat()}
+            records.append(row)
+    return records
+
+
+def export_dataset(store: FeedbackStore, project: str, kind: ExportKind, path: str | Path, **kwargs: Any) -> tuple[Path, int]:
+    """Write :func:`build_records` through ``alignkit.data.write_records``; returns (path, rows)."""
+    from alignkit.data import write_records
+
+    records = build_records(store, project, kind, **kwargs)
+    return write_records(path, records), len(records)

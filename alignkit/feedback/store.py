@@ -1,0 +1,443 @@
+"""The feedback store: projects, items, tasks, assignment with overlap and gold, submissions.
+
+Guarantees (each tested):
+- every submit is one transaction: the annotation, the assignment's state, the task's counters
+  and any output it creates (a written prompt or response, an accepted/rejected decision)
+  commit together or not at all; a rejected submit changes nothing;
+- a task never gets more live assignments (pending + submitted) than its current overlap, and
+  no annotator gets the same task twice or a review of their own output, even with many
+  concurrent writers: SQLite serialises writers with ``BEGIN IMMEDIATE``; PostgreSQL locks the
+  candidate task row with ``FOR UPDATE SKIP LOCKED`` (a concurrent assigner takes the next
+  task instead of waiting) and keeps a live-assignment counter on that row;
+- an assignment is a lease: unanswered after ``lease_minutes`` it expires and its slot returns;
+- gold tasks are served at the stage's ``gold_rate`` through the same queue and look the same.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import exists, func, not_, select
+from sqlalchemy.orm import Session
+
+from alignkit.feedback.config import ProjectConfig, StageConfig
+from alignkit.feedback.db import init_db, make_engine
+from alignkit.feedback.models import (
+    Annotation, Annotator, Assignment, Base, Criterion, GoldAnswer, Guideline, Project, Prompt, Response, Task, utcnow,
+)
+from alignkit.feedback.schemas import InvalidAnswer, label_of, validate_answer
+
+ROLES = ("annotator", "reviewer", "admin")
+GOLD_OVERLAP = 1_000_000  # every annotator may answer a gold task once
+
+
+class FeedbackError(ValueError):
+    """A request the store refuses; nothing was written."""
+
+
+class UnknownTask(FeedbackError):
+    pass
+
+
+class UnknownAnnotator(FeedbackError):
+    pass
+
+
+class NotAssigned(FeedbackError):
+    pass
+
+
+class TooManyPending(FeedbackError):
+    pass
+
+
+class NotAllowed(FeedbackError):
+    pass
+
+
+@dataclass
+class TaskView:
+    """What an annotator sees: no gold flag, no other people's answers."""
+
+    id: int
+    type: str
+    stage: str
+    prompt: str | None
+    responses: list[str]
+    payload: dict[str, Any]
+    lease_expires_at: datetime
+    draft: dict[str, Any] | None = None
+
+
+@dataclass
+class Judgment:
+    """One raw judgment with its context (for quality, aggregation and export)."""
+
+    task_id: int
+    annotator: str
+    annotator_id: int
+    task_type: str
+    stage: str
+    answer: dict[str, Any]
+    label: Any
+    is_gold: bool
+    created_at: datetime
+    gold_label: Any = None
+    prompt_id: int | None = None
+    response_ids: list[int] = field(default_factory=list)
+
+
+class FeedbackStore:
+    """All reads and writes of feedback go through here. ``url``: a SQLAlchemy URL or a file path."""
+
+    def __init__(self, url: str, init: bool = True, echo: bool = False) -> None:
+        self.engine = make_engine(url, echo=echo)
+        self._write_engine = self.engine.execution_options(write=True)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        if init:
+            init_db(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- sessions -----------------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield s
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction (SQLite: BEGIN IMMEDIATE); commits on success, rolls back on error."""
+        with Session(self._write_engine, expire_on_commit=False) as s:
+            with s.begin():
+                yield s
+
+    # -- projects, people, items ---------------------------------------------------------------------
+    def create_project(self, name: str, config: ProjectConfig | None = None, exist_ok: bool = False) -> int:
+        config = config or ProjectConfig()
+        with self.write() as s:
+            found = s.scalar(select(Project).where(Project.name == name))
+            if found is not None:
+                if not exist_ok:
+                    raise FeedbackError(f"project {name!r} already exists")
+                return found.id
+            p = Project(name=name, config=config.model_dump(mode="json"))
+            s.add(p)
+            s.flush()
+            if config.guidelines:
+                s.add(Guideline(project_id=p.id, text=config.guidelines))
+            for stage in config.stages:
+                for kind in ("criteria", "harms", "rules"):
+                    for cname in stage.task_payload().get(kind, []):
+                        ckind = {"criteria": "criterion", "harms": "harm", "rules": "rule"}[kind]
+                        if s.scalar(select(Criterion).where(Criterion.project_id == p.id, Criterion.name == cname)) is None:
+                            s.add(Criterion(project_id=p.id, name=cname, kind=ckind))
+                            s.flush()
+            return p.id
+
+    def project(self, name: str) -> tuple[int, ProjectConfig]:
+        with self.read() as s:
+            p = s.scalar(select(Project).where(Project.name == name))
+            if p is None:
+                raise FeedbackError(f"no project {name!r}")
+            return p.id, ProjectConfig.model_validate(p.config)
+
+    def add_annotator(self, name: str, role: str = "annotator", status: str = "active", exist_ok: bool = False) -> int:
+        if role not in ROLES:
+            raise FeedbackError(f"role must be one of {ROLES}, got {role!r}")
+        if status not in ("candidate", "active", "excluded", "flagged"):
+            raise FeedbackError(f"status must be candidate, active, excluded or flagged, got {status!r}")
+        with self.write() as s:
+            found = s.scalar(select(Annotator).where(Annotator.name == name))
+            if found is not None:
+                if exist_ok:
+                    return found.id
+                raise FeedbackError(f"annotator {name!r} already exists")
+            a = Annotator(name=name, role=role, status=status)
+            s.add(a)
+            s.flush()
+            return a.id
+
+    def set_annotator(self, name: str, status: str | None = None, super_rater: bool | None = None, role: str | None = None) -> None:
+        with self.write() as s:
+            a = self._annotator(s, name)
+            if status is not None:
+                a.status = status
+            if super_rater is not None:
+                a.super_rater = super_rater
+            if role is not None:
+                a.role = role
+
+    def annotators(self) -> list[Annotator]:
+        with self.read() as s:
+            return list(s.scalars(select(Annotator).order_by(Annotator.id)))
+
+    def add_prompt(self, project: str, text: str, status: str = "pending", source: str = "import", meta: dict | None = None) -> int:
+        pid, _ = self.project(project)
+        with self.write() as s:
+            p = Prompt(project_id=pid, text=text, status=status, source=source, meta=meta or {})
+            s.add(p)
+            s.flush()
+            return p.id
+
+    def add_response(self, prompt_id: int, text: str, model: str | None = None, status: str = "pending", meta: dict | None = None) -> int:
+        with self.write() as s:
+            if s.get(Prompt, prompt_id) is None:
+                raise FeedbackError(f"no prompt with id {prompt_id}")
+            r = Response(prompt_id=prompt_id, text=text, model=model, status=status, meta=meta or {})
+            s.add(r)
+            s.flush()
+            return r.id
+
+    def add_task(self, project: str, stage: str, prompt_id: int | None = None, response_ids: Sequence[int] = (),
+                 gold: dict[str, Any] | None = None, prelabel: dict[str, Any] | None = None,
+                 confidence: float | None = None, author_ids: Sequence[int] = (), payload: dict[str, Any] | None = None) -> int:
+        """Create one task of ``stage``. ``gold``: the researcher's answer (makes it a gold task);
+        ``prelabel`` + ``confidence``: a model's answer; at or above the stage's
+        ``auto_label_confidence`` the task is labelled automatically and never shown to people."""
+        pid, cfg = self.project(project)
+        st = cfg.stage(stage)
+        with self.write() as s:
+            return self._add_task(s, pid, st, prompt_id, list(response_ids), gold, prelabel, confidence, list(author_ids), payload)
+
+    def _add_task(self, s: Session, project_id: int, st: StageConfig, prompt_id: int | None, response_ids: list[int],
+                  gold: dict | None, prelabel: dict | None, confidence: float | None, author_ids: list[int],
+                  payload: dict | None = None) -> int:
+        p = st.task_payload() | (payload or {})
+        if st.task_type == "rank":
+            p["k"] = len(response_ids)
+        if st.task_type == "compare" and len(response_ids) != 2:
+            raise FeedbackError(f"a compare task needs exactly 2 responses, got {len(response_ids)}")
+        if gold is not None:
+            gold = validate_answer(st.task_type, gold, p)
+        if prelabel is not None:
+            prelabel = validate_answer(st.task_type, prelabel, p)
+        auto = prelabel is not None and confidence is not None and st.auto_label_confidence is not None \
+            and confidence >= st.auto_label_confidence
+        t = Task(project_id=project_id, stage=st.name, type=st.task_type, prompt_id=prompt_id, response_ids=response_ids,
+                 payload=p, author_ids=author_ids, overlap=GOLD_OVERLAP if gold is not None else st.overlap,
+                 max_overlap=GOLD_OVERLAP if gold is not None else (st.max_overlap or st.overlap), is_gold=gold is not None,
+                 status="auto" if auto else "open", prelabel=prelabel, prelabel_confidence=confidence,
+                 completed_at=utcnow() if auto else None)
+        s.add(t)
+        s.flush()
+        if gold is not None:
+            s.add(GoldAnswer(task_id=t.id, answer=gold))
+        return t.id
+
+    # -- assignment ----------------------------------------------------------------------------------
+    def expire_leases(self, now: datetime | None = None) -> int:
+        """Return the slots of assignments whose lease ran out; the count expired."""
+        now = now or utcnow()
+        with self.write() as s:
+            stale = list(s.scalars(select(Assignment).where(Assignment.status == "pending", Assignment.lease_expires_at < now)
+                                   .with_for_update(skip_locked=True)))
+            for a in stale:
+                a.status = "expired"
+                task = s.get(Task, a.task_id, with_for_update=True)
+                task.n_active -= 1
+            return len(stale)
+
+    def next_task(self, project: str, annotator: str, stage: str | None = None, now: datetime | None = None) -> TaskView | None:
+        """Assign the annotator their next task (a lease) or return None when nothing is left for them."""
+        pid, cfg = self.project(project)
+        now = now or utcnow()
+        self.expire_leases(now)
+        stages = [cfg.stage(stage)] if stage else cfg.stages
+        with self.write() as s:
+            ann = s.scalar(select(Annotator).where(Annotator.name == annotator).with_for_update())
+            if ann is None:
+                raise UnknownAnnotator(f"no annotator {annotator!r}")
+            if ann.status in ("excluded", "flagged"):
+                raise NotAllowed(f"annotator {annotator!r} is {ann.status} and gets no tasks")
+            pending = s.scalar(select(func.count()).select_from(Assignment).where(
+                Assignment.annotator_id == ann.id, Assignment.status == "pending"))
+            if pending >= cfg.max_pending:
+                raise TooManyPending(f"annotator {annotator!r} already has {pending} pending tasks (limit {cfg.max_pending}); submit some first")
+            n_seen = s.scalar(select(func.count()).select_from(Assignment).where(Assignment.annotator_id == ann.id))
+            rng = random.Random(f"{cfg.seed}:{ann.id}:{n_seen}")
+            for st in stages:
+                if st.role == "reviewer" and ann.role == "annotator":
+                    continue
+                if ann.status == "candidate":
+                    order = [True]  # screening: candidates see only gold tasks
+                elif st.gold_rate > 0 and rng.random() < st.gold_rate:
+                    order = [True, False]
+                else:
+                    order = [False]
+                for gold in order:
+                    task = self._claim(s, pid, st.name, ann.id, gold)
+                    if task is not None:
+                        lease = now + timedelta(minutes=cfg.lease_minutes)
+                        s.add(Assignment(task_id=task.id, annotator_id=ann.id, assigned_at=now, lease_expires_at=lease))
+                        task.n_active += 1
+                        s.flush()
+                        return self._view(s, task, lease)
+            return None
+
+    def _claim(self, s: Session, project_id: int, stage: str, annotator_id: int, gold: bool) -> Task | None:
+        mine = exists().where(Assignment.task_id == Task.id, Assignment.annotator_id == annotator_id)
+        base = (select(Task).where(Task.project_id == project_id, Task.stage == stage, Task.status == "open",
+                                   Task.is_gold == gold, Task.n_active < Task.overlap, not_(mine))
+                .order_by(Task.n_active.desc(), Task.id))
+        offset = 0
+        while True:
+            # SKIP LOCKED: a row another assigner holds is skipped, not waited for (PostgreSQL).
+            batch = list(s.scalars(base.offset(offset).limit(16).with_for_update(skip_locked=True)))
+            if not batch:
+                return None
+            for task in batch:
+                if annotator_id in (task.author_ids or []):
+                    continue  # never review (or compare) your own output
+                live = s.scalar(select(func.count()).select_from(Assignment).where(
+                    Assignment.task_id == task.id, Assignment.status.in_(("pending", "submitted"))))
+                if live < task.overlap:  # recount under the row lock
+                    return task
+            offset += len(batch)
+
+    def _view(self, s: Session, task: Task, lease: datetime, draft: dict | None = None) -> TaskView:
+        prompt = s.get(Prompt, task.prompt_id).text if task.prompt_id else None
+        texts = [s.get(Response, r).text for r in task.response_ids or []]
+        return TaskView(id=task.id, type=task.type, stage=task.stage, prompt=prompt, responses=texts,
+                        payload=dict(task.payload or {}), lease_expires_at=lease, draft=draft)
+
+    def pending(self, annotator: str) -> list[TaskView]:
+        """The annotator's open assignments (to resume after a crash or a reload)."""
+        with self.read() as s:
+            ann = self._annotator(s, annotator)
+            rows = s.execute(select(Assignment, Task).join(Task, Task.id == Assignment.task_id).where(
+                Assignment.annotator_id == ann.id, Assignment.status == "pending").order_by(Assignment.id)).all()
+            return [self._view(s, t, a.lease_expires_at, a.draft) for a, t in rows]
+
+    def save_draft(self, annotator: str, task_id: int, draft: dict[str, Any]) -> None:
+        """Keep a half-finished answer server-side (not validated, not a judgment)."""
+        with self.write() as s:
+            asg = self._assignment(s, annotator, task_id)
+            asg.draft = draft
+
+    # -- submission ------------------------------------------------------------------------------------
+    def _annotator(self, s: Session, name: str) -> Annotator:
+        a = s.scalar(select(Annotator).where(Annotator.name == name))
+        if a is None:
+            raise UnknownAnnotator(f"no annotator {name!r}")
+        return a
+
+    def _assignment(self, s: Session, annotator: str, task_id: int) -> Assignment:
+        task = s.get(Task, task_id, with_for_update=True)
+        if task is None:
+            raise UnknownTask(f"no task with id {task_id}")
+        ann = self._annotator(s, annotator)
+        asg = s.scalar(select(Assignment).where(Assignment.task_id == task_id, Assignment.annotator_id == ann.id).with_for_update())
+        if asg is None:
+            raise NotAssigned(f"task {task_id} is not assigned to annotator {annotator!r}")
+        if asg.status != "pending":
+            raise NotAssigned(f"task {task_id}: annotator {annotator!r}'s assignment is {asg.status}, not pending")
+        return asg
+
+    def submit(self, annotator: str, task_id: int, answer: dict[str, Any], now: datetime | None = None) -> int:
+        """Record one answer (one transaction). Raises UnknownTask / NotAssigned / InvalidAnswer and writes nothing then."""
+        now = now or utcnow()
+        with self.write() as s:
+            asg = self._assignment(s, annotator, task_id)
+            task = s.get(Task, task_id)
+            clean = validate_answer(task.type, answer, task.payload)
+            ann = s.get(Annotator, asg.annotator_id)
+            note = Annotation(task_id=task.id, annotator_id=ann.id, assignment_id=asg.id, answer=clean, created_at=now)
+            s.add(note)
+            asg.status, asg.submitted_at, asg.draft = "submitted", now, None
+            task.n_done += 1
+            self._outputs(s, task, ann, clean)
+            if not task.is_gold and task.n_done >= task.overlap:
+                self._maybe_close(s, task, now)
+            s.flush()
+            return note.id
+
+    def _outputs(self, s: Session, task: Task, ann: Annotator, answer: dict[str, Any]) -> None:
+        """Writing tasks produce items for the next stage, in the same transaction."""
+        if task.is_gold:
+            return
+        if task.type == "write_prompt":
+            s.add(Prompt(project_id=task.project_id, text=answer["text"], author_id=ann.id, source=f"stage:{task.stage}"))
+        elif task.type == "write_completion":
+            s.add(Response(prompt_id=task.prompt_id, text=answer["text"], author_id=ann.id, domain=answer["domain"]))
+
+    def _maybe_close(self, s: Session, task: Task, now: datetime) -> None:
+        answers = list(s.scalars(select(Annotation.answer).where(Annotation.task_id == task.id)))
+        labels = [label_of(task.type, a) for a in answers]
+        top, share = None, 1.0
+        if labels and labels[0] is not None:
+            top, count = Counter(labels).most_common(1)[0]
+            share = count / len(labels)
+            # a tie at the top is not agreement
+            if sum(1 for c in Counter(labels).values() if c == count) > 1:
+                top, share = None, min(share, 0.5)
+        project = s.get(Project, task.project_id)
+        st = ProjectConfig.model_validate(project.config).stage(task.stage)
+        if share < st.agreement_threshold and task.overlap < task.max_overlap:
+            task.overlap += 1  # dynamic overlap: ask one more person
+            return
+        task.status, task.completed_at = "done", now
+        if task.type == "verify_prompt" and task.prompt_id is not None:
+            s.get(Prompt, task.prompt_id).status = "accepted" if top == "accept" else "rejected"
+        elif task.type == "review_completion" and task.response_ids:
+            resp = s.get(Response, task.response_ids[0])
+            if top == "edit":
+                edits = [a["edited_text"] for a in answers if a["decision"] == "edit"]
+                resp.status = "rejected"
+                s.add(Response(prompt_id=resp.prompt_id, text=edits[-1], author_id=resp.author_id, domain=resp.domain,
+                               status="accepted", parent_id=resp.id, meta={"edited_by_review": task.id}))
+            else:
+                resp.status = "accepted" if top == "accept" else "rejected"
+
+    # -- reading back --------------------------------------------------------------------------------
+    def judgments(self, project: str, stage: str | None = None, include_gold: bool = True,
+                  statuses: Sequence[str] = ("active", "candidate")) -> list[Judgment]:
+        """Every raw judgment (oldest first) by annotators whose status is in ``statuses``."""
+        pid, _ = self.project(project)
+        with self.read() as s:
+            q = (select(Annotation, Task, Annotator, GoldAnswer.answer)
+                 .join(Task, Task.id == Annotation.task_id).join(Annotator, Annotator.id == Annotation.annotator_id)
+                 .outerjoin(GoldAnswer, GoldAnswer.task_id == Task.id)
+                 .where(Task.project_id == pid, Annotator.status.in_(list(statuses))).order_by(Annotation.id))
+            if stage:
+                q = q.where(Task.stage == stage)
+            if not include_gold:
+                q = q.where(Task.is_gold.is_(False))
+            out = []
+            for note, task, ann, gold in s.execute(q).all():
+                out.append(Judgment(task_id=task.id, annotator=ann.name, annotator_id=ann.id, task_type=task.type,
+                                    stage=task.stage, answer=note.answer, label=label_of(task.type, note.answer),
+                                    is_gold=task.is_gold, created_at=note.created_at,
+                                    gold_label=label_of(task.type, gold) if gold is not None else None,
+                                    prompt_id=task.prompt_id, response_ids=list(task.response_ids or [])))
+            return out
+
+    def tasks(self, project: str, stage: str | None = None, include_gold: bool = False) -> list[Task]:
+        pid, _ = self.project(project)
+        with self.read() as s:
+            q = select(Task).where(Task.project_id == pid).order_by(Task.id)
+            if stage:
+                q = q.where(Task.stage == stage)
+            if not include_gold:
+                q = q.where(Task.is_gold.is_(False))
+            return list(s.scalars(q))
+
+    def counts(self) -> dict[str, int]:
+        """Row count of every table (tests use it to prove a refused request changed nothing)."""
+        with self.read() as s:
+            return {t.name: s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
+
+    def snapshot(self) -> dict[str, list[tuple]]:
+        """Every row of every table, for exact before/after comparisons in tests."""
+        with self.read() as s:
+            return {t.name: sorted(tuple(map(repr, r)) for r in s.execute(select(t)).all()) for t in Base.metadata.sorted_tables}
+
+
+__all__ = ["FeedbackStore", "FeedbackError", "UnknownTask", "UnknownAnnotator", "NotAssigned", "TooManyPending",
+           "NotAllowed", "InvalidAnswer", "TaskView", "Judgment"]
