@@ -1,4 +1,4 @@
-"""``alignkit report``: render the HTML evaluation report from a results JSON file."""
+"""``alignkit evaluate`` (models on the sandbox) and ``alignkit report`` (results JSON -> HTML)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,20 @@ def run_report(config: ReportConfig) -> None:
     typer.echo(f"wrote {path}")
 
 
+def run_evaluate(config) -> None:
+    """Evaluate models on the sandbox: HHH metrics with CIs, ladders, win rates, alignment tax."""
+    from alignkit.evaluate.report import write_report
+    from alignkit.evaluate.suite import evaluate_sandbox
+
+    data = evaluate_sandbox(config)
+    report = write_report(config.output / "report.html", data)
+    typer.echo(f"results: {config.output / 'results.json'}\nreport: {report}")
+
+
 def register(app: typer.Typer) -> None:
     from alignkit.cli.common import config_command
+    from alignkit.evaluate.suite import SandboxEvalConfig
 
     config_command(app, "report", ReportConfig, run_report)
+    config_command(app, "evaluate", SandboxEvalConfig, run_evaluate,
+                   help="Evaluate models (--models name=path,...) on held-out sandbox prompts and write a report.")

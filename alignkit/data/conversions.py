@@ -18,7 +18,7 @@ and ``tie=True`` for trainers that model ties. Every pair output carries ``margi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 TiePolicy = Literal["drop", "keep"]
@@ -237,4 +237,4 @@ def ratings_to_pairs(
     return out
 
 
-__all__: Sequence[str] = ["pairs_to_binary", "rankings_to_pairs", "ratings_to_pairs"]
+__all__ = ["pairs_to_binary", "rankings_to_pairs", "ratings_to_pairs"]

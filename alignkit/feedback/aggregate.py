@@ -84,22 +84,46 @@ class DawidSkene:
     Stops when the largest posterior change is below ``tol`` or after ``n_iter`` rounds.
     """
 
-    def __init__(self, n_iter: int = 100, tol: float = 1e-5, eps: float = 1e-10) -> None:
+    def __init__(self, n_iter: int = 100, tol: float = 1e-5, eps: float = 1e-10, prior_strength: float = 0.0,
+                 prior_accuracy: float = 0.7) -> None:
         self.n_iter, self.tol, self.eps = n_iter, tol, eps
+        # Dirichlet pseudo-counts per confusion row (MAP estimate): ``prior_strength`` judgments
+        # of an annotator right with probability ``prior_accuracy``. With few judgments per
+        # annotator the unregularised matrices overfit (K*(K-1) free parameters each); 0 gives
+        # the classic maximum-likelihood Dawid–Skene.
+        self.prior_strength, self.prior_accuracy = prior_strength, prior_accuracy
 
-    def fit(self, judgments: Iterable[Triple]) -> "DawidSkene":
-        items, workers, labels, codes = _encode(judgments)
+    def fit(self, judgments: Iterable[Triple], known: dict[Hashable, Hashable] | None = None) -> "DawidSkene":
+        """Fit on ``(item, annotator, label)`` triples. ``known``: item -> true label (gold tasks);
+        those posteriors are clamped to the known label, which anchors every annotator's
+        confusion matrix (semi-supervised Dawid–Skene)."""
+        rows = list(judgments)
+        known = known or {}
+        # Known labels nobody gave still need a column.
+        extra = [(None, None, lab) for lab in set(known.values())]
+        items, workers, labels, codes = _encode(rows + extra)
+        codes = codes[: len(rows)]
+        if extra:
+            items, workers = items[:-1] if items[-1] is None else items, workers[:-1] if workers[-1] is None else workers
         n_i, n_w, n_l = len(items), len(workers), len(labels)
         it, wk, lb = codes[:, 0], codes[:, 1], codes[:, 2]
         votes = np.zeros((n_i, n_l))
         np.add.at(votes, (it, lb), 1.0)
         post = votes / votes.sum(1, keepdims=True)
+        lab_idx = {lab: i for i, lab in enumerate(labels)}
+        clamp = np.array([i for i, item in enumerate(items) if item in known], dtype=int)
+        clamp_post = np.zeros((len(clamp), n_l))
+        clamp_post[np.arange(len(clamp)), [lab_idx[known[items[i]]] for i in clamp]] = 1.0
+        post[clamp] = clamp_post
         self.n_iter_ = 0
         for step in range(self.n_iter):
             # M-step: conf[w, true, given] = sum over w's judgments of post[item, true] * [given]
             priors = np.clip(post.mean(0), self.eps, None)
             conf = np.zeros((n_w, n_l, n_l))
             np.add.at(conf, (wk, slice(None), lb), post[it])
+            if self.prior_strength > 0:
+                off = (1 - self.prior_accuracy) / max(n_l - 1, 1)
+                conf += self.prior_strength * (np.full((n_l, n_l), off) + np.eye(n_l) * (self.prior_accuracy - off))
             conf = np.clip(conf, self.eps, None)
             conf /= conf.sum(2, keepdims=True)
             # E-step: log p(true = k | judgments) = log prior_k + sum log conf[w, k, given]
@@ -108,6 +132,7 @@ class DawidSkene:
             log_lik -= log_lik.max(1, keepdims=True)
             new = np.exp(log_lik)
             new /= new.sum(1, keepdims=True)
+            new[clamp] = clamp_post
             delta = float(np.abs(new - post).max())
             post = new
             self.n_iter_ = step + 1

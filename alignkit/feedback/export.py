@@ -34,21 +34,27 @@ class Aggregate(BaseModel):
 
 
 def aggregate_stage(store: FeedbackStore, project: str, stage: str, method: Method = "dawid_skene",
-                    seed: int = 0) -> dict[int, Aggregate]:
-    """One label per non-gold task of ``stage`` from active annotators' judgments (and auto pre-labels).
+                    seed: int = 0, statuses: tuple[str, ...] = ("active",)) -> dict[int, Aggregate]:
+    """One label per non-gold task of ``stage`` from the judgments of annotators whose status is in
+    ``statuses`` (default: active only; screened-out and flagged people are left out), plus auto
+    pre-labels.
 
-    Gold judgments take part in the fit (they inform Dawid–Skene's confusion matrices) but gold
-    tasks are not returned.
+    Gold tasks take part in the Dawid–Skene fit with their researcher label clamped (so they anchor
+    each annotator's confusion matrix) but are not returned.
     """
     from alignkit.feedback.schemas import label_of
 
-    judgments = [j for j in store.judgments(project, stage, statuses=("active",)) if j.label is not None]
+    if method not in ("majority", "dawid_skene"):
+        raise ValueError(f"method must be 'majority' or 'dawid_skene', got {method!r}")
+    judgments = [j for j in store.judgments(project, stage, statuses=statuses) if j.label is not None]
     out: dict[int, Aggregate] = {}
     if judgments:
         triples = [(j.task_id, j.annotator, j.label) for j in judgments]
-        model = DawidSkene().fit(triples) if method == "dawid_skene" else MajorityVote(seed=seed).fit(triples)
-        if method not in ("majority", "dawid_skene"):
-            raise ValueError(f"method must be 'majority' or 'dawid_skene', got {method!r}")
+        if method == "dawid_skene":
+            known = {j.task_id: j.gold_label for j in judgments if j.is_gold and j.gold_label is not None}
+            model = DawidSkene().fit(triples, known=known)
+        else:
+            model = MajorityVote(seed=seed).fit(triples)
         by_task: dict[int, list[Judgment]] = defaultdict(list)
         for j in judgments:
             by_task[j.task_id].append(j)

@@ -30,7 +30,8 @@ class AnnotatorQuality(BaseModel):
     peer_agreement: float | None  # agreement with the leave-one-out majority of peers
 
 
-def _peer_stats(judgments: list[Judgment]) -> dict[str, tuple[int, int]]:
+def _peer_stats(judgments: list[Judgment], trusted: set[str]) -> dict[str, tuple[int, int]]:
+    """Agreement with the majority of *trusted* peers (excluded/flagged people are no yardstick)."""
     per_task: dict[int, list[Judgment]] = defaultdict(list)
     for j in judgments:
         if not j.is_gold and j.label is not None:
@@ -38,7 +39,7 @@ def _peer_stats(judgments: list[Judgment]) -> dict[str, tuple[int, int]]:
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for rows in per_task.values():
         for j in rows:
-            others = Counter(o.label for o in rows if o.annotator != j.annotator)
+            others = Counter(o.label for o in rows if o.annotator != j.annotator and o.annotator in trusted)
             if not others:
                 continue
             top = others.most_common(1)[0][1]
@@ -53,7 +54,8 @@ def _peer_stats(judgments: list[Judgment]) -> dict[str, tuple[int, int]]:
 def annotator_quality(store: FeedbackStore, project: str, stage: str | None = None) -> list[AnnotatorQuality]:
     """One row per annotator who judged anything in the project (any status)."""
     judgments = store.judgments(project, stage, statuses=("candidate", "active", "excluded", "flagged"))
-    peers = _peer_stats(judgments)
+    people = {a.name: a for a in store.annotators()}
+    peers = _peer_stats(judgments, {n for n, a in people.items() if a.status in ("active", "candidate")})
     gold: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     counts: Counter = Counter()
     for j in judgments:
@@ -61,7 +63,6 @@ def annotator_quality(store: FeedbackStore, project: str, stage: str | None = No
         if j.is_gold and j.gold_label is not None:
             gold[j.annotator][0] += int(j.label == j.gold_label)
             gold[j.annotator][1] += 1
-    people = {a.name: a for a in store.annotators()}
     rows = []
     for name in counts:
         g, n_g = gold.get(name, (0, 0))

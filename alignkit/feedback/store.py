@@ -16,6 +16,7 @@ Guarantees (each tested):
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterator, Sequence
 
 from sqlalchemy import exists, func, not_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from alignkit.feedback.config import ProjectConfig, StageConfig
@@ -33,7 +35,9 @@ from alignkit.feedback.models import (
 from alignkit.feedback.schemas import InvalidAnswer, label_of, validate_answer
 
 ROLES = ("annotator", "reviewer", "admin")
-GOLD_OVERLAP = 1_000_000  # every annotator may answer a gold task once
+GOLD_OVERLAP = 1_000_000
+# Task types whose outcome is only a label (no side effects), so a discounted judgment can be redone.
+LABEL_TASKS = ("compare", "rank", "rate", "binary", "rules", "qa")  # every annotator may answer a gold task once
 
 
 class FeedbackError(ValueError):
@@ -99,6 +103,7 @@ class FeedbackStore:
         self.engine = make_engine(url, echo=echo)
         self._write_engine = self.engine.execution_options(write=True)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._projects: dict[str, tuple[int, ProjectConfig]] = {}
         if init:
             init_db(self.engine)
 
@@ -142,11 +147,15 @@ class FeedbackStore:
             return p.id
 
     def project(self, name: str) -> tuple[int, ProjectConfig]:
+        """(id, config) of a project; configs do not change after creation, so they are cached."""
+        if name in self._projects:
+            return self._projects[name]
         with self.read() as s:
             p = s.scalar(select(Project).where(Project.name == name))
             if p is None:
                 raise FeedbackError(f"no project {name!r}")
-            return p.id, ProjectConfig.model_validate(p.config)
+            self._projects[name] = (p.id, ProjectConfig.model_validate(p.config))
+            return self._projects[name]
 
     def add_annotator(self, name: str, role: str = "annotator", status: str = "active", exist_ok: bool = False) -> int:
         if role not in ROLES:
@@ -165,14 +174,32 @@ class FeedbackStore:
             return a.id
 
     def set_annotator(self, name: str, status: str | None = None, super_rater: bool | None = None, role: str | None = None) -> None:
+        """Change an annotator's status/role. Excluding or flagging someone also returns the slots
+        their judgments held on label tasks, so other people are asked instead (their raw
+        judgments stay in the store, marked by their status, and are left out of aggregation)."""
         with self.write() as s:
             a = self._annotator(s, name)
             if status is not None:
+                if status in ("excluded", "flagged") and a.status not in ("excluded", "flagged"):
+                    self._discount(s, a)
                 a.status = status
             if super_rater is not None:
                 a.super_rater = super_rater
             if role is not None:
                 a.role = role
+
+    def _discount(self, s: Session, ann: Annotator) -> None:
+        rows = s.execute(select(Assignment, Task).join(Task, Task.id == Assignment.task_id).where(
+            Assignment.annotator_id == ann.id, Assignment.status.in_(("pending", "submitted")), Task.is_gold.is_(False),
+            Task.type.in_(LABEL_TASKS))).all()
+        for asg, task in rows:
+            s.refresh(task, with_for_update=True)
+            task.n_active -= 1
+            if asg.status == "submitted":
+                task.n_done -= 1
+            asg.status = "discounted"
+            if task.status == "done":
+                task.status, task.completed_at = "open", None
 
     def annotators(self) -> list[Annotator]:
         with self.read() as s:
@@ -246,9 +273,20 @@ class FeedbackStore:
 
     def next_task(self, project: str, annotator: str, stage: str | None = None, now: datetime | None = None) -> TaskView | None:
         """Assign the annotator their next task (a lease) or return None when nothing is left for them."""
-        pid, cfg = self.project(project)
         now = now or utcnow()
         self.expire_leases(now)
+        for attempt in range(8):
+            try:
+                return self._next_task(project, annotator, stage, now)
+            except OperationalError as err:
+                # PostgreSQL may pick this transaction as a deadlock victim; it rolled back, so retry.
+                if "deadlock" not in str(err).lower() or attempt == 7:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        return None
+
+    def _next_task(self, project: str, annotator: str, stage: str | None, now: datetime) -> TaskView | None:
+        pid, cfg = self.project(project)
         stages = [cfg.stage(stage)] if stage else cfg.stages
         with self.write() as s:
             ann = s.scalar(select(Annotator).where(Annotator.name == annotator).with_for_update())
@@ -286,20 +324,37 @@ class FeedbackStore:
         base = (select(Task).where(Task.project_id == project_id, Task.stage == stage, Task.status == "open",
                                    Task.is_gold == gold, Task.n_active < Task.overlap, not_(mine))
                 .order_by(Task.n_active.desc(), Task.id))
-        offset = 0
+        rejected: set[int] = set()
+
+        def usable(task: Task) -> bool:
+            if annotator_id in (task.author_ids or []):
+                return False  # never review (or compare) your own output
+            live = s.scalar(select(func.count()).select_from(Assignment).where(
+                Assignment.task_id == task.id, Assignment.status.in_(("pending", "submitted"))))
+            return live < task.overlap  # recount under the row lock
+
+        # First pass, SKIP LOCKED: a row another assigner holds is skipped, not waited for (PostgreSQL).
+        # One row at a time, so we never hold locks on rows we do not take.
         while True:
-            # SKIP LOCKED: a row another assigner holds is skipped, not waited for (PostgreSQL).
-            batch = list(s.scalars(base.offset(offset).limit(16).with_for_update(skip_locked=True)))
-            if not batch:
+            q = base.where(Task.id.not_in(rejected)) if rejected else base
+            task = s.scalar(q.limit(1).with_for_update(skip_locked=True))
+            if task is None:
+                break
+            if usable(task):
+                return task
+            rejected.add(task.id)
+        if self.is_sqlite:
+            return None  # the whole database is locked by BEGIN IMMEDIATE: what we saw is all there is
+        # Every candidate left is locked by someone else: wait for each in turn (the WHERE clause is
+        # re-checked on the row's new version) so "None" only ever means "nothing left".
+        while True:
+            q = base.where(Task.id.not_in(rejected)) if rejected else base
+            task = s.scalar(q.limit(1).with_for_update())
+            if task is None:
                 return None
-            for task in batch:
-                if annotator_id in (task.author_ids or []):
-                    continue  # never review (or compare) your own output
-                live = s.scalar(select(func.count()).select_from(Assignment).where(
-                    Assignment.task_id == task.id, Assignment.status.in_(("pending", "submitted"))))
-                if live < task.overlap:  # recount under the row lock
-                    return task
-            offset += len(batch)
+            if usable(task):
+                return task
+            rejected.add(task.id)
 
     def _view(self, s: Session, task: Task, lease: datetime, draft: dict | None = None) -> TaskView:
         prompt = s.get(Prompt, task.prompt_id).text if task.prompt_id else None
@@ -368,7 +423,8 @@ class FeedbackStore:
             s.add(Response(prompt_id=task.prompt_id, text=answer["text"], author_id=ann.id, domain=answer["domain"]))
 
     def _maybe_close(self, s: Session, task: Task, now: datetime) -> None:
-        answers = list(s.scalars(select(Annotation.answer).where(Annotation.task_id == task.id)))
+        answers = list(s.scalars(select(Annotation.answer).join(Assignment, Assignment.id == Annotation.assignment_id)
+                                 .where(Annotation.task_id == task.id, Assignment.status == "submitted")))
         labels = [label_of(task.type, a) for a in answers]
         top, share = None, 1.0
         if labels and labels[0] is not None:
@@ -401,7 +457,8 @@ class FeedbackStore:
         """Every raw judgment (oldest first) by annotators whose status is in ``statuses``."""
         pid, _ = self.project(project)
         with self.read() as s:
-            q = (select(Annotation, Task, Annotator, GoldAnswer.answer)
+            q = (select(Annotation.task_id, Annotation.answer, Annotation.created_at, Task.type, Task.stage, Task.is_gold,
+                        Task.prompt_id, Task.response_ids, Annotator.name, Annotator.id, GoldAnswer.answer)
                  .join(Task, Task.id == Annotation.task_id).join(Annotator, Annotator.id == Annotation.annotator_id)
                  .outerjoin(GoldAnswer, GoldAnswer.task_id == Task.id)
                  .where(Task.project_id == pid, Annotator.status.in_(list(statuses))).order_by(Annotation.id))
@@ -410,12 +467,11 @@ class FeedbackStore:
             if not include_gold:
                 q = q.where(Task.is_gold.is_(False))
             out = []
-            for note, task, ann, gold in s.execute(q).all():
-                out.append(Judgment(task_id=task.id, annotator=ann.name, annotator_id=ann.id, task_type=task.type,
-                                    stage=task.stage, answer=note.answer, label=label_of(task.type, note.answer),
-                                    is_gold=task.is_gold, created_at=note.created_at,
-                                    gold_label=label_of(task.type, gold) if gold is not None else None,
-                                    prompt_id=task.prompt_id, response_ids=list(task.response_ids or [])))
+            for tid, answer, created, ttype, tstage, is_gold, prompt_id, rids, name, aid, gold in s.execute(q).all():
+                out.append(Judgment(task_id=tid, annotator=name, annotator_id=aid, task_type=ttype, stage=tstage,
+                                    answer=answer, label=label_of(ttype, answer), is_gold=is_gold, created_at=created,
+                                    gold_label=label_of(ttype, gold) if gold is not None else None,
+                                    prompt_id=prompt_id, response_ids=list(rids or [])))
             return out
 
     def tasks(self, project: str, stage: str | None = None, include_gold: bool = False) -> list[Task]:

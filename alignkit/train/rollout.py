@@ -140,37 +140,51 @@ def sample(
     past, next_logits = out.past_key_values, out.logits[:, -1]
     position = positions[:, -1]
 
-    done = torch.zeros(n, dtype=torch.bool, device=device)
-    tokens: list[torch.Tensor] = []
-    logps: list[torch.Tensor] = []
-    alive: list[torch.Tensor] = []
+    response_ids = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    response_mask = torch.zeros((n, max_new_tokens), dtype=torch.bool, device=device)
+    logprobs = torch.zeros((n, max_new_tokens), dtype=torch.float32, device=device)
+    stopped = torch.zeros(n, dtype=torch.bool, device=device)
+    rows = torch.arange(n, device=device)  # original index of each row still in the running batch
+    finished = torch.zeros(n, dtype=torch.bool, device=device)  # per running row
+    can_compact = hasattr(past, "batch_select_indices")
+    width = 0
     for step in range(max_new_tokens):
         scaled = next_logits.float() / temperature
         logp_all = scaled.log_softmax(-1)
         filtered = _top_p_filter(scaled, top_p) if top_p < 1.0 else scaled
         token = torch.multinomial(filtered.softmax(-1), 1, generator=generator).squeeze(1)
-        token = torch.where(done, torch.full_like(token, pad_id), token)
-        alive.append(~done)
-        tokens.append(token)
-        logps.append(torch.where(done, torch.zeros_like(scaled[:, 0]), logp_all.gather(1, token[:, None]).squeeze(1)))
-        done = done | torch.isin(token, stops)
-        if bool(done.all()) or step == max_new_tokens - 1:
+        live = ~finished
+        at = rows[live]
+        response_ids[at, step] = token[live]
+        response_mask[at, step] = True
+        logprobs[at, step] = logp_all.gather(1, token[:, None]).squeeze(1)[live]
+        width = step + 1
+        newly = live & torch.isin(token, stops)
+        stopped[rows[newly]] = True
+        finished = finished | newly
+        if bool(finished.all()) or step == max_new_tokens - 1:
             break
-        # Finished rows keep feeding padding; their outputs are never read.
-        attention = torch.cat([attention, attention.new_ones(n, 1)], dim=1)
+        if can_compact and bool(newly.any()):
+            # Drop finished rows from the batch and the KV cache: later steps only pay for rows
+            # still generating (RL responses vary a lot in length).
+            keep = (~finished).nonzero().squeeze(1)
+            past.batch_select_indices(keep)
+            attention, position, token = attention[keep], position[keep], token[keep]
+            rows, finished = rows[keep], finished[keep]
+        # Without compaction, finished rows keep feeding tokens whose outputs are never read.
+        attention = torch.cat([attention, attention.new_ones(attention.shape[0], 1)], dim=1)
         position = position + 1
         out = model(input_ids=token[:, None], attention_mask=attention, position_ids=position[:, None],
                     past_key_values=past, use_cache=True)
         past, next_logits = out.past_key_values, out.logits[:, -1]
     model.train(was_training)
-    response_mask = torch.stack(alive, dim=1)
     return Rollout(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
-        response_ids=torch.stack(tokens, dim=1),
-        response_mask=response_mask,
-        logprobs=torch.stack(logps, dim=1),
-        stopped=done,
+        response_ids=response_ids[:, :width],
+        response_mask=response_mask[:, :width],
+        logprobs=logprobs[:, :width],
+        stopped=stopped,
     )
 
 

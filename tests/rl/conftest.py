@@ -21,3 +21,15 @@ def fresh_policy():
     from alignkit.models import build_tiny_model
 
     return lambda seed=0: build_tiny_model(TINY_TEXTS, seed=seed)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The tiny model is too small for intra-op threads: on a busy 2-core machine they spin and
+    make these tests several times slower. Restored afterwards so other suites are unaffected."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -25,7 +25,7 @@ def _ppo_config(prompts_file: Path, output: Path, **overrides) -> PPOConfig:
 
 
 def _rloo_config(prompts_file: Path, output: Path, cls=RLOOConfig, **overrides) -> RLOOConfig:
-    base = dict(data=prompts_file, output=output, max_steps=30, rollout_batch_size=4, k=4, minibatch_size=16,
+    base = dict(data=prompts_file, output=output, max_steps=26, rollout_batch_size=4, k=4, minibatch_size=16,
                 max_new_tokens=8, lr=3e-3, kl_coef=0.01, progress=False, save_every=100)
     base.update(overrides)
     return cls(**base)
@@ -38,7 +38,7 @@ def _learned(history: list[dict]) -> tuple[float, float]:
 
 
 def test_ppo_raises_a_rule_reward(tmp_path, prompts_file, fresh_policy):
-    output = run_ppo(_ppo_config(prompts_file, tmp_path / "ppo"), reward_fn=count_e, policy=fresh_policy())
+    output = run_ppo(_ppo_config(prompts_file, tmp_path / "ppo", max_steps=16), reward_fn=count_e, policy=fresh_policy())
     history = read_metrics(output)
     first, last = _learned(history)
     assert last > first + 1.0, (first, last)  # reward counts 'e's: about 0.3 at the start

@@ -219,7 +219,8 @@ class _Acc:
 
 
 def _stub(**attrs):
-    base = dict(accelerator=_Acc(), model=SimpleNamespace(training=True), _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+    base = dict(accelerator=_Acc(), model=SimpleNamespace(training=True),
+                _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
                 _total_train_tokens=0, _tp_size=1, aux_loss_enabled=False)
     base.update(attrs)
     return SimpleNamespace(**base)
@@ -262,7 +263,8 @@ def test_dpo_loss_matches_trl(loss_type, eps):
     inputs = {"input_ids": input_ids, "attention_mask": torch.ones(2 * b, width, dtype=torch.long),
               "completion_mask": _mask(torch.cat([cl, rl]), width), "ref_chosen_logps": rc, "ref_rejected_logps": rr}
     theirs = DPOTrainer._compute_loss(stub, _LogpModel(torch.cat([pc, pr])), inputs, return_outputs=False)
-    ours, m = dpo_loss(pc, pr, rc, rr, beta=beta, loss_type=loss_type, label_smoothing=eps, chosen_lengths=cl, rejected_lengths=rl)
+    ours, m = dpo_loss(pc, pr, rc, rr, beta=beta, loss_type=loss_type, label_smoothing=eps,
+                       chosen_lengths=cl, rejected_lengths=rl)
     assert float(ours) == pytest.approx(float(theirs), rel=1e-5, abs=1e-6)
     assert float(m["rewards/chosen"]) == pytest.approx(stub._metrics["train"]["rewards/chosen"][-1], rel=1e-5, abs=1e-6)
     assert float(m["margins"]) == pytest.approx(stub._metrics["train"]["rewards/margins"][-1], rel=1e-5, abs=1e-6)
@@ -298,7 +300,8 @@ def test_kto_loss_matches_trl(weights):
     g = torch.Generator().manual_seed(1)
     b, width = 7, 5
     policy, ref = -torch.rand(b, generator=g) * 10, -torch.rand(b, generator=g) * 10
-    kl_policy, kl_ref = -torch.rand(b, generator=g) * 10, -torch.rand(b, generator=g) * 10
+    kl_ref = -torch.rand(b, generator=g) * 10
+    kl_policy = kl_ref + torch.randn(b, generator=g) + 1.0  # mean gap > 0, so z0 is not clamped away
     labels = t([True, False, True, True, False, False, True])
     wd, wu = weights
     stub = _stub(loss_type="kto", beta=0.4, desirable_weight=wd, undesirable_weight=wu, calculate_KL=True,
@@ -314,6 +317,7 @@ def test_kto_loss_matches_trl(weights):
     theirs = KTOTrainer._compute_loss(stub, _LogpModel(torch.cat([policy, kl_policy])), inputs, return_outputs=False)
     ours, m = kto_loss(policy, ref, labels, kl_policy, kl_ref, beta=0.4, desirable_weight=wd, undesirable_weight=wu)
     assert float(ours) == pytest.approx(float(theirs), rel=1e-5, abs=1e-6)
+    assert float(m["kl"]) > 0.1
     assert float(m["kl"]) == pytest.approx(stub._metrics["train"]["kl"][-1], rel=1e-5, abs=1e-6)
 
 

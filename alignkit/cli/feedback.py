@@ -1,0 +1,167 @@
+"""``alignkit feedback init|import|assign|submit|export|quality|aggregate|simulate``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import typer
+
+from alignkit.cli.common import config_command
+
+
+def _store(db: str):
+    from alignkit.feedback.store import FeedbackStore
+
+    return FeedbackStore(db)
+
+
+def _fail(err: Exception) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(1) from err
+
+
+def _init(cfg) -> None:
+    import yaml
+
+    from alignkit.feedback.config import ProjectConfig, preference_project, sft_project
+
+    store = _store(cfg.db)
+    typer.echo(f"store ready: {cfg.db}")
+    if cfg.project:
+        if cfg.template == "custom":
+            if not cfg.project_file:
+                _fail(ValueError("--template custom needs --project-file"))
+            project = ProjectConfig.model_validate(yaml.safe_load(open(cfg.project_file)) or {})
+        elif cfg.template == "sft":
+            project = sft_project(cfg.overlap)
+        else:
+            project = preference_project(cfg.overlap, cfg.max_overlap, cfg.gold_rate)
+        store.create_project(cfg.project, project, exist_ok=True)
+        typer.echo(f"project {cfg.project}: stages {[s.name for s in project.stages]}")
+
+
+def _import(cfg) -> None:
+    from alignkit.feedback.workflow import advance, import_items
+
+    rows = []
+    with open(cfg.input, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    _fail(ValueError(f"{cfg.input}:{line_no}: not valid JSON ({err.msg})"))
+    store = _store(cfg.db)
+    try:
+        for spec in (cfg.annotators or "").split(","):
+            if spec.strip():
+                name, _, role = spec.strip().partition(":")
+                store.add_annotator(name, role=role or "annotator", exist_ok=True)
+        counts = import_items(store, cfg.project, rows, stage=cfg.stage, gold_fraction=cfg.gold_fraction, seed=cfg.seed)
+        created = advance(store, cfg.project)
+    except ValueError as err:
+        _fail(err)
+    typer.echo(json.dumps({**counts, "tasks_by_stage": created}))
+
+
+def _assign(cfg) -> None:
+    from dataclasses import asdict
+
+    store = _store(cfg.db)
+    for _ in range(cfg.n):
+        try:
+            view = store.next_task(cfg.project, cfg.annotator, stage=cfg.stage)
+        except ValueError as err:
+            _fail(err)
+        if view is None:
+            typer.echo("no task available", err=True)
+            break
+        typer.echo(json.dumps(asdict(view), default=str))
+
+
+def _submit(cfg) -> None:
+    store = _store(cfg.db)
+    ok = 0
+    with open(cfg.input, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                store.submit(row["annotator"], int(row["task_id"]), row["answer"])
+                ok += 1
+            except (ValueError, KeyError, TypeError) as err:
+                _fail(ValueError(f"{cfg.input}:{line_no}: {err} ({ok} earlier rows were stored)"))
+    typer.echo(f"stored {ok} answers")
+
+
+def _export(cfg) -> None:
+    from alignkit.feedback.export import export_dataset
+
+    try:
+        path, n = export_dataset(_store(cfg.db), cfg.project, cfg.kind, cfg.output, stage=cfg.stage, method=cfg.method,
+                                 min_agreement=cfg.min_agreement, min_confidence=cfg.min_confidence)
+    except ValueError as err:
+        _fail(err)
+    typer.echo(f"wrote {n} {cfg.kind} records to {path}")
+
+
+def _quality(cfg) -> None:
+    from alignkit.feedback import quality as q
+
+    store = _store(cfg.db)
+    if cfg.screen:
+        typer.echo("screening: " + json.dumps(q.screen(store, cfg.project, cfg.threshold, cfg.min_gold)))
+    if cfg.flag_spammers:
+        typer.echo("flagged: " + json.dumps(q.flag_spammers(store, cfg.project)))
+    if cfg.super_raters:
+        typer.echo("super raters: " + json.dumps(q.update_super_raters(store, cfg.project)))
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    typer.echo(f"{'annotator':<16}{'status':<10}{'super':<7}{'judged':>7}{'gold':>6}{'gold_acc':>10}{'peer_agr':>10}")
+    for r in q.annotator_quality(store, cfg.project):
+        typer.echo(f"{r.annotator:<16}{r.status:<10}{str(r.super_rater):<7}{r.n_judgments:>7}{r.n_gold:>6}"
+                   f"{fmt(r.gold_accuracy):>10}{fmt(r.peer_agreement):>10}")
+    typer.echo("agreement: " + json.dumps(q.agreement_report(store, cfg.project)))
+
+
+def _aggregate(cfg) -> None:
+    from alignkit.data import write_records
+    from alignkit.feedback.export import aggregate_stage
+
+    try:
+        aggs = aggregate_stage(_store(cfg.db), cfg.project, cfg.stage, cfg.method)
+    except (ValueError, KeyError) as err:
+        _fail(err)
+    rows = [a.model_dump() for a in aggs.values()]
+    if cfg.output:
+        write_records(cfg.output, rows)
+        typer.echo(f"wrote {len(rows)} labels to {cfg.output}")
+    typer.echo(json.dumps({"tasks": len(rows), "labels": dict(Counter(str(a.label) for a in aggs.values())),
+                           "mean_confidence": round(sum(a.confidence for a in aggs.values()) / max(len(rows), 1), 4)}))
+
+
+def _simulate(cfg) -> None:
+    from alignkit.feedback.simulate import simulate
+
+    result = simulate(cfg)
+    typer.echo(json.dumps(result.model_dump(exclude={"quality"}), indent=1))
+
+
+def register(app: typer.Typer) -> None:
+    from alignkit.feedback.cli_configs import (
+        AggregateConfig, AssignConfig, ExportConfig, ImportConfig, InitConfig, QualityConfig, SubmitConfig,
+    )
+    from alignkit.feedback.simulate import SimulateConfig
+
+    sub = typer.Typer(help="Human feedback: store, tasks, assignment, quality control, aggregation, export.",
+                      no_args_is_help=True)
+    config_command(sub, "init", InitConfig, _init, help="Create/upgrade the store (runs the migrations) and a project.")
+    config_command(sub, "import", ImportConfig, _import, help="Import prompts/responses/pairs (JSONL) and create tasks.")
+    config_command(sub, "assign", AssignConfig, _assign, help="Lease the next task(s) to an annotator; prints them as JSON.")
+    config_command(sub, "submit", SubmitConfig, _submit, help="Store answers from JSONL (annotator, task_id, answer).")
+    config_command(sub, "export", ExportConfig, _export, help="Aggregate and write training data with provenance.")
+    config_command(sub, "quality", QualityConfig, _quality, help="Annotator quality; screening, spammer flags, super raters.")
+    config_command(sub, "aggregate", AggregateConfig, _aggregate, help="One label per task (majority or Dawid-Skene).")
+    config_command(sub, "simulate", SimulateConfig, _simulate, help="Let the sandbox's simulated crowd work a project end to end.")
+    app.add_typer(sub, name="feedback")

@@ -1,0 +1,158 @@
+"""Evaluate a set of models on the sandbox and assemble the report data.
+
+For every model: sample responses to held-out sandbox prompts, score them with the ground-truth
+scorer (HHH metrics with CIs), measure held-out LM loss on the world's fact sentences (the
+alignment tax against the base model), and the KL to a reference model on its own samples. Then
+every pair of models battles on every prompt, judged by the ground truth, giving Bradley–Terry
+and Elo ladders with bootstrap CIs and win rates against the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from pydantic import BaseModel, Field, field_validator
+
+from alignkit.evaluate.battles import CRITERIA, run_battles, scorer_judge
+from alignkit.evaluate.hhh import alignment_tax, heldout_lm_loss, hhh_metrics
+from alignkit.evaluate.ratings import BradleyTerry, EloRating, win_rate
+from alignkit.evaluate.report import AlignmentTax, MetricCI, ModelResult, ReportData, Sample, WinRateRow, ladder_rows
+
+log = logging.getLogger(__name__)
+
+
+class SandboxEvalConfig(BaseModel):
+    models: dict[str, str] = Field(..., description="Model name -> model folder, in display order.")
+    output: Path = Field(..., description="Folder for results.json and responses.jsonl.")
+    world: Path | None = Field(None, description="A `sandbox build` folder (default: the world of --seed).")
+    seed: int = Field(0, description="World seed (without --world) and sampling seed.")
+    splits: str = Field("eval,test", description="Comma-separated prompt splits to evaluate on.")
+    n_prompts: int | None = Field(None, description="At most this many prompts (default: all of the splits).")
+    temperature: float = Field(0.7, ge=0, description="Sampling temperature (0 = greedy).")
+    max_new_tokens: int = Field(48, gt=0, description="Longest response.")
+    reference: str = Field("sft", description="Model that win rates and KL are measured against.")
+    tax_reference: str = Field("base", description="Model the alignment tax is measured against.")
+    n_boot: int = Field(200, gt=0, description="Bootstrap rounds for rating CIs.")
+    n_samples: int = Field(3, ge=0, description="Side-by-side samples shown per prompt category.")
+    progress: bool = Field(True, description="Show progress bars.")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> Any:
+        # On the command line: --models base=path/a,sft=path/b
+        if isinstance(value, str):
+            pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("expected name=path pairs separated by commas, e.g. base=runs/base,sft=runs/sft")
+            return {k.strip(): v.strip() for k, v in pairs}
+        return value
+
+
+def sampled_kl(policy: torch.nn.Module, reference: torch.nn.Module, tokenizer: Any, prompts: Sequence[str],
+               responses: Sequence[str], batch_size: int = 32) -> float:
+    """Monte-Carlo KL(policy || reference): mean over the policy's own samples of log π − log π_ref."""
+    from alignkit.data import TooLongError, collate, encode_example
+    from alignkit.models import sequence_logprobs
+
+    encoded = []
+    for p, r in zip(prompts, responses):
+        try:
+            encoded.append(encode_example(tokenizer, p, r or tokenizer.eos_token, 512))
+        except TooLongError:
+            continue
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(encoded), batch_size):
+            batch = collate([[e] for e in encoded[start : start + batch_size]], tokenizer.pad_token_id)
+            total += float((sequence_logprobs(policy, batch).sequence_logps - sequence_logprobs(reference, batch).sequence_logps).sum())
+    return total / max(len(encoded), 1)
+
+
+def _metric_models(metrics: dict[str, dict[str, Any]]) -> dict[str, MetricCI]:
+    return {k: MetricCI(**v) for k, v in metrics.items()}
+
+
+def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = None) -> ReportData:
+    """Run the whole evaluation; writes ``results.json`` (ReportData) and ``responses.jsonl``."""
+    from alignkit.data import write_records
+    from alignkit.models import generate, load_model
+    from alignkit.sandbox import build_world
+    from alignkit.sandbox.build import load_world
+
+    world = load_world(config.world) if config.world is not None else build_world(config.seed)
+    prompts = [p for split in config.splits.split(",") for p in world.prompts(split.strip())]
+    if config.n_prompts is not None:
+        prompts = prompts[: config.n_prompts]
+    texts = [p.text for p in prompts]
+    facts = [s for name in sorted(world.kb) for s in world.fact_sentences(name)]
+
+    responses: dict[str, list[str]] = {}
+    results: list[ModelResult] = []
+    losses: dict[str, float] = {}
+    loaded: dict[str, tuple[Any, Any]] = {}
+    for name, path in config.models.items():
+        model, tok = load_model(str(path))
+        loaded[name] = (model, tok)
+        responses[name] = generate(model, tok, texts, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                                   seed=config.seed, batch_size=64, progress=config.progress)
+        scores = world.score_many(list(zip(texts, responses[name])))
+        losses[name] = heldout_lm_loss(model, tok, facts, batch_size=32)
+        results.append(ModelResult(name=name, metrics=_metric_models(hhh_metrics(scores, seed=config.seed))))
+        log.info("%s: evaluated %d prompts", name, len(texts))
+
+    for result in results:
+        if config.tax_reference in losses and result.name != config.tax_reference:
+            result.alignment_tax = AlignmentTax(**alignment_tax(losses[config.tax_reference], losses[result.name]))
+    kl: dict[str, float] = {}
+    if config.reference in loaded:
+        ref_model = loaded[config.reference][0]
+        for name, (model, tok) in loaded.items():
+            if name != config.reference:
+                kl[name] = sampled_kl(model, ref_model, tok, texts, responses[name])
+                next(r for r in results if r.name == name).metrics["kl_to_reference"] = MetricCI(value=kl[name], n=len(texts))
+
+    judge = scorer_judge(world.score, criterion="utility", criteria=CRITERIA)
+    battles = run_battles(responses, texts, judge, seed=config.seed, progress=config.progress)
+    ladders = {}
+    for label, rater in (("Bradley-Terry", BradleyTerry()), ("Elo", EloRating())):
+        rater.fit(battles)
+        rater.bootstrap(battles, rounds=config.n_boot, seed=config.seed)
+        ladders[label] = ladder_rows(rater)
+    win_rates = []
+    if config.reference in responses:
+        for name in responses:
+            if name == config.reference:
+                continue
+            w = win_rate(battles, name, config.reference, seed=config.seed)
+            win_rates.append(WinRateRow(model=name, reference=config.reference, win_rate=w["win_rate"], ci_low=w["ci_low"],
+                                        ci_high=w["ci_high"], n=w["n"], win=w["win"], tie=w["tie"], loss=w["loss"]))
+
+    rng = random.Random(config.seed)
+    samples = []
+    for category in sorted({p.category for p in prompts}):
+        idx = [i for i, p in enumerate(prompts) if p.category == category]
+        for i in rng.sample(idx, min(config.n_samples, len(idx))):
+            samples.append(Sample(prompt=texts[i], category=category, responses={m: responses[m][i] for m in responses}))
+
+    extra = extra or {}
+    data = ReportData(
+        title=extra.get("title", "alignkit sandbox evaluation"),
+        summary=extra.get("summary", f"{len(config.models)} models, {len(texts)} held-out sandbox prompts "
+                          f"({config.splits}), sampled at T={config.temperature}, scored by the ground-truth scorer."),
+        baseline=config.reference if config.reference in config.models else None,
+        models=results, ladders=ladders, win_rates=win_rates, samples=samples,
+        reward_kl={m: [(kl[m], next(r for r in results if r.name == m).metrics["utility"].value)] for m in kl},
+        annotators=extra.get("annotators", []),
+    )
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    write_records(out / "responses.jsonl", [{"prompt": t, "category": p.category, **{m: responses[m][i] for m in responses}}
+                                            for i, (t, p) in enumerate(zip(texts, prompts))])
+    (out / "results.json").write_text(data.model_dump_json(indent=2))
+    (out / "battles.json").write_text(json.dumps(battles))
+    return data

@@ -1,0 +1,71 @@
+"""Pydantic configs of the ``alignkit feedback`` commands (one field per flag)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+DB = Field("feedback.db", description="store: SQLite file path or a SQLAlchemy URL (postgresql+psycopg://...)")
+
+
+class InitConfig(BaseModel):
+    db: str = DB
+    project: str | None = Field(None, description="also create this project")
+    template: Literal["preference", "sft", "custom"] = Field("preference", description="stages of the new project")
+    project_file: str | None = Field(None, description="YAML with the project's ProjectConfig (template=custom)")
+    overlap: int = Field(3, ge=1)
+    max_overlap: int | None = Field(None, ge=1, description="dynamic overlap ceiling")
+    gold_rate: float = Field(0.1, ge=0, le=1)
+
+
+class ImportConfig(BaseModel):
+    db: str = DB
+    project: str
+    input: str = Field(description="JSONL: prompt, and responses / chosen+rejected, optional gold / prelabel")
+    stage: str | None = Field(None, description="create a task of this stage per row (else: stages pick items up)")
+    gold_fraction: float = Field(0.0, ge=0, le=1, description="share of rows with a 'truth' answer made gold")
+    annotators: str | None = Field(None, description="comma-separated annotator names to register (name:role)")
+    seed: int = 0
+
+
+class AssignConfig(BaseModel):
+    db: str = DB
+    project: str
+    annotator: str
+    n: int = Field(1, ge=1, description="how many tasks to take")
+    stage: str | None = None
+
+
+class SubmitConfig(BaseModel):
+    db: str = DB
+    input: str = Field(description="JSONL rows: annotator, task_id, answer")
+
+
+class ExportConfig(BaseModel):
+    db: str = DB
+    project: str
+    kind: Literal["pairs", "sft", "binary", "rankings"] = "pairs"
+    output: str = "feedback_export.jsonl"
+    stage: str | None = None
+    method: Literal["dawid_skene", "majority"] = "dawid_skene"
+    min_agreement: float = Field(0.0, ge=0, le=1)
+    min_confidence: float = Field(0.0, ge=0, le=1)
+
+
+class QualityConfig(BaseModel):
+    db: str = DB
+    project: str
+    screen: bool = Field(False, description="admit/exclude candidates by gold accuracy")
+    threshold: float = Field(0.7, ge=0, le=1, description="screening: gold accuracy needed")
+    min_gold: int = Field(5, ge=1)
+    flag_spammers: bool = Field(False, description="flag active annotators at chance level")
+    super_raters: bool = Field(False, description="update super-rater marks")
+
+
+class AggregateConfig(BaseModel):
+    db: str = DB
+    project: str
+    stage: str
+    method: Literal["dawid_skene", "majority"] = "dawid_skene"
+    output: str | None = Field(None, description="write labels as JSONL here (else print a summary)")

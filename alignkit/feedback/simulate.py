@@ -1,0 +1,177 @@
+"""Let the sandbox's simulated crowd work through a comparison project, end to end.
+
+import sandbox pairs (A/B order shuffled) -> candidates screened on gold tasks -> active
+annotators take tasks with overlap (fixed or dynamic) and gold mixed in -> spammers flagged ->
+aggregation (majority vote and Dawid–Skene) -> preference export. Because the sandbox knows the
+true preference of every pair, the result reports how accurate each aggregate is.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from tqdm.auto import tqdm
+
+from alignkit.feedback.config import ProjectConfig, StageConfig
+from alignkit.feedback.export import aggregate_stage, export_dataset
+from alignkit.feedback.quality import annotator_quality, flag_spammers, screen
+from alignkit.feedback.store import FeedbackStore
+
+CRITERIA_MAP = {"helpfulness": "helpful", "honesty": "honest", "harmlessness": "harmless"}
+
+
+class SimulateConfig(BaseModel):
+    output: str = Field("feedback_sim", description="folder for the database and the exported pairs")
+    db_url: str | None = Field(None, description="store URL; default: OUTPUT/feedback.db (SQLite)")
+    n_items: int = Field(200, ge=1, description="comparison tasks to label")
+    n_gold: int = Field(40, ge=0, description="gold tasks (researcher-labelled) for screening and spot checks")
+    n_annotators: int = Field(20, ge=1)
+    spammer_fraction: float = Field(0.2, ge=0, le=1)
+    skill_low: float = Field(0.65, ge=0, le=1, description="honest annotators' skill range, low end")
+    skill_high: float = Field(0.95, ge=0, le=1, description="honest annotators' skill range, high end")
+    position_bias: float = Field(0.1, ge=0, le=1, description="crowd position bias range (sandbox make_crowd)")
+    length_bias: float = Field(0.1, ge=0, le=1, description="crowd length bias range")
+    helpful_lean: float = Field(0.3, ge=0, le=1, description="crowd lean towards helpfulness over harmlessness")
+    overlap: int = Field(3, ge=1)
+    max_overlap: int | None = Field(None, ge=1, description="set above --overlap for dynamic overlap")
+    agreement_threshold: float = Field(1.0, ge=0, le=1, description="dynamic overlap: top-label share needed to stop")
+    gold_rate: float = Field(0.1, ge=0, le=1)
+    n_screening: int = Field(10, ge=0, description="gold tasks each candidate answers before admission (0: no screening)")
+    screening_threshold: float = Field(0.7, ge=0, le=1)
+    seed: int = 0
+    progress: bool = True
+
+
+class SimulateResult(BaseModel):
+    n_items: int
+    judgments_per_item: float
+    spammers: list[str]
+    excluded: list[str]
+    flagged: list[str]
+    accuracy: dict[str, float]  # majority / dawid_skene / best_single (vs ground truth)
+    best_single: str | None
+    export_path: str | None = None
+    export_rows: int = 0
+    quality: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: bool = True) -> SimulateResult:
+    from alignkit.sandbox import build_world, make_crowd, truth_pairs
+
+    world = world or build_world(cfg.seed)
+    crowd = crowd or make_crowd(world, n=cfg.n_annotators, spammer_fraction=cfg.spammer_fraction, seed=cfg.seed,
+                                skill_range=(cfg.skill_low, cfg.skill_high), position_bias=cfg.position_bias, length_bias=cfg.length_bias, helpful_lean=cfg.helpful_lean)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    url = cfg.db_url or str(out / "feedback.db")
+    if cfg.db_url is None and Path(url).exists():
+        for suffix in ("", "-wal", "-shm"):
+            Path(url + suffix).unlink(missing_ok=True)  # a fresh run each time
+    store = FeedbackStore(url)
+    project = f"sim-{cfg.seed}"
+    stage = StageConfig(name="compare", task_type="compare", overlap=cfg.overlap, max_overlap=cfg.max_overlap,
+                        agreement_threshold=cfg.agreement_threshold, gold_rate=cfg.gold_rate)
+    store.create_project(project, ProjectConfig(stages=[stage], seed=cfg.seed, max_pending=8))
+    rng = random.Random(cfg.seed)
+    pairs = truth_pairs(world, cfg.n_items + cfg.n_gold, seed=cfg.seed)
+    truth: dict[int, str] = {}
+    with store.write() as s:
+        from alignkit.feedback.models import Prompt, Response
+
+        pid, _ = store.project(project)
+        for i, pair in enumerate(pairs):
+            p = Prompt(project_id=pid, text=pair["prompt"], status="accepted", meta={"category": pair["category"]})
+            s.add(p)
+            s.flush()
+            swap = rng.random() < 0.5
+            texts = [pair["rejected"], pair["chosen"]] if swap else [pair["chosen"], pair["rejected"]]
+            ids = []
+            for t in texts:
+                r = Response(prompt_id=p.id, text=t, model="sandbox")
+                s.add(r)
+                s.flush()
+                ids.append(r.id)
+            label = "B" if swap else "A"
+            gold = {"overall": label} if i < cfg.n_gold else None
+            tid = store._add_task(s, pid, stage, p.id, ids, gold, None, None, [])
+            if gold is None:
+                truth[tid] = label
+    (out / "truth.json").write_text(json.dumps({str(k): v for k, v in truth.items()}))  # for offline analysis
+    for a in crowd:
+        store.add_annotator(a.id, status="candidate" if cfg.n_screening else "active")
+
+    def answer(a, view) -> dict[str, Any]:
+        r = random.Random(f"{cfg.seed}:{a.id}:{view.id}")
+        out = a.compare(view.prompt, view.responses[0], view.responses[1], r)
+        return {"overall": out["overall"], "criteria": {CRITERIA_MAP.get(k, k): v for k, v in out["criteria"].items()}}
+
+    excluded: list[str] = []
+    if cfg.n_screening:
+        for a in crowd:
+            for _ in range(cfg.n_screening):
+                view = store.next_task(project, a.id)
+                if view is None:
+                    break
+                store.submit(a.id, view.id, answer(a, view))
+        decided = screen(store, project, threshold=cfg.screening_threshold, min_gold=min(cfg.n_screening, cfg.n_gold))
+        excluded = sorted(n for n, st in decided.items() if st == "excluded")
+    active = [a for a in crowd if a.id not in excluded]
+    flagged: list[str] = []
+    bar = tqdm(total=len(truth), desc="simulated crowd", disable=not cfg.progress)
+    done_before, rounds = 0, 0
+    while active:
+        rounds += 1
+        worked = False
+        for a in list(active):
+            view = store.next_task(project, a.id)
+            if view is None:
+                continue
+            worked = True
+            store.submit(a.id, view.id, answer(a, view))
+        newly = flag_spammers(store, project, min_items=10, max_accuracy=0.6) if rounds % 5 == 0 or not worked else []
+        flagged += newly
+        active = [a for a in active if a.id not in newly]
+        done = sum(t.status == "done" for t in store.tasks(project, "compare"))
+        bar.update(done - done_before)
+        done_before = done
+        if not worked and not newly:
+            break
+    bar.close()
+    # -- accuracy against the ground truth
+    acc: dict[str, float] = {}
+    everyone = ("candidate", "active", "excluded", "flagged")
+    for method in ("majority", "dawid_skene"):
+        aggs = aggregate_stage(store, project, "compare", method, seed=cfg.seed)
+        acc[method] = sum(aggs[t].label == truth[t] for t in truth if t in aggs) / len(truth)
+        # The same aggregators with nobody screened out (spammers' votes included).
+        aggs = aggregate_stage(store, project, "compare", method, seed=cfg.seed, statuses=everyone)
+        acc[method + "_unscreened"] = sum(aggs[t].label == truth[t] for t in truth if t in aggs) / len(truth)
+    judged: dict[str, list[bool]] = defaultdict(list)
+    n_judgments = 0
+    for j in store.judgments(project, "compare", include_gold=False, statuses=("active",)):
+        judged[j.annotator].append(j.label == truth[j.task_id])
+        n_judgments += 1
+    min_n = max(10, len(truth) // 10)
+    singles = {a: sum(v) / len(v) for a, v in judged.items() if len(v) >= min_n}
+    # "Best single annotator" as a practitioner would pick one: highest gold accuracy (ties: more
+    # gold answered). Picking by accuracy on the items themselves would be upward biased (the max
+    # of many noisy estimates), so that "oracle" number is reported separately.
+    gold_acc = {q.annotator: (q.gold_accuracy or 0.0, q.n_gold) for q in annotator_quality(store, project)
+                if q.annotator in singles and q.n_gold}
+    best = max(gold_acc, key=gold_acc.get) if gold_acc else None
+    acc["best_single"] = singles[best] if best else float("nan")
+    acc["best_single_oracle"] = max(singles.values()) if singles else float("nan")
+    result = SimulateResult(n_items=len(truth), judgments_per_item=n_judgments / max(len(truth), 1),
+                            spammers=sorted(a.id for a in crowd if a.is_spammer), excluded=excluded, flagged=flagged,
+                            accuracy=acc, best_single=best,
+                            quality=[q.model_dump() for q in annotator_quality(store, project)])
+    if export:
+        path, n = export_dataset(store, project, "pairs", out / "pairs.jsonl")
+        result.export_path, result.export_rows = str(path), n
+    store.close()
+    return result
