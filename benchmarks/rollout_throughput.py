@@ -1,7 +1,7 @@
 """Rollout engine vs ``model.generate``: generated tokens per second on the same model and prompts.
 
 Both sample the same batch of prompts with the same settings (temperature, top-p off, the same
-``max_new_tokens``, stop at EOS) after one warm-up call each, best of ``--repeats``. Tokens/s counts
+``max_new_tokens``, stop at EOS) after one warm-up call each, interleaved, median of ``--repeats``. Tokens/s counts
 real generated tokens (up to and including the stop token; padding after it is not counted). The
 rollout engine also returns per-token log-probs; ``generate`` is run without scores.
 
@@ -16,6 +16,7 @@ rollout engine also returns per-token log-probs; ``generate`` is run without sco
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -37,44 +38,44 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_engine(model, tok, prompts, args, device) -> tuple[float, int]:
-    stops = stop_token_ids(tok)
-    best, tokens = float("inf"), 0
-    for rep in range(args.repeats + 1):
-        gen = torch.Generator(device=device).manual_seed(rep)
-        _sync(device)
-        start = time.perf_counter()
-        rollout = sample(model, prompts, pad_id=tok.pad_token_id, stop_ids=stops, max_new_tokens=args.max_new_tokens,
-                         temperature=args.temperature, generator=gen)
-        _sync(device)
-        if rep > 0:  # rep 0 warms up
-            elapsed = time.perf_counter() - start
-            if elapsed < best:
-                best, tokens = elapsed, int(rollout.response_mask.sum())
-    return best, tokens
+def run_engine(model, tok, prompts, args, device, seed: int) -> int:
+    gen = torch.Generator(device=device).manual_seed(seed)
+    rollout = sample(model, prompts, pad_id=tok.pad_token_id, stop_ids=stop_token_ids(tok),
+                     max_new_tokens=args.max_new_tokens, temperature=args.temperature, generator=gen)
+    return int(rollout.response_mask.sum())
 
 
-def time_generate(model, tok, prompts, args, device) -> tuple[float, int]:
+def run_generate(model, tok, batch, args, seed: int) -> int:
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=args.max_new_tokens, do_sample=True, temperature=args.temperature,
+                             top_k=0, top_p=1.0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    new = out[:, batch["input_ids"].shape[1] :]
+    # real tokens: up to and including the first EOS of each row
+    is_eos = (new == tok.eos_token_id).long()
+    return int(((is_eos.cumsum(-1) - is_eos) == 0).sum())
+
+
+def timed(fn, device: torch.device) -> tuple[float, int]:
+    _sync(device)
+    start = time.perf_counter()
+    tokens = fn()
+    _sync(device)
+    return time.perf_counter() - start, tokens
+
+
+def measure(model, tok, prompts, args, device) -> tuple[float, float]:
+    """Median tokens/s of each side over ``repeats`` rounds, the two sides interleaved so that
+    background load hits both alike; one warm-up round first."""
     batch = {k: v.to(device) for k, v in left_pad(prompts, tok.pad_token_id).items()}
-    width = batch["input_ids"].shape[1]
-    best, tokens = float("inf"), 0
+    engine, generate = [], []
     for rep in range(args.repeats + 1):
-        torch.manual_seed(rep)
-        _sync(device)
-        start = time.perf_counter()
-        with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=args.max_new_tokens, do_sample=True, temperature=args.temperature,
-                                 top_k=0, top_p=1.0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        _sync(device)
+        t_e, n_e = timed(lambda: run_engine(model, tok, prompts, args, device, rep), device)
+        t_g, n_g = timed(lambda: run_generate(model, tok, batch, args, rep), device)
         if rep > 0:
-            elapsed = time.perf_counter() - start
-            new = out[:, width:]
-            # real tokens: up to and including the first EOS of each row
-            is_eos = new == tok.eos_token_id
-            after = (is_eos.cumsum(-1) - is_eos.long()) > 0
-            if elapsed < best:
-                best, tokens = elapsed, int((~after).sum())
-    return best, tokens
+            engine.append(n_e / t_e)
+            generate.append(n_g / t_g)
+    return statistics.median(engine), statistics.median(generate)
 
 
 def main() -> None:
@@ -83,7 +84,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
@@ -105,13 +106,11 @@ def main() -> None:
     prompts = [encode_prompt(tok, PROMPTS[i % len(PROMPTS)]) for i in range(args.batch_size)]
     params = sum(p.numel() for p in model.parameters())
 
-    t_engine, n_engine = time_engine(model, tok, prompts, args, device)
-    t_generate, n_generate = time_generate(model, tok, prompts, args, device)
-    engine_tps, generate_tps = n_engine / t_engine, n_generate / t_generate
+    engine_tps, generate_tps = measure(model, tok, prompts, args, device)
     print(f"model {args.model} ({params / 1e6:.2f}M params, {args.dtype}) on {device}; batch {args.batch_size}, "
-          f"max_new_tokens {args.max_new_tokens}, T={args.temperature}, best of {args.repeats}")
-    print(f"rollout engine : {n_engine:6d} tokens in {t_engine:7.3f} s = {engine_tps:10.1f} tokens/s (with log-probs)")
-    print(f"model.generate : {n_generate:6d} tokens in {t_generate:7.3f} s = {generate_tps:10.1f} tokens/s")
+          f"max_new_tokens {args.max_new_tokens}, T={args.temperature}, median of {args.repeats}, {torch.get_num_threads()} threads")
+    print(f"rollout engine : {engine_tps:10.1f} tokens/s (with per-token log-probs)")
+    print(f"model.generate : {generate_tps:10.1f} tokens/s")
     print(f"ratio engine / generate: {engine_tps / generate_tps:.2f}x")
 
 

@@ -34,7 +34,55 @@ def _train_sft(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {"model": str(run_sft(config))}
 
 
+def _train_rm(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    from alignkit.train.reward_model import RewardConfig, run_reward_model
+
+    path = run_reward_model(RewardConfig(**{"progress": False, **params, "output": folder}))
+    return {"model": str(path)}
+
+
+def _train_dpo(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    from alignkit.train.dpo import DPOConfig, run_dpo
+
+    return {"model": str(run_dpo(DPOConfig(**{"progress": False, **params, "output": folder})))}
+
+
+def _train_kto(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    from alignkit.train.kto import KTOConfig, run_kto
+
+    return {"model": str(run_kto(KTOConfig(**{"progress": False, **params, "output": folder})))}
+
+
+def _evaluate_sandbox(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Evaluate models on the sandbox; ``annotators`` may name a JSON file of quality rows."""
+    import json
+
+    from alignkit.evaluate.suite import SandboxEvalConfig, evaluate_sandbox
+
+    params = dict(params)
+    extra: dict[str, Any] = {}
+    annotators = params.pop("annotators", None)
+    if annotators:
+        extra["annotators"] = json.loads(Path(annotators).read_text())
+    for key in ("title", "summary"):
+        if key in params:
+            extra[key] = params.pop(key)
+    evaluate_sandbox(SandboxEvalConfig(**{"progress": False, **params, "output": folder}), extra)
+    return {"results": str(folder / "results.json"), "responses": str(folder / "responses.jsonl")}
+
+
+def _report(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    from alignkit.evaluate.report import load_report_data, write_report
+
+    return {"report": str(write_report(folder / "report.html", load_report_data(params["results"])))}
+
+
 STAGES: dict[str, Any] = {
+    "train.rm": _train_rm,
+    "train.dpo": _train_dpo,
+    "train.kto": _train_kto,
+    "evaluate.sandbox": _evaluate_sandbox,
+    "report": _report,
     "sandbox.build": _sandbox_build,
     "sandbox.base_model": _sandbox_base_model,
     "train.sft": _train_sft,

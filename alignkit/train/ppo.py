@@ -31,8 +31,9 @@ Checkpoints and exact resume use the offline loop's helpers (``save_checkpoint``
 ``latest_checkpoint``, ``MetricsWriter``): models, optimizer, scheduler and RNG states come back
 through ``accelerate``, the KL coefficient through ``trainer_state.json``, and everything random in
 a step (prompt order, sampling, minibatch shuffles) is seeded by ``(seed, step)``. A non-finite
-loss, or a rollout KL above ``max_kl``, stops the run with :class:`TrainingDiverged`, leaving the
-last good checkpoint in place.
+loss, or a rollout KL above ``max_kl``, stops the run with :class:`TrainingDiverged`, naming the
+last good checkpoint (for the KL guard: the newest one saved *before* the policy that produced the
+offending rollout) to resume from.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from alignkit.models import apply_lora, load_model, save_model
 from alignkit.models.loading import LoraSettings, is_lora
 from alignkit.train import rl_math
 from alignkit.train.config import TrainingConfig
-from alignkit.train.loop import STATE_FILE, MetricsWriter, TrainingDiverged, latest_checkpoint, save_checkpoint, unit_order
+from alignkit.train.loop import CHECKPOINTS, STATE_FILE, MetricsWriter, TrainingDiverged, latest_checkpoint, save_checkpoint, unit_order
 from alignkit.train.reference import adapter_disabled, frozen_copy
 from alignkit.train.rollout import Rollout, decode_responses, rollout_logprobs, sample, stop_token_ids
 
@@ -295,6 +296,16 @@ def kl_controller(config: RLConfig) -> Any:
     return rl_math.FixedKLController(config.kl_coef)
 
 
+def checkpoint_before(output: Path, step: int) -> Path | None:
+    """The newest complete checkpoint from a step before ``step``."""
+    folder = output / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    found = [(json.loads((p / STATE_FILE).read_text())["step"], p) for p in folder.iterdir()
+             if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_FILE).exists()]
+    return max(((n, p) for n, p in found if n < step), default=(0, None))[1]
+
+
 class Reference:
     """Reference log-probs: the adapter-free policy under LoRA, else a frozen copy of the start."""
 
@@ -390,9 +401,12 @@ def rl_loop(
         seq_kl = ((old - ref) * mask).sum(-1)  # k1 per response: the KL actually spent
         mean_kl = float(seq_kl.mean())
         if config.max_kl is not None and mean_kl > config.max_kl:
+            # This rollout came from the policy saved after step - 1, so the last checkpoint known
+            # to be good is the newest one from before that step.
             raise TrainingDiverged(
                 f"KL to the reference reached {mean_kl:.2f} per response at step {step} (> --max-kl {config.max_kl}); "
-                f"stopped. Last good checkpoint: {latest_checkpoint(output) or 'none yet'} (raise --kl-coef or lower --lr)."
+                f"stopped. Last good checkpoint: {checkpoint_before(output, step - 1) or 'none kept'} "
+                f"(raise --kl-coef or lower --lr)."
             )
         prep_metrics = algorithm.prepare(data)
 

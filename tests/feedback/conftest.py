@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 PG_URL = os.environ.get("ALIGNKIT_TEST_PG_URL")
-BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+BACKENDS = ["sqlite"] + ([pytest.param("postgresql", marks=pytest.mark.postgres)] if PG_URL else [])
 
 
 def _pg_database() -> tuple[str, callable]:

@@ -20,6 +20,8 @@ if [ "$(id -u)" = 0 ]; then
     AS=(runuser -u postgres --)
     mkdir -p "$DATA_DIR"
     chown postgres: "$DATA_DIR"
+    runuser -u postgres -- test -w "$DATA_DIR" \
+        || { echo "the postgres user cannot reach $DATA_DIR (a parent folder is private); use e.g. /tmp/alignkit-pg" >&2; exit 1; }
     DB_USER=postgres
 else
     AS=()

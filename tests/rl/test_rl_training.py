@@ -146,7 +146,9 @@ def test_nan_reward_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path,
 
 def test_exploding_kl_stops_the_run(tmp_path, prompts_file, fresh_policy):
     config = _rloo_config(prompts_file, tmp_path / "kl", max_steps=5, save_every=1, lr=5e-2, max_kl=1e-3)
-    with pytest.raises(TrainingDiverged, match=r"KL to the reference reached .* at step 2 \(> --max-kl 0.001\)"):
+    # step 1's rollout comes from the starting policy (KL 0); its update moves the policy, so step 2's
+    # rollout exceeds the limit. Checkpoint 1 holds that moved policy: no earlier one is known good.
+    with pytest.raises(TrainingDiverged, match=r"KL to the reference reached .* at step 2 \(> --max-kl 0.001\).*none kept"):
         run_rloo(config, reward_fn=count_e, policy=fresh_policy())
     assert latest_checkpoint(config.output).name == "step-0000001"
 
@@ -192,3 +194,14 @@ def test_critic_can_start_from_a_reward_model_folder(tmp_path, tiny):
     assert torch.count_nonzero(critic_values(critic, _rollout(model, tok))) > 0
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         build_critic(model, tok.pad_token_id, str(tmp_path / "missing"), seed=0)
+
+
+def test_checkpoint_before_picks_newest_complete_earlier_checkpoint(tmp_path):
+    from alignkit.train.ppo import checkpoint_before
+
+    for name, step in [("step-0000002", 2), ("step-0000004", 4), ("step-0000006", 6), ("step-0000008.tmp", 8)]:
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+        (tmp_path / "checkpoints" / name / "trainer_state.json").write_text(json.dumps({"step": step}))
+    assert checkpoint_before(tmp_path, 6).name == "step-0000004"
+    assert checkpoint_before(tmp_path, 9).name == "step-0000006"  # the .tmp one is half-written
+    assert checkpoint_before(tmp_path, 2) is None
