@@ -6,7 +6,7 @@ runs the whole pipeline of ``alignkit feedback simulate``: screening on gold, as
 overlap and gold spot checks, spammer flagging, aggregation, export. Reported over seeds (mean and
 95% t-interval):
 
-1. screening: share of spammers excluded, share of honest annotators wrongly excluded;
+1. screening (20 gold items each): share of spammers excluded, share of honest annotators wrongly excluded;
 2. accuracy vs the sandbox's ground truth of Dawid–Skene, majority vote and the best single
    annotator (chosen by gold accuracy, as a practitioner would; the "oracle" best, chosen on the
    test items themselves, is shown too and is biased upwards), and the paired DS - MV difference;
@@ -67,7 +67,7 @@ def main() -> None:
             for name, extra in arms.items():
                 cfg = SimulateConfig(output=f"{tmp}/{seed}-{len(results[name])}-{extra}", n_items=args.items,
                                      n_annotators=args.annotators, spammer_fraction=args.spammers,
-                                     position_bias=args.position_bias, n_screening=15, seed=seed, progress=False, **extra)
+                                     position_bias=args.position_bias, n_screening=20, seed=seed, progress=False, **extra)
                 r = simulate(cfg, export=False)
                 results[name].append(r)
                 print(f"seed {seed} {name}: {json.dumps({k: round(v, 3) for k, v in r.accuracy.items()})} "
@@ -79,7 +79,7 @@ def main() -> None:
     caught = [len(set(r.spammers) & set(r.excluded)) / max(len(r.spammers), 1) for r in base]
     caught_all = [len(set(r.spammers) & (set(r.excluded) | set(r.flagged))) / max(len(r.spammers), 1) for r in base]
     wrong = [len(set(r.excluded) - set(r.spammers)) / max(args.annotators - len(r.spammers), 1) for r in base]
-    print("## Screening (15 gold items, admit at >= 70% gold accuracy)")
+    print("## Screening (20 gold items, admit at >= 70% gold accuracy)")
     print(f"spammers excluded by screening        {ci(caught)}")
     print(f"spammers excluded or later flagged    {ci(caught_all)}")
     print(f"honest annotators excluded            {ci(wrong)}\n")

@@ -230,10 +230,11 @@ def run_dpo(config: DPOConfig) -> Path:
 
     model, tokenizer = load_model(config.model, allow_download=config.allow_download, dtype=config.dtype,
                                   tiny_texts=record_texts(records), seed=config.seed)
+    rows_read = len(train_records) + len(eval_records) + sum(skipped.values())
     train_examples, train_skipped = encode_pairs(tokenizer, train_records, config.max_length, config.template)
     eval_examples, eval_skipped = encode_pairs(tokenizer, eval_records, config.max_length, config.template)
     skipped += train_skipped + eval_skipped
-    data_report = {"records": len(records) + sum(skipped.values()), "train_pairs": len(train_examples),
+    data_report = {"pairs_read": rows_read, "train_pairs": len(train_examples),
                    "eval_pairs": len(eval_examples), "skipped": dict(skipped)}
     if skipped:
         log.warning("skipped %d bad pair(s) before training: %s", sum(skipped.values()), dict(skipped))

@@ -181,3 +181,17 @@ def test_cache_is_recomputed_when_data_changes(tmp_path):
     run_dpo(DPOConfig(data=write_jsonl(tmp_path / "a.jsonl", rows), **kw))
     out = run_dpo(DPOConfig(data=write_jsonl(tmp_path / "b.jsonl", rows[:-1]), **kw))
     assert json.loads((out / "alignkit_run.json").read_text())["reference"]["cache_reused"] is False
+
+
+def test_nll_term_is_mean_nll_over_chosen_tokens_only():
+    model, tok, examples = _setup(n=4)
+    cfg = DPOConfig(data="x", output="y", beta=0.1, nll_coef=0.5, max_length=64)
+    objective = DPOObjective(cfg, tok.pad_token_id, Reference("copy", model))
+    loss, metrics = objective.loss(model, objective.collate(examples))
+    with torch.no_grad():
+        per_seq = [sequence_logprobs(model, collate([[e.chosen]], 0)) for e in examples]
+    # mean NLL per chosen target token, pooled over the batch (rejected tokens excluded)
+    nll = -sum(float(lp.sequence_logps[0]) for lp in per_seq) / sum(int(lp.lengths[0]) for lp in per_seq)
+    assert metrics["nll"] == pytest.approx(nll, rel=1e-5)
+    # policy == reference, so the DPO part is log 2
+    assert float(loss.detach()) == pytest.approx(0.6931472 + 0.5 * nll, rel=1e-5)

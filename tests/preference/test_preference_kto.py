@@ -10,7 +10,7 @@ import torch
 from preference_data import arithmetic_pairs, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignkit.data import collate, encode_example
+from alignkit.data import collate
 from alignkit.models import build_tiny_model, sequence_logprobs
 from alignkit.train.dpo import encode_pairs
 from alignkit.train.kto import KTOConfig, KTOObjective, encode_binary, run_kto

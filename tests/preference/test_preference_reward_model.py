@@ -22,7 +22,7 @@ from alignkit.train.reward_model import (
 )
 from alignkit.train.sft import record_texts
 
-from preference_data import arithmetic_pairs, write_jsonl
+from preference_data import arithmetic_pairs
 
 
 def test_reward_model_learns_easy_task_saves_and_loads(tmp_path, pairs_file):

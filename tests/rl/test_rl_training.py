@@ -205,3 +205,61 @@ def test_checkpoint_before_picks_newest_complete_earlier_checkpoint(tmp_path):
     assert checkpoint_before(tmp_path, 6).name == "step-0000004"
     assert checkpoint_before(tmp_path, 9).name == "step-0000006"  # the .tmp one is half-written
     assert checkpoint_before(tmp_path, 2) is None
+
+
+def _step_data(model, tok, scores, kl_coef, prompts=None):
+    from alignkit.train.ppo import StepData
+
+    rollout = sample(model, prompts or _prompt_ids(tok), pad_id=tok.pad_token_id, stop_ids=stop_token_ids(tok),
+                     max_new_tokens=5, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    rollout.response_mask[0, 3:] = False  # ragged lengths: row 0 has 3 real tokens
+    gen = torch.Generator().manual_seed(4)
+    old = -torch.rand(rollout.response_ids.shape, generator=gen)
+    ref = -torch.rand(rollout.response_ids.shape, generator=gen)
+    s = torch.tensor(scores, dtype=torch.float32)
+    return StepData(rollout, [], [], s, s, old, ref, kl_coef)
+
+
+def test_ppo_prepare_folds_kl_into_rewards_and_runs_gae(tiny):
+    from alignkit.train.ppo import PPO
+
+    model, tok = tiny
+    critic = build_critic(model, tok.pad_token_id, None, seed=0)  # zero head: V = 0 everywhere
+    data = _step_data(model, tok, [1.0, -2.0, 0.5, 3.0], kl_coef=0.5)
+    config = _ppo_config(Path("p.jsonl"), Path("o"), gamma=1.0, lam=1.0, kl_estimator="k1", whiten_advantages=False)
+    PPO(config, critic).prepare(data)
+    # With V = 0 and gamma = lam = 1, the return at token t is the sum of rewards from t to the end:
+    # score (on the last real token) - 0.5 * sum_{u >= t} (old_u - ref_u).
+    mask = data.mask
+    for b in range(4):
+        n = int(mask[b].sum())
+        for t in range(mask.shape[1]):
+            if t < n:
+                expected = float(data.scores[b]) - 0.5 * sum(float(data.old_logprobs[b, u] - data.ref_logprobs[b, u]) for u in range(t, n))
+            else:
+                expected = 0.0
+            assert float(data.extra["returns"][b, t]) == pytest.approx(expected, abs=1e-5)
+    torch.testing.assert_close(data.extra["advantages"], data.extra["returns"])  # A = R - V with V = 0
+
+    whitened = _step_data(model, tok, [1.0, -2.0, 0.5, 3.0], kl_coef=0.5)
+    PPO(config.model_copy(update={"whiten_advantages": True}), critic).prepare(whitened)
+    adv, m = whitened.extra["advantages"], whitened.mask
+    assert float(adv[m].mean()) == pytest.approx(0.0, abs=1e-5) and float(adv[m].std()) == pytest.approx(1.0, abs=1e-3)
+    assert torch.count_nonzero(adv[~m]) == 0
+
+
+def test_rloo_prepare_gives_leave_one_out_advantage_to_every_token(tiny):
+    from alignkit.train.rloo import RLOO
+
+    model, tok = tiny
+    data = _step_data(model, tok, [1.0, 2.0, 3.0, 4.0], kl_coef=0.0, prompts=_prompt_ids(tok)[:1] * 4)
+    RLOO(_rloo_config(Path("p.jsonl"), Path("o"), k=4, kl_coef=0.0)).prepare(data)
+    # baselines: mean of the other three = 3, 8/3, 7/3, 2 -> advantages -2, -2/3, 2/3, 2
+    expected = torch.tensor([-2.0, -2 / 3, 2 / 3, 2.0])[:, None] * data.mask
+    torch.testing.assert_close(data.extra["advantages"], expected)
+
+    with_kl = _step_data(model, tok, [1.0, 2.0, 3.0, 4.0], kl_coef=1.0, prompts=_prompt_ids(tok)[:1] * 4)
+    RLOO(_rloo_config(Path("p.jsonl"), Path("o"), k=4, kl_coef=1.0, kl_in="reward", kl_estimator="k1")).prepare(with_kl)
+    shaped = with_kl.scores - ((with_kl.old_logprobs - with_kl.ref_logprobs) * with_kl.mask).sum(-1)
+    loo = shaped - (shaped.sum() - shaped) / 3
+    torch.testing.assert_close(with_kl.extra["advantages"], loo[:, None] * with_kl.mask)
