@@ -53,6 +53,38 @@ def _train_kto(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {"model": str(run_kto(KTOConfig(**{"progress": False, **params, "output": folder})))}
 
 
+def _train_ppo(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    from alignkit.train.ppo import PPOConfig, run_ppo
+
+    return _rl_outputs(run_ppo(PPOConfig(**{"progress": False, **params, "output": folder})))
+
+
+def _train_rloo(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    from alignkit.train.rloo import RLOOConfig, run_rloo
+
+    return _rl_outputs(run_rloo(RLOOConfig(**{"progress": False, **params, "output": folder})))
+
+
+def _train_grpo(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    from alignkit.train.rloo import GRPOConfig, run_rloo
+
+    return _rl_outputs(run_rloo(GRPOConfig(**{"progress": False, **params, "output": folder})))
+
+
+def _rl_outputs(path: Path) -> dict[str, Any]:
+    """The policy, plus its (KL, score) trajectory for the reward-vs-KL plot."""
+    import json
+
+    curve = []
+    metrics = Path(path) / "metrics.jsonl"
+    if metrics.exists():
+        for line in metrics.read_text().splitlines():
+            row = json.loads(line)
+            if "kl" in row and "score" in row:
+                curve.append([row["kl"], row["score"]])
+    return {"model": str(path), "reward_kl": curve}
+
+
 def _evaluate_sandbox(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Evaluate models on the sandbox; ``annotators`` may name a JSON file of quality rows."""
     import json
@@ -81,6 +113,9 @@ STAGES: dict[str, Any] = {
     "train.rm": _train_rm,
     "train.dpo": _train_dpo,
     "train.kto": _train_kto,
+    "train.ppo": _train_ppo,
+    "train.rloo": _train_rloo,
+    "train.grpo": _train_grpo,
     "evaluate.sandbox": _evaluate_sandbox,
     "report": _report,
     "sandbox.build": _sandbox_build,
