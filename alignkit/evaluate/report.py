@@ -257,9 +257,12 @@ def _ladder_plot(name: str, rows: list[RatingRow]) -> str:
     ax = fig.add_subplot()
     y = list(range(len(rows)))
     x = [r.rating for r in rows]
-    lo = [r.rating - r.ci_low if r.ci_low is not None else 0 for r in rows]
-    hi = [r.ci_high - r.rating if r.ci_high is not None else 0 for r in rows]
-    ax.errorbar(x, y, xerr=[lo, hi], fmt="o", capsize=4, color="#2b6cb0")
+    # Draw the interval itself, not symmetric error bars: a percentile bootstrap interval (and
+    # online Elo's, which depends on battle order) need not contain the point estimate.
+    for yi, r in zip(y, rows):
+        if r.ci_low is not None and r.ci_high is not None:
+            ax.plot([r.ci_low, r.ci_high], [yi, yi], color="#2b6cb0", linewidth=2, solid_capstyle="butt")
+    ax.plot(x, y, "o", color="#1a365d")
     ax.set_yticks(y, [r.model for r in rows])
     ax.set_xlabel("rating (Elo scale)")
     ax.set_title(name)

@@ -34,6 +34,25 @@ def _train_sft(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {"model": str(run_sft(config))}
 
 
+def _feedback_simulate(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The sandbox crowd labels comparison tasks in a real feedback store; QC; aggregated pairs out."""
+    import json
+
+    from alignkit.feedback.simulate import SimulateConfig, simulate
+
+    result = simulate(SimulateConfig(**{"progress": False, **params, "output": str(folder)}))
+    spammers = set(result.spammers)
+    rows = []
+    for q in result.quality:
+        status = "excluded at screening" if q["annotator"] in result.excluded else "flagged" if q["annotator"] in result.flagged else q.get("status", "")
+        rows.append({"annotator": q["annotator"], "status": status, "spammer (truth)": q["annotator"] in spammers,
+                     **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in q.items() if k in ("n_judgments", "n_gold", "gold_accuracy", "peer_agreement", "super_rater")}})
+    (folder / "annotators.json").write_text(json.dumps(rows, indent=2))
+    (folder / "result.json").write_text(result.model_dump_json(indent=2))
+    return {"pairs": result.export_path, "annotators": str(folder / "annotators.json"), "accuracy": result.accuracy,
+            "judgments_per_item": result.judgments_per_item}
+
+
 def _train_rm(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     from alignkit.train.reward_model import RewardConfig, run_reward_model
 
@@ -110,6 +129,7 @@ def _report(params: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 
 STAGES: dict[str, Any] = {
+    "feedback.simulate": _feedback_simulate,
     "train.rm": _train_rm,
     "train.dpo": _train_dpo,
     "train.kto": _train_kto,

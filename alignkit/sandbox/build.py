@@ -34,6 +34,9 @@ class BuildConfig(BaseModel):
     n_unknown: int = Field(30, ge=1, le=200, description="Entities NOT in the KB (unanswerable prompts).")
     corpus_size: int = Field(5000, ge=0, description="Records in the unaligned base corpus.")
     sft_size: int = Field(400, ge=0, description="Curated demonstrations (LIMA-style).")
+    sft_category_mix: dict[str, float] | None = Field(
+        None, description="Prompt-category weights of the demonstrations (default: the corpus mix); e.g. "
+        "helpfulness-only demos leave harmlessness to preference learning, as in InstructGPT.")
     pairs_size: int = Field(2000, ge=0, description="Ground-truth pairs from the train split.")
     eval_pairs_size: int = Field(300, ge=0, description="Ground-truth pairs from the eval split.")
     harmful_compliance_rate: float = Field(0.7, ge=0, le=1, description="Base corpus: harmful requests complied with.")
@@ -66,7 +69,7 @@ def build_folder(config: BuildConfig) -> dict[str, str]:
                              rude_rate=config.rude_rate)
     # Distinct seeds per dataset so growing one never changes another.
     put("corpus", base_corpus(world, config.corpus_size, rates, seed=config.seed * 1000 + 1))
-    put("sft", sft_demos(world, config.sft_size, seed=config.seed * 1000 + 2))
+    put("sft", sft_demos(world, config.sft_size, seed=config.seed * 1000 + 2, category_mix=config.sft_category_mix))
     put("pairs", truth_pairs(world, config.pairs_size, split="train", seed=config.seed * 1000 + 3))
     put("pairs_eval", truth_pairs(world, config.eval_pairs_size, split="eval", seed=config.seed * 1000 + 4))
     manifest = {"world_config": world.config.model_dump(mode="json"), "build_config": config.model_dump(mode="json"),

@@ -102,3 +102,13 @@ def test_cli_report(tmp_path, report_data):
     result = CliRunner().invoke(app, ["report", "--data", str(data), "--output", str(out)])
     assert result.exit_code == 2
     assert "invalid report data" in result.output
+
+
+def test_ladder_interval_not_containing_the_estimate_still_renders(tmp_path):
+    """Percentile bootstrap (and order-dependent Elo) intervals may exclude the point estimate."""
+    from alignkit.evaluate.report import RatingRow, ReportData, write_report
+
+    data = ReportData(ladders={"Elo": [RatingRow(model="a", rating=1010, ci_low=1012, ci_high=1030),
+                                       RatingRow(model="b", rating=990, ci_low=970, ci_high=988)]})
+    html = write_report(tmp_path / "r.html", data).read_text()
+    assert "data:image/png;base64," in html
