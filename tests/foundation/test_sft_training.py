@@ -136,7 +136,8 @@ def _heldout_loss(model, tok, records) -> float:
 @pytest.mark.parametrize("lora", [False, True])
 def test_sft_reduces_heldout_loss_and_saves_a_loadable_model(tmp_path, lora):
     cfg = SFTConfig(model="tiny", data=SAMPLE, output=tmp_path / "out", max_steps=60, batch_size=8, lr=5e-3 if not lora else 2e-2,
-                    eval_fraction=0.15, progress=False, lora=lora, lora_r=8, merge_lora=True, packing=not lora, seed=1)
+                    eval_fraction=0.15, progress=False, lora=lora, lora_r=8, merge_lora=True, packing=not lora, seed=1,
+                    max_length=128)
     records = read_records(SAMPLE).records
     _, held_out = split_eval(records, cfg.eval_fraction, cfg.seed)
     before_model, tok = build_tiny_model(record_texts(records), seed=cfg.seed)
