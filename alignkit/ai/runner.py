@@ -8,7 +8,6 @@ default next to the output), so rerunning a stage makes no HTTP calls.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from alignkit.ai.backend import ChatBackend, LocalBackend
-from alignkit.data.io import DataError
+from alignkit.data.io import DataError, read_jsonl_objects
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +52,7 @@ def make_backend(settings: BackendSettings, default_cache: Path) -> ChatBackend:
 
 
 def _jsonl_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, i, None, f"valid JSON on one line ({e.msg} at column {e.colno})") from e
-            if not isinstance(row, dict):
-                raise DataError(path, i, None, f"a JSON object, found {type(row).__name__}")
-            rows.append((i, row))
-    return rows
+    return read_jsonl_objects(path)
 
 
 def read_prompts(path: Path) -> list[str]:

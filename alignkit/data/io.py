@@ -46,6 +46,36 @@ class LoadedRecords:
         return len(self.records)
 
 
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
+    """(line number, object) for each non-blank line; a bad line is yielded as a DataError, not raised."""
+    with Path(path).open(encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield i, DataError(path, i, None, f"valid JSON on one line ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(row, dict):
+                yield i, DataError(path, i, None, f"a JSON object, found {type(row).__name__}")
+                continue
+            yield i, row
+
+
+def read_jsonl_objects(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """Every JSON object of a JSONL file with its line number; the first bad line raises."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    rows = []
+    for i, row in iter_jsonl(path):
+        if isinstance(row, DataError):
+            raise row
+        rows.append((i, row))
+    return rows
+
+
 def _iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
     """Yield (line number, row) pairs; JSON errors are yielded, not raised, so callers can skip them."""
     suffix = path.suffix.lower()
@@ -63,19 +93,7 @@ def _iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
         for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield i, row
     elif suffix in (".jsonl", ".json", ".ndjson"):
-        with path.open(encoding="utf-8") as f:
-            for i, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield i, DataError(path, i, None, f"valid JSON on one line ({e.msg} at column {e.colno})")
-                    continue
-                if not isinstance(row, dict):
-                    yield i, DataError(path, i, None, f"a JSON object, found {type(row).__name__}")
-                    continue
-                yield i, row
+        yield from iter_jsonl(path)
     else:
         raise DataError(path, None, None, "a .jsonl, .parquet file or a `datasets` folder (save_to_disk)")
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, Field
 
-from alignkit.data.io import DataError, write_records
+from alignkit.data.io import DataError, read_jsonl_objects, write_records
 from alignkit.sandbox import language as L
 from alignkit.sandbox.datasets import BaseCorpusConfig, base_corpus, sft_demos, truth_pairs
 from alignkit.sandbox.scorer import Score
@@ -122,29 +122,18 @@ def _text(value: Any, role: str) -> str | None:
 def read_scoring_rows(path: str | Path) -> list[tuple[dict[str, Any], str, str]]:
     """(row, prompt, response) for each line; a bad line raises with file, line and field."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, i, None, f"valid JSON on one line ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(path, i, None, f"a JSON object, found {type(row).__name__}")
-            prompt = _text(row.get("prompt"), "user")
-            if prompt is None:
-                raise DataError(path, i, "prompt", "a string (or a list of messages with a user turn)")
-            field = "response" if "response" in row else "completion" if "completion" in row else None
-            if field is None:
-                raise DataError(path, i, "response", "a 'response' or 'completion' field")
-            response = _text(row[field], "assistant")
-            if response is None:
-                raise DataError(path, i, field, "a string (or a list of messages with an assistant turn)")
-            rows.append((row, prompt, response))
+    for i, row in read_jsonl_objects(path):
+        prompt = _text(row.get("prompt"), "user")
+        if prompt is None:
+            raise DataError(path, i, "prompt", "a string (or a list of messages with a user turn)")
+        field = "response" if "response" in row else "completion" if "completion" in row else None
+        if field is None:
+            raise DataError(path, i, "response", "a 'response' or 'completion' field")
+        response = _text(row[field], "assistant")
+        if response is None:
+            raise DataError(path, i, field, "a string (or a list of messages with an assistant turn)")
+        rows.append((row, prompt, response))
     if not rows:
         raise DataError(path, None, None, "at least one row")
     return rows
