@@ -41,14 +41,14 @@ def main() -> None:
     ppo = next(s for s in demo["stages"] if s["name"] == "ppo")["with"]
     runs: dict[str, tuple[str, float]] = {}
     for beta in [float(b) for b in args.betas.split(",")]:
-        name = f"dpo_beta{beta}"
+        name = f"dpo_beta{beta}".replace(".", "_")
         stages.append({"name": name, "uses": "train.dpo", "with": {**dpo, "beta": beta}})
         runs[name] = ("DPO (crowd pairs)", beta)
     for coef in [float(c) for c in args.kl_coefs.split(",")]:
-        name = f"ppo_kl{coef}"
+        name = f"ppo_kl{coef}".replace(".", "_")
         stages.append({"name": name, "uses": "train.ppo", "with": {**ppo, "kl_coef": coef}})
         runs[name] = ("PPO (learned RM)", coef)
-        gold = f"ppo_gold_kl{coef}"
+        gold = f"ppo_gold_kl{coef}".replace(".", "_")
         stages.append({"name": gold, "uses": "train.ppo", "with": {**ppo, "kl_coef": coef, "reward": "sandbox"}})
         runs[gold] = ("PPO (gold reward)", coef)
     spec = PipelineSpec(workdir=args.workdir, seed=args.seed, stages=[StageSpec.model_validate(s) for s in stages])

@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--ai-accuracy", type=float, default=0.8)
     parser.add_argument("--human-share", type=float, default=0.2)
     parser.add_argument("--seeds", type=str, default="0")
+    parser.add_argument("--only", type=str, default="", help="comma-separated source-name prefixes to run")
     args = parser.parse_args()
     from alignkit.ai.labeling import preference_records
     from alignkit.ai.simulated import SimulatedAILabeler
@@ -85,12 +86,16 @@ def main() -> None:
             qc = read_records(sim.export_path).records
             ai_labels = preference_records(SimulatedAILabeler(world, accuracy=args.ai_accuracy, seed=seed).label(
                 [(p["prompt"], p["chosen"], p["rejected"]) for p in items]))
-            human_prompts = {p["prompt"] for p in random.Random(seed).sample(qc, int(args.human_share * len(qc)))}
-            mixed = [p for p in qc if p["prompt"] in human_prompts] + [p for p in ai_labels if p["prompt"] not in human_prompts]
+            # The same items, labelled by people for a random share and by the AI for the rest.
+            key = lambda p: (p["prompt"], frozenset((p["chosen"], p["rejected"])))  # noqa: E731
+            human_keys = {key(p) for p in random.Random(seed).sample(items, int(args.human_share * len(items)))}
+            mixed = [p for p in qc if key(p) in human_keys] + [p for p in ai_labels if key(p) not in human_keys]
             sources = {"truth": items, "crowd raw (no QC)": crowd_raw_pairs(world, items, seed), "crowd QC (screened, Dawid-Skene)": qc,
                        f"AI labels (acc {args.ai_accuracy}) + {int(100 * args.human_share)}% human": mixed,
                        f"AI labels only (acc {args.ai_accuracy})": ai_labels}
             for name, pairs in sources.items():
+                if args.only and not any(name.startswith(o) for o in args.only.split(",")):
+                    continue
                 acc = train_and_score(pairs, eval_pairs, args.steps, seed, tmp, f"rm{len(results.get(name, []))}_{abs(hash(name)) % 10**6}")
                 results.setdefault(name, []).append(acc)
                 print(f"seed {seed}  {name:<40} {len(pairs):5d} training pairs  held-out accuracy vs truth {acc:.3f}", flush=True)
