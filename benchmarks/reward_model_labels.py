@@ -80,7 +80,7 @@ def main() -> None:
             tmp = Path(tmp_name)
             n_gold = 40
             items = truth_pairs(world, args.items + n_gold, seed=seed)[n_gold:]  # the items simulate() labels
-            sim = simulate(SimulateConfig(output=str(tmp / "feedback"), n_items=args.items, n_gold=n_gold, seed=seed, progress=False))
+            sim = simulate(SimulateConfig(output=str(tmp / "feedback"), n_items=args.items, n_gold=n_gold, seed=seed, progress=False), world=world)
             from alignkit.data import read_records
 
             qc = read_records(sim.export_path).records
