@@ -51,6 +51,9 @@ def main() -> None:
         gold = f"ppo_gold_kl{coef}".replace(".", "_")
         stages.append({"name": gold, "uses": "train.ppo", "with": {**ppo, "kl_coef": coef, "reward": "sandbox"}})
         runs[gold] = ("PPO (gold reward)", coef)
+    rloo = {k: v for k, v in ppo.items() if k not in ("ppo_epochs", "minibatch_size", "rollout_batch_size")}
+    stages.append({"name": "rloo", "uses": "train.rloo", "with": {**rloo, "rollout_batch_size": 4, "k": 4, "kl_coef": 0.1}})
+    runs["rloo"] = ("RLOO (learned RM)", 0.1)
     spec = PipelineSpec(workdir=args.workdir, seed=args.seed, stages=[StageSpec.model_validate(s) for s in stages])
     outputs = run_pipeline(spec)
 
@@ -78,7 +81,8 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, marker in (("SFT", "s"), ("DPO (crowd pairs)", "o"), ("PPO (learned RM)", "^"), ("PPO (gold reward)", "v")):
+    for method, marker in (("SFT", "s"), ("DPO (crowd pairs)", "o"), ("PPO (learned RM)", "^"), ("PPO (gold reward)", "v"),
+                           ("RLOO (learned RM)", "D")):
         pts = sorted((r["kl"], r["utility"]) for r in rows if r["method"] == method)
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=method)
