@@ -89,6 +89,7 @@ class ReportData(BaseModel):
     ladders: dict[str, list[RatingRow]] = Field({}, description='e.g. {"Bradley-Terry": [...], "Elo": [...]}')
     win_rates: list[WinRateRow] = []
     reward_kl: dict[str, list[tuple[float, float]]] = Field({}, description="method -> [(kl, reward), ...]")
+    reward_kl_label: str = Field("reward", description="what the reward axis measures (e.g. ground-truth utility, or the training reward)")
     annotators: list[dict[str, Any]] = []
     samples: list[Sample] = []
     judge_consistency: float | None = Field(None, description="share of judge verdicts unchanged by a position swap")
@@ -228,7 +229,7 @@ def findings(data: ReportData) -> list[str]:
     for method, points in data.reward_kl.items():
         if points:
             kl, reward = max(points, key=lambda p: p[1])
-            out.append(f"{method}: highest reward {reward:.3f} reached at KL {kl:.3f} (reward is the training signal, not ground truth).")
+            out.append(f"{method}: highest {data.reward_kl_label} {reward:.3f} reached at KL {kl:.3f}.")
     return out
 
 
@@ -295,7 +296,7 @@ def _rates_plot(models: list[ModelResult]) -> str | None:
     return _png(fig)
 
 
-def _reward_kl_plot(curves: dict[str, list[tuple[float, float]]]) -> str | None:
+def _reward_kl_plot(curves: dict[str, list[tuple[float, float]]], label: str = "reward") -> str | None:
     if not any(curves.values()):
         return None
     fig = _figure(6, 3.5)
@@ -305,7 +306,7 @@ def _reward_kl_plot(curves: dict[str, list[tuple[float, float]]]) -> str | None:
             pts = sorted(points)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
     ax.set_xlabel("KL(policy || reference)")
-    ax.set_ylabel("reward")
+    ax.set_ylabel(label if len(label) < 40 else label.split(" (")[0])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
@@ -399,7 +400,7 @@ def _win_rates_section(data: ReportData) -> str:
 
 
 def _reward_kl_section(data: ReportData) -> str:
-    img = _reward_kl_plot(data.reward_kl)
+    img = _reward_kl_plot(data.reward_kl, data.reward_kl_label)
     return _img(img, "reward vs KL") if img else _empty("reward-vs-KL curves")
 
 

@@ -148,6 +148,7 @@ def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = N
         models=results, ladders=ladders, win_rates=win_rates, samples=samples,
         reward_kl={m: [(kl[m], next(r for r in results if r.name == m).metrics["utility"].value)] for m in kl},
         annotators=extra.get("annotators", []),
+        reward_kl_label="ground-truth utility (KL to the reference on the model's own samples)",
     )
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
