@@ -240,22 +240,34 @@ def run_dpo(config: DPOConfig) -> Path:
         log.warning("skipped %d bad pair(s) before training: %s", sum(skipped.values()), dict(skipped))
     log.info("data: %s", data_report)
 
-    kind = default_reference(config.reference, config.lora)
+    return train_against_reference(config, "dpo", model, tokenizer, train_examples, eval_examples, data_report,
+                                   DPOObjective, flat_sequences, attach_reference)
+
+
+def train_against_reference(config: TrainingConfig, stage: str, model: torch.nn.Module, tokenizer: Any,
+                            train_examples: Sequence[Any], eval_examples: Sequence[Any], data_report: dict[str, Any],
+                            objective_cls: Any, flat: Any, attach: Any) -> Path:
+    """The part DPO and KTO share: reference log-probs, optional LoRA, the loop, saving.
+
+    ``flat(examples)`` lists the sequences whose reference log-probs are needed, and
+    ``attach(examples, logps)`` stores precomputed ones back on the examples.
+    """
+    kind = default_reference(config.reference, config.lora)  # type: ignore[attr-defined]
     cache, reused = prepare_reference(config, kind, model, tokenizer.pad_token_id,
-                                      {"train": flat_sequences(train_examples), "eval": flat_sequences(eval_examples)}, "dpo")
+                                      {"train": flat(train_examples), "eval": flat(eval_examples)}, stage)
     if cache is not None:
-        attach_reference(train_examples, cache["train"])
-        attach_reference(eval_examples, cache["eval"])
+        attach(train_examples, cache["train"])
+        attach(eval_examples, cache["eval"])
     reference = Reference(kind, model) if kind == "copy" else Reference(kind) if kind == "adapter" else None
     if (lora := config.lora_settings()) is not None:
         model = apply_lora(model, lora)
     trainable, total = trainable_parameters(model)
     log.info("training %d of %d parameters; reference: %s", trainable, total, kind)
 
-    objective = DPOObjective(config, tokenizer.pad_token_id, reference)
+    objective = objective_cls(config, tokenizer.pad_token_id, reference)
     result = train(config, model, objective, train_examples, eval_examples)
     output = save_model(result.model, tokenizer, config.output, merge_lora=config.merge_lora)
-    summary = {"stage": "dpo", "config": json.loads(config.model_dump_json()), "data": data_report,
+    summary = {"stage": stage, "config": json.loads(config.model_dump_json()), "data": data_report,
                "reference": {"kind": kind, "cache_reused": reused},
                "final": result.history[-1] if result.history else None,
                "eval": result.eval_history[-1] if result.eval_history else None}

@@ -16,7 +16,6 @@ forward pass, and ``kto_loss`` detaches and clamps z0 at 0, as in the paper.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections import Counter
@@ -28,12 +27,10 @@ import torch
 from pydantic import Field
 
 from alignkit.data import DataError, Encoded, TooLongError, encode_example, read_records
-from alignkit.models import apply_lora, load_model, save_model, sequence_logprobs
-from alignkit.models.loading import trainable_parameters
+from alignkit.models import load_model, sequence_logprobs
 from alignkit.train.config import TrainingConfig
-from alignkit.train.dpo import prepare_reference, skip_reason
-from alignkit.train.loop import train
-from alignkit.train.reference import Reference, ReferenceKind, default_reference, packed_batch
+from alignkit.train.dpo import skip_reason, train_against_reference
+from alignkit.train.reference import Reference, ReferenceKind, packed_batch
 from alignkit.train.sft import record_texts, split_eval
 
 log = logging.getLogger(__name__)
@@ -199,24 +196,5 @@ def run_kto(config: KTOConfig) -> Path:
         data_report["weight_warning"] = warning
     log.info("data: %s", data_report)
 
-    kind = default_reference(config.reference, config.lora)
-    cache, reused = prepare_reference(config, kind, model, tokenizer.pad_token_id,
-                                      {"train": flat_sequences(train_examples), "eval": flat_sequences(eval_examples)}, "kto")
-    if cache is not None:
-        attach_reference(train_examples, cache["train"])
-        attach_reference(eval_examples, cache["eval"])
-    reference = Reference(kind, model) if kind == "copy" else Reference(kind) if kind == "adapter" else None
-    if (lora := config.lora_settings()) is not None:
-        model = apply_lora(model, lora)
-    trainable, total = trainable_parameters(model)
-    log.info("training %d of %d parameters; reference: %s", trainable, total, kind)
-
-    objective = KTOObjective(config, tokenizer.pad_token_id, reference)
-    result = train(config, model, objective, train_examples, eval_examples)
-    output = save_model(result.model, tokenizer, config.output, merge_lora=config.merge_lora)
-    summary = {"stage": "kto", "config": json.loads(config.model_dump_json()), "data": data_report,
-               "reference": {"kind": kind, "cache_reused": reused},
-               "final": result.history[-1] if result.history else None,
-               "eval": result.eval_history[-1] if result.eval_history else None}
-    (output / "alignkit_run.json").write_text(json.dumps(summary, indent=2))
-    return output
+    return train_against_reference(config, "kto", model, tokenizer, train_examples, eval_examples, data_report,
+                                   KTOObjective, flat_sequences, attach_reference)
