@@ -40,7 +40,23 @@ def _encode(judgments: Iterable[Triple]) -> tuple[list, list, list, np.ndarray]:
     return list(items), list(workers), label_list, codes
 
 
-class MajorityVote:
+class _LabelAggregator:
+    """The read side shared by the label aggregators: ``fit`` fills ``labels_`` and ``probas_``."""
+
+    labels_: dict[Hashable, Hashable]
+    probas_: dict[Hashable, dict[Hashable, float]]
+
+    def predict(self, items: Sequence[Hashable] | None = None) -> dict[Hashable, Hashable]:
+        return dict(self.labels_) if items is None else {i: self.labels_[i] for i in items}
+
+    def predict_proba(self, items: Sequence[Hashable] | None = None) -> dict[Hashable, dict[Hashable, float]]:
+        return dict(self.probas_) if items is None else {i: self.probas_[i] for i in items}
+
+    def fit_predict(self, judgments: Iterable[Triple]) -> dict[Hashable, Hashable]:
+        return self.fit(judgments).predict()
+
+
+class MajorityVote(_LabelAggregator):
     """The most frequent label per item; ``weights`` (annotator -> weight) for skill-weighted voting."""
 
     def __init__(self, weights: dict[Hashable, float] | None = None, seed: int = 0) -> None:
@@ -66,17 +82,8 @@ class MajorityVote:
         self.classes_ = labels
         return self
 
-    def predict(self, items: Sequence[Hashable] | None = None) -> dict[Hashable, Hashable]:
-        return dict(self.labels_) if items is None else {i: self.labels_[i] for i in items}
 
-    def predict_proba(self, items: Sequence[Hashable] | None = None) -> dict[Hashable, dict[Hashable, float]]:
-        return dict(self.probas_) if items is None else {i: self.probas_[i] for i in items}
-
-    def fit_predict(self, judgments: Iterable[Triple]) -> dict[Hashable, Hashable]:
-        return self.fit(judgments).predict()
-
-
-class DawidSkene:
+class DawidSkene(_LabelAggregator):
     """Dawid–Skene EM: latent true label per item, a confusion matrix per annotator.
 
     Initialised from (soft) majority vote. M-step: priors and row-normalised confusion counts
@@ -148,15 +155,6 @@ class DawidSkene:
         # Expected accuracy of each annotator under the fitted model (for quality reports).
         self.skills_ = {w: float(np.trace(conf[i] * priors[:, None]) / priors.sum()) for i, w in enumerate(workers)}
         return self
-
-    def predict(self, items: Sequence[Hashable] | None = None) -> dict[Hashable, Hashable]:
-        return dict(self.labels_) if items is None else {i: self.labels_[i] for i in items}
-
-    def predict_proba(self, items: Sequence[Hashable] | None = None) -> dict[Hashable, dict[Hashable, float]]:
-        return dict(self.probas_) if items is None else {i: self.probas_[i] for i in items}
-
-    def fit_predict(self, judgments: Iterable[Triple]) -> dict[Hashable, Hashable]:
-        return self.fit(judgments).predict()
 
 
 def ranking_to_comparisons(order: Sequence[Hashable]) -> list[tuple[Hashable, Hashable, str]]:
