@@ -41,13 +41,18 @@ from alignkit.train.sft import record_texts, split_eval
 log = logging.getLogger(__name__)
 
 
-class DPOConfig(TrainingConfig):
+class PreferenceConfig(TrainingConfig):
+    """Fields DPO and KTO share: bad records are skipped by default, β, and the reference kind."""
+
     on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
     beta: float = Field(0.1, gt=0, description="Strength of the KL penalty (inverse temperature of the implicit reward).")
+    reference: ReferenceKind | None = Field(None, description="Reference log-probs: copy, adapter (LoRA base) or precomputed; default adapter with --lora, else precomputed.")
+
+
+class DPOConfig(PreferenceConfig):
     loss: Literal["sigmoid", "ipo", "hinge", "robust"] = Field("sigmoid", description="DPO (sigmoid), IPO, SLiC hinge or robust (cDPO-style noise-aware) loss.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Assumed share of flipped labels (sigmoid/robust losses).")
     nll_coef: float = Field(0.0, ge=0.0, description="Weight of an NLL term on the chosen completions (RPO-style).")
-    reference: ReferenceKind | None = Field(None, description="Reference log-probs: copy, adapter (LoRA base) or precomputed; default adapter with --lora, else precomputed.")
 
 
 # --------------------------------------------------------------------------- data
@@ -244,7 +249,7 @@ def run_dpo(config: DPOConfig) -> Path:
                                    DPOObjective, flat_sequences, attach_reference)
 
 
-def train_against_reference(config: TrainingConfig, stage: str, model: torch.nn.Module, tokenizer: Any,
+def train_against_reference(config: PreferenceConfig, stage: str, model: torch.nn.Module, tokenizer: Any,
                             train_examples: Sequence[Any], eval_examples: Sequence[Any], data_report: dict[str, Any],
                             objective_cls: Any, flat: Any, attach: Any) -> Path:
     """The part DPO and KTO share: reference log-probs, optional LoRA, the loop, saving.
@@ -252,7 +257,7 @@ def train_against_reference(config: TrainingConfig, stage: str, model: torch.nn.
     ``flat(examples)`` lists the sequences whose reference log-probs are needed, and
     ``attach(examples, logps)`` stores precomputed ones back on the examples.
     """
-    kind = default_reference(config.reference, config.lora)  # type: ignore[attr-defined]
+    kind = default_reference(config.reference, config.lora)
     cache, reused = prepare_reference(config, kind, model, tokenizer.pad_token_id,
                                       {"train": flat(train_examples), "eval": flat(eval_examples)}, stage)
     if cache is not None:

@@ -21,16 +21,15 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import torch
 from pydantic import Field
 
 from alignkit.data import DataError, Encoded, TooLongError, encode_example, read_records
 from alignkit.models import load_model, sequence_logprobs
-from alignkit.train.config import TrainingConfig
-from alignkit.train.dpo import skip_reason, train_against_reference
-from alignkit.train.reference import Reference, ReferenceKind, packed_batch
+from alignkit.train.dpo import PreferenceConfig, skip_reason, train_against_reference
+from alignkit.train.reference import Reference, packed_batch
 from alignkit.train.sft import record_texts, split_eval
 
 log = logging.getLogger(__name__)
@@ -38,12 +37,9 @@ log = logging.getLogger(__name__)
 KL_PREFIX = "kl_"
 
 
-class KTOConfig(TrainingConfig):
-    on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
-    beta: float = Field(0.1, gt=0, description="Strength of the KL penalty (inverse temperature of the implicit reward).")
+class KTOConfig(PreferenceConfig):
     desirable_weight: float = Field(1.0, gt=0, description="Loss weight of desirable (label true) examples.")
     undesirable_weight: float = Field(1.0, gt=0, description="Loss weight of undesirable (label false) examples.")
-    reference: ReferenceKind | None = Field(None, description="Reference log-probs: copy, adapter (LoRA base) or precomputed; default adapter with --lora, else precomputed.")
 
 
 @dataclass

@@ -55,7 +55,7 @@ from alignkit.data import DataError, encode_prompt
 from alignkit.models import apply_lora, load_model, save_model
 from alignkit.models.loading import LoraSettings, is_lora
 from alignkit.train import rl_math
-from alignkit.train.config import TrainingConfig
+from alignkit.train.config import LoraFields, ModelSource, RunBookkeeping
 from alignkit.train.loop import CHECKPOINTS, STATE_FILE, MetricsWriter, TrainingDiverged, latest_checkpoint, save_checkpoint, unit_order
 from alignkit.train.reference import adapter_disabled, frozen_copy
 from alignkit.train.rollout import Rollout, decode_responses, rollout_logprobs, sample, stop_token_ids
@@ -68,14 +68,12 @@ VALUE_MODEL_DIR = "value_model"
 # --------------------------------------------------------------------------- configuration
 
 
-class RLConfig(BaseModel):
+class RLConfig(ModelSource, LoraFields, RunBookkeeping):
     """Fields every online-RL stage shares (PPO, RLOO, GRPO). Flat: one field, one flag."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field("tiny", description="Policy to start from: local folder, hub id (with --allow-download) or 'tiny'.")
-    allow_download: bool = Field(False, description="Allow fetching the model from the Hugging Face hub.")
-    dtype: str = Field("float32", description="Weights dtype when loading: float32, bfloat16, float16 or auto.")
     data: Path = Field(..., description="Prompts: .jsonl/.parquet/datasets folder with a 'prompt' field per row.")
     on_bad_record: Literal["raise", "skip"] = Field("raise", description="Stop at the first bad prompt row, or skip and count them.")
     template: Literal["chat", "raw"] = Field("chat", description="Render prompts with the chat template, or as raw text.")
@@ -110,24 +108,10 @@ class RLConfig(BaseModel):
     max_steps: int = Field(100, gt=0, description="RL steps (rollout + update).")
     seed: int = Field(0, description="Seeds prompt order, sampling and minibatch shuffles.")
 
-    # LoRA
-    lora: bool = Field(False, description="Train a LoRA adapter; the reference is then the adapter-free model.")
-    lora_r: int = Field(8, gt=0, description="LoRA rank.")
-    lora_alpha: int = Field(16, description="LoRA scaling numerator (alpha / r).")
+    # Differences from the shared model/LoRA/bookkeeping fields: RL steps are slower, so checkpoint
+    # more often; LoRA dropout has no effect (models run in eval mode during RL).
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA path (off in RL: models run in eval mode).")
-    lora_target_modules: str = Field("all-linear", description="Comma-separated module names, or 'all-linear'.")
-    merge_lora: bool = Field(False, description="Merge the adapter into the base weights when saving.")
-
-    # Bookkeeping
     save_every: int = Field(50, gt=0, description="Checkpoint every N steps (and at the end).")
-    keep_checkpoints: int = Field(2, gt=0, description="How many recent checkpoints to keep.")
-    log_every: int = Field(1, gt=0, description="Write metrics every N steps.")
-    resume: bool = Field(True, description="Resume from the latest checkpoint in --output if there is one.")
-    progress: bool = Field(True, description="Show a progress bar.")
-    report_to: str = Field("", description="Extra metric sinks, comma-separated: tensorboard, mlflow.")
-
-    def lora_settings(self) -> LoraSettings | None:
-        return TrainingConfig.lora_settings(self)  # type: ignore[arg-type]  # same fields, same meaning
 
 
 class PPOConfig(RLConfig):
