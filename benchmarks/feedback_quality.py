@@ -1,19 +1,27 @@
-"""Label quality of the feedback pipeline on the sandbox, with a simulated crowd.
+"""Label quality of the feedback pipeline on the sandbox, with simulated crowds.
 
-The crowd (``alignkit.sandbox.make_crowd``) holds spammers (answer at random) and biased
-annotators (position bias, length bias, a lean towards helpfulness over harmlessness). Each seed
-runs the whole pipeline of ``alignkit feedback simulate``: screening on gold, assignment with
-overlap and gold spot checks, spammer flagging, aggregation, export. Reported over seeds (mean and
-95% t-interval):
+Each run is the whole pipeline of ``alignkit feedback simulate``: candidates screened by a
+sequential test on gold, assignment with overlap and gold spot checks, spammer flagging,
+aggregation (Dawid-Skene anchored on the gold answers), export. Two crowds, both with 20 %
+spammers (answer at random), a length bias (up to 0.1) and a lean towards helpfulness over
+harmlessness (up to 0.3):
 
-1. screening (20 gold items each): share of spammers excluded, share of honest annotators wrongly excluded;
-2. accuracy vs the sandbox's ground truth of Dawid–Skene, majority vote and the best single
-   annotator (chosen by gold accuracy, as a practitioner would; the "oracle" best, chosen on the
-   test items themselves, is shown too and is biased upwards), and the paired DS - MV difference;
-3. fixed vs dynamic overlap: judgments per item and accuracy (dynamic: start at ``--overlap``,
-   ask one more person while the answers disagree, up to ``--max-overlap``).
+- *mild*: 20 annotators, honest skill 0.65-0.95, position bias up to +-0.3 (the earlier
+  benchmark's crowd), 300 items; arms: fixed overlap 3, fixed overlap 5, dynamic overlap 3..5;
+- *varied*: 30 annotators, honest skill 0.55-0.95, position bias up to +-0.5 (a wider spread of
+  quality and of class-conditional bias, what Dawid-Skene's per-annotator confusion matrices
+  model; more candidates, since screening turns more of them away), 500 items; arms: fixed
+  overlap 3 and 5.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/feedback_quality.py --seeds 5
+The "confusion oracle" column is the vote Dawid-Skene would cast if it knew each annotator's
+confusion matrix exactly (measured on the ground truth): the ceiling for this kind of aggregator.
+
+Reported over seeds (mean and 95 % t-interval): spammers and honest annotators excluded by
+screening; accuracy against the sandbox's ground truth of Dawid-Skene, majority vote and the best
+single annotator (chosen by gold accuracy, as a practitioner would; the "oracle" best, chosen on
+the test items themselves, is biased upwards), with paired differences; judgments per item.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/feedback_quality.py --seeds 6 --workers 2
 """
 
 from __future__ import annotations
@@ -25,13 +33,19 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alignkit.feedback.simulate import SimulateConfig, simulate  # noqa: E402
+from alignkit.feedback.simulate import SimulateConfig, SimulateResult, simulate  # noqa: E402
 
-T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 11: 2.20}
+
+CROWDS = {
+    "mild": dict(n_annotators=20, skill_low=0.65, skill_high=0.95, position_bias=0.3),
+    "varied": dict(n_annotators=30, skill_low=0.55, skill_high=0.95, position_bias=0.5),
+}
 
 
 def ci(values: list[float]) -> str:
@@ -42,63 +56,68 @@ def ci(values: list[float]) -> str:
     return f"{m:.3f} ± {half:.3f}"
 
 
+def one_run(job: tuple[str, str, dict, int, str]) -> tuple[str, str, int, SimulateResult]:
+    crowd, arm, settings, seed, tmp = job
+    cfg = SimulateConfig(output=f"{tmp}/{crowd}-{arm}-{seed}".replace(" ", "_"), seed=seed, progress=False, **settings)
+    return crowd, arm, seed, simulate(cfg, export=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--items", type=int, default=300)
-    ap.add_argument("--annotators", type=int, default=20)
-    ap.add_argument("--spammers", type=float, default=0.2)
-    ap.add_argument("--position-bias", type=float, default=0.3)
-    ap.add_argument("--overlap", type=int, default=3)
-    ap.add_argument("--fixed-overlap", type=int, default=5, help="the fixed-overlap arm to compare dynamic overlap with")
-    ap.add_argument("--max-overlap", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--items", type=int, default=300, help="comparison items per run, mild crowd")
+    ap.add_argument("--varied-items", type=int, default=500, help="comparison items per run, varied crowd")
+    ap.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
     ap.add_argument("--json", type=str, default=None, help="also write the per-seed results here")
     args = ap.parse_args()
 
     arms = {
-        f"fixed overlap {args.overlap}": dict(overlap=args.overlap),
-        f"fixed overlap {args.fixed_overlap}": dict(overlap=args.fixed_overlap),
-        f"dynamic overlap {args.overlap}..{args.max_overlap}": dict(overlap=args.overlap, max_overlap=args.max_overlap),
+        ("mild", "fixed overlap 3"): dict(overlap=3, n_items=args.items),
+        ("mild", "fixed overlap 5"): dict(overlap=5, n_items=args.items),
+        ("mild", "dynamic overlap 3..5"): dict(overlap=3, max_overlap=5, n_items=args.items),
+        ("varied", "fixed overlap 3"): dict(overlap=3, n_items=args.varied_items),
+        ("varied", "fixed overlap 5"): dict(overlap=5, n_items=args.varied_items),
     }
-    results: dict[str, list] = {name: [] for name in arms}
+    results: dict[tuple[str, str], list[SimulateResult]] = {k: [None] * args.seeds for k in arms}
     start = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            for name, extra in arms.items():
-                cfg = SimulateConfig(output=f"{tmp}/{seed}-{len(results[name])}-{extra}", n_items=args.items,
-                                     n_annotators=args.annotators, spammer_fraction=args.spammers,
-                                     position_bias=args.position_bias, n_screening=20, seed=seed, progress=False, **extra)
-                r = simulate(cfg, export=False)
-                results[name].append(r)
-                print(f"seed {seed} {name}: {json.dumps({k: round(v, 3) for k, v in r.accuracy.items()})} "
-                      f"judgments/item {r.judgments_per_item:.2f}", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
+        jobs = [(c, a, {**CROWDS[c], **s}, seed, tmp) for (c, a), s in arms.items() for seed in range(args.seeds)]
+        for crowd, arm, seed, r in pool.map(one_run, jobs):
+            results[(crowd, arm)][seed] = r
+            print(f"{crowd} crowd, {arm}, seed {seed}: {json.dumps({k: round(v, 3) for k, v in r.accuracy.items()})} "
+                  f"judgments/item {r.judgments_per_item:.2f}", file=sys.stderr, flush=True)
 
-    base = results[f"fixed overlap {args.overlap}"]
-    print(f"# Feedback quality on the sandbox ({args.seeds} seeds, {args.items} comparison items, "
-          f"{args.annotators} annotators, {args.spammers:.0%} spammers, position bias up to {args.position_bias})\n")
-    caught = [len(set(r.spammers) & set(r.excluded)) / max(len(r.spammers), 1) for r in base]
-    caught_all = [len(set(r.spammers) & (set(r.excluded) | set(r.flagged))) / max(len(r.spammers), 1) for r in base]
-    wrong = [len(set(r.excluded) - set(r.spammers)) / max(args.annotators - len(r.spammers), 1) for r in base]
-    print("## Screening (20 gold items, admit at >= 70% gold accuracy)")
-    print(f"spammers excluded by screening        {ci(caught)}")
-    print(f"spammers excluded or later flagged    {ci(caught_all)}")
-    print(f"honest annotators excluded            {ci(wrong)}\n")
-    print("## Aggregated label accuracy vs ground truth")
-    print(f"{'arm':<28}{'judg/item':>12}{'Dawid-Skene':>18}{'majority':>18}{'DS - MV':>18}{'best single':>18}{'oracle single':>18}")
-    for name, rs in results.items():
+    print(f"# Feedback quality on the sandbox ({args.seeds} seeds, 20 % spammers)\n")
+    print("## Screening (sequential test on gold: admit at 0.7 vs chance 0.5, false admit 0.005, at most 60 gold)")
+    for crowd in CROWDS:
+        rs = next(v for (c, _), v in results.items() if c == crowd)  # screening is the same in every arm of a seed
+        caught = [len(set(r.spammers) & set(r.excluded)) / max(len(r.spammers), 1) for r in rs]
+        n_spam = sum(len(r.spammers) for r in rs)
+        passed = sum(len(set(r.spammers) - set(r.excluded)) for r in rs)
+        wrong = [len(set(r.excluded) - set(r.spammers)) / (CROWDS[crowd]["n_annotators"] - len(r.spammers)) for r in rs]
+        gold = [r.screening_gold_per_candidate for r in rs]
+        print(f"{crowd:<8} spammers excluded {ci(caught)} ({passed} of {n_spam} passed)   "
+              f"honest excluded {ci(wrong)}   gold answers per candidate {ci(gold)}")
+    print("\n## Aggregated label accuracy vs ground truth")
+    cols = ("judg/item", "Dawid-Skene", "majority", "DS - MV", "best single", "DS - best", "oracle single",
+            "confusion oracle")
+    print(f"{'crowd, arm':<30}" + "".join(f"{c:>17}" for c in cols))
+    for (crowd, arm), rs in results.items():
         ds = [r.accuracy["dawid_skene"] for r in rs]
         mv = [r.accuracy["majority"] for r in rs]
-        print(f"{name:<28}{ci([r.judgments_per_item for r in rs]):>12}{ci(ds):>18}{ci(mv):>18}"
-              f"{ci([a - b for a, b in zip(ds, mv)]):>18}{ci([r.accuracy['best_single'] for r in rs]):>18}"
-              f"{ci([r.accuracy['best_single_oracle'] for r in rs]):>18}")
-    fixed = results[f"fixed overlap {args.fixed_overlap}"]
-    dyn = results[f"dynamic overlap {args.overlap}..{args.max_overlap}"]
+        best = [r.accuracy["best_single"] for r in rs]
+        row = [ci([r.judgments_per_item for r in rs]), ci(ds), ci(mv), ci([a - b for a, b in zip(ds, mv)]), ci(best),
+               ci([a - b for a, b in zip(ds, best)]), ci([r.accuracy["best_single_oracle"] for r in rs]),
+               ci([r.accuracy["confusion_oracle"] for r in rs])]
+        print(f"{crowd + ', ' + arm:<30}" + "".join(f"{x:>17}" for x in row))
+    fixed, dyn = results[("mild", "fixed overlap 5")], results[("mild", "dynamic overlap 3..5")]
     ratio = statistics.fmean(r.judgments_per_item for r in dyn) / statistics.fmean(r.judgments_per_item for r in fixed)
     diff = [a.accuracy["dawid_skene"] - b.accuracy["dawid_skene"] for a, b in zip(dyn, fixed)]
-    print(f"\ndynamic vs fixed {args.fixed_overlap}: judgments ratio {ratio:.2f}, DS accuracy difference {ci(diff)}")
+    print(f"\nmild crowd, dynamic 3..5 vs fixed 5: judgments ratio {ratio:.2f}, DS accuracy difference {ci(diff)}")
     print(f"\n({time.time() - start:.0f} s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({k: [r.model_dump(exclude={"quality"}) for r in v] for k, v in results.items()}, indent=1))
+        Path(args.json).write_text(json.dumps({f"{c} / {a}": [r.model_dump(exclude={"quality"}) for r in v]
+                                               for (c, a), v in results.items()}, indent=1))
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp = Path(tmp_name)
-            n_gold = 40
+            n_gold = SimulateConfig().n_gold
             items = truth_pairs(world, args.items + n_gold, seed=seed)[n_gold:]  # the items simulate() labels
             sim = simulate(SimulateConfig(output=str(tmp / "feedback"), n_items=args.items, n_gold=n_gold, seed=seed, progress=False), world=world)
             from alignkit.data import read_records

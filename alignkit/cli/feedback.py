@@ -112,7 +112,8 @@ def _quality(cfg) -> None:
 
     store = _store(cfg.db)
     if cfg.screen:
-        typer.echo("screening: " + json.dumps(q.screen(store, cfg.project, cfg.threshold, cfg.min_gold)))
+        typer.echo("screening: " + json.dumps(q.screen(store, cfg.project, cfg.threshold, cfg.chance, cfg.false_admit,
+                                                         max_gold=cfg.max_gold)))
     if cfg.flag_spammers:
         typer.echo("flagged: " + json.dumps(q.flag_spammers(store, cfg.project)))
     if cfg.super_raters:

@@ -56,9 +56,11 @@ class ExportConfig(BaseModel):
 class QualityConfig(BaseModel):
     db: str = DB
     project: str
-    screen: bool = Field(False, description="admit/exclude candidates by gold accuracy")
-    threshold: float = Field(0.7, ge=0, le=1, description="screening: gold accuracy needed")
-    min_gold: int = Field(5, ge=1)
+    screen: bool = Field(False, description="admit/exclude candidates by a sequential test of their gold answers")
+    threshold: float = Field(0.7, gt=0, lt=1, description="screening: gold accuracy the test admits at")
+    chance: float = Field(0.5, gt=0, lt=1, description="screening: accuracy of a random answerer (0.5 for pairs)")
+    false_admit: float = Field(0.005, gt=0, lt=1, description="screening: chance that a random answerer is admitted")
+    max_gold: int = Field(60, ge=1, description="screening: candidates not admitted after this many gold answers are excluded")
     flag_spammers: bool = Field(False, description="flag active annotators at chance level")
     super_raters: bool = Field(False, description="update super-rater marks")
 

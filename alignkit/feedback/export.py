@@ -35,7 +35,7 @@ class Aggregate(BaseModel):
 
 def aggregate_stage(store: FeedbackStore, project: str, stage: str, method: Method = "dawid_skene",
                     seed: int = 0, statuses: tuple[str, ...] = ("active",), prior_strength: float = 5.0,
-                    clamp_gold: bool = False) -> dict[int, Aggregate]:
+                    clamp_gold: bool = True) -> dict[int, Aggregate]:
     """One label per non-gold task of ``stage`` from the judgments of annotators whose status is in
     ``statuses`` (default: active only; screened-out and flagged people are left out), plus auto
     pre-labels.

@@ -1,16 +1,17 @@
 """Annotator quality: gold accuracy, agreement with peers, screening, super raters, spammers.
 
-- *Screening* (InstructGPT): candidates answer gold tasks only; those whose agreement with the
-  researchers' labels reaches ``threshold`` (on at least ``min_gold`` items) become active, the
-  rest are excluded, and their judgments are left out of aggregation and exports.
-- *Spammer flagging*: an active annotator whose gold accuracy (or, without gold, agreement with
-  the leave-one-out majority of peers) falls to near chance is flagged and stops getting tasks.
+- *Screening* (InstructGPT): candidates answer gold tasks only, until a sequential test of their
+  agreement with the researchers' labels admits them (active) or excludes them; excluded
+  people's judgments are left out of aggregation and exports.
+- *Spammer flagging*: an active annotator whose gold spot checks or agreement with the
+  leave-one-out majority of peers show chance level is flagged and stops getting tasks.
 - *Super raters*: high gold accuracy and peer agreement on enough items (their votes can weigh
   more, and they are the natural reviewers).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -25,8 +26,10 @@ class AnnotatorQuality(BaseModel):
     super_rater: bool
     n_judgments: int
     n_gold: int
+    n_gold_correct: int
     gold_accuracy: float | None
     n_peer: int
+    n_peer_agree: int
     peer_agreement: float | None  # agreement with the leave-one-out majority of peers
 
 
@@ -69,39 +72,96 @@ def annotator_quality(store: FeedbackStore, project: str, stage: str | None = No
         p, n_p = peers.get(name, (0, 0))
         a = people[name]
         rows.append(AnnotatorQuality(annotator=name, status=a.status, super_rater=a.super_rater, n_judgments=counts[name],
-                                     n_gold=n_g, gold_accuracy=g / n_g if n_g else None,
-                                     n_peer=n_p, peer_agreement=p / n_p if n_p else None))
+                                     n_gold=n_g, n_gold_correct=g, gold_accuracy=g / n_g if n_g else None,
+                                     n_peer=n_p, n_peer_agree=p, peer_agreement=p / n_p if n_p else None))
     return sorted(rows, key=lambda r: r.annotator)
 
 
-def screen(store: FeedbackStore, project: str, threshold: float = 0.7, min_gold: int = 5) -> dict[str, str]:
-    """Admit candidates whose gold accuracy >= ``threshold`` (on >= ``min_gold`` items), exclude the rest.
+def _log_likelihood_ratio(n_correct: int, n: int, threshold: float, chance: float) -> float:
+    """log P(answers | accuracy = threshold) - log P(answers | accuracy = chance)."""
+    if not 0 < chance < threshold < 1:
+        raise ValueError(f"screening needs 0 < chance < threshold < 1, got chance={chance}, threshold={threshold}")
+    if not 0 <= n_correct <= n:
+        raise ValueError(f"n_correct must be in [0, n_gold], got {n_correct} of {n}")
+    return n_correct * math.log(threshold / chance) + (n - n_correct) * math.log((1 - threshold) / (1 - chance))
 
-    Candidates with fewer gold answers stay candidates. Returns annotator -> new status.
+
+def screening_decision(n_correct: int, n_gold: int, threshold: float = 0.7, chance: float = 0.5,
+                       false_admit: float = 0.005, false_exclude: float = 0.1, max_gold: int = 60) -> str:
+    """Wald's sequential probability ratio test of a candidate's gold answers.
+
+    Why sequential: a fixed-size test cannot both keep spammers out and keep people in on a small
+    gold set (20 items at a 0.7 bar admit a coin-flipper 5.8 % of the time, and exclude many honest
+    workers). The SPRT asks for more gold only while the evidence is unclear, so clear cases cost
+    few gold items, and its error rates are stated up front.
+
+    H0: the candidate answers at ``chance`` (a spammer); H1: at ``threshold``. After ``n_gold``
+    answers with ``n_correct`` right, the log-likelihood ratio is
+    ``n_correct * log(p1/p0) + (n_gold - n_correct) * log((1-p1)/(1-p0))``. Admit ("active") once
+    it reaches ``log((1-false_exclude)/false_admit)``; exclude once it falls to
+    ``log(false_exclude/(1-false_admit))``; otherwise keep asking ("candidate"), and at
+    ``max_gold`` answers exclude whoever has not been admitted. Wald's bound then caps the chance
+    that a coin-flipper is admitted at ``false_admit / (1 - false_exclude)``; ``false_exclude`` is
+    the (approximate) chance that an annotator exactly at ``threshold`` is turned away, more for
+    one who needs the cap. The test's indifference point sits between ``chance`` and
+    ``threshold`` (0.60 for 0.5 and 0.7).
     """
+    if not (0 < false_admit < 1 and 0 < false_exclude < 1):
+        raise ValueError(f"error rates must be in (0, 1), got false_admit={false_admit}, false_exclude={false_exclude}")
+    llr = _log_likelihood_ratio(n_correct, n_gold, threshold, chance)
+    if llr >= math.log((1 - false_exclude) / false_admit):
+        return "active"
+    if llr <= math.log(false_exclude / (1 - false_admit)) or n_gold >= max_gold:
+        return "excluded"
+    return "candidate"
+
+
+def screen(store: FeedbackStore, project: str, threshold: float = 0.7, chance: float = 0.5, false_admit: float = 0.005,
+           false_exclude: float = 0.1, max_gold: int = 60) -> dict[str, str]:
+    """Decide every candidate whose gold answers settle :func:`screening_decision`.
+
+    Each candidate's gold answers are replayed oldest first and the test stops at the first
+    answer that decides it, so calling this rarely (say, from a nightly ``feedback quality
+    --screen``) gives the same decisions, and the same error rates, as calling it after every
+    answer. Undecided candidates stay candidates (they keep getting gold tasks only). Returns
+    annotator -> new status for the decided ones.
+    """
+    right: dict[str, list[bool]] = defaultdict(list)
+    for j in store.judgments(project, statuses=("candidate",)):  # oldest first
+        if j.is_gold and j.gold_label is not None:
+            right[j.annotator].append(j.label == j.gold_label)
     decided = {}
-    for q in annotator_quality(store, project):
-        if q.status != "candidate" or q.n_gold < min_gold:
-            continue
-        status = "active" if (q.gold_accuracy or 0.0) >= threshold else "excluded"
-        store.set_annotator(q.annotator, status=status)
-        decided[q.annotator] = status
-    return decided
+    for name, answers in right.items():
+        n_correct = 0
+        for n, ok in enumerate(answers, 1):
+            n_correct += ok
+            status = screening_decision(n_correct, n, threshold, chance, false_admit, false_exclude, max_gold)
+            if status != "candidate":
+                store.set_annotator(name, status=status)
+                decided[name] = status
+                break
+    return dict(sorted(decided.items()))
 
 
-def flag_spammers(store: FeedbackStore, project: str, min_items: int = 10, max_accuracy: float = 0.6) -> list[str]:
-    """Flag active annotators at ~chance: gold accuracy (else peer agreement) below ``max_accuracy``."""
+def flag_spammers(store: FeedbackStore, project: str, threshold: float = 0.7, chance: float = 0.5,
+                  false_flag: float = 0.01, min_items: int = 10) -> list[str]:
+    """Flag active annotators whose work shows them at chance level; they stop getting tasks.
+
+    Screening admits a coin-flipper now and then (at its stated rate), so admitted people are
+    watched on two kinds of evidence: gold spot checks, and agreement with the majority of trusted
+    peers on shared items. Either is enough to flag: a lucky run on the screening gold keeps the
+    gold record looking fine for a long time, but not the peer record. Each is judged with the
+    screening test's likelihood ratio (``threshold`` against ``chance``): flag once it falls to
+    ``log(false_flag)``, so an annotator who really works at ``threshold`` is flagged with
+    probability about ``false_flag`` per kind of evidence. Nothing is decided on fewer than
+    ``min_items`` answers.
+    """
     flagged = []
     for q in annotator_quality(store, project):
         if q.status != "active":
             continue
-        if q.n_gold >= min_items:
-            bad = q.gold_accuracy < max_accuracy
-        elif q.n_peer >= min_items:
-            bad = q.peer_agreement < max_accuracy
-        else:
-            continue
-        if bad:
+        evidence = [(q.n_gold_correct, q.n_gold), (q.n_peer_agree, q.n_peer)]
+        if any(n >= min_items and _log_likelihood_ratio(k, n, threshold, chance) <= math.log(false_flag) for k, n in evidence):
             store.set_annotator(q.annotator, status="flagged")
             flagged.append(q.annotator)
     return flagged

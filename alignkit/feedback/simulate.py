@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
@@ -29,7 +30,7 @@ class SimulateConfig(BaseModel):
     output: str = Field("feedback_sim", description="folder for the database and the exported pairs")
     db_url: str | None = Field(None, description="store URL; default: OUTPUT/feedback.db (SQLite)")
     n_items: int = Field(200, ge=1, description="comparison tasks to label")
-    n_gold: int = Field(40, ge=0, description="gold tasks (researcher-labelled) for screening and spot checks")
+    n_gold: int = Field(80, ge=0, description="gold tasks (researcher-labelled) for screening and spot checks")
     n_annotators: int = Field(20, ge=1)
     spammer_fraction: float = Field(0.2, ge=0, le=1)
     skill_low: float = Field(0.65, ge=0, le=1, description="honest annotators' skill range, low end")
@@ -41,8 +42,10 @@ class SimulateConfig(BaseModel):
     max_overlap: int | None = Field(None, ge=1, description="set above --overlap for dynamic overlap")
     agreement_threshold: float = Field(1.0, ge=0, le=1, description="dynamic overlap: top-label share needed to stop")
     gold_rate: float = Field(0.1, ge=0, le=1)
-    n_screening: int = Field(10, ge=0, description="gold tasks each candidate answers before admission (0: no screening)")
-    screening_threshold: float = Field(0.7, ge=0, le=1)
+    n_screening: int = Field(60, ge=0, description="most gold tasks a candidate answers before the screening test "
+                             "decides (0: no screening; capped at --n-gold)")
+    screening_threshold: float = Field(0.7, gt=0.5, lt=1, description="gold accuracy the screening test admits at")
+    screening_false_admit: float = Field(0.005, gt=0, lt=1, description="screening: chance a coin-flipper is admitted")
     seed: int = 0
     progress: bool = True
 
@@ -55,9 +58,33 @@ class SimulateResult(BaseModel):
     flagged: list[str]
     accuracy: dict[str, float]  # majority / dawid_skene / best_single (vs ground truth)
     best_single: str | None
+    screening_gold_per_candidate: float = 0.0  # gold answers the screening test needed, mean over candidates
     export_path: str | None = None
     export_rows: int = 0
     quality: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def confusion_oracle_accuracy(judgments: list[tuple[int, str, str]], truth: dict[int, str]) -> float:
+    """Accuracy of the vote Dawid–Skene would cast if it knew every annotator's confusion matrix.
+
+    Each annotator's P(answer | true label) is measured on the ground truth itself (add-half
+    smoothing), then every item gets the label of highest log-likelihood. No aggregator that
+    weighs annotators by a confusion matrix can be expected to beat this, so it shows how much
+    room a crowd leaves over majority vote; where it barely beats majority vote, the crowd's
+    errors are not the kind per-annotator weights can undo.
+    """
+    if not judgments:
+        return float("nan")
+    truths = sorted(set(truth.values()))
+    answers = sorted({lab for _, _, lab in judgments} | set(truths))
+    counts: dict[str, np.ndarray] = defaultdict(lambda: np.full((len(truths), len(answers)), 0.5))
+    for item, who, lab in judgments:
+        counts[who][truths.index(truth[item]), answers.index(lab)] += 1
+    log_conf = {who: np.log(c / c.sum(1, keepdims=True)) for who, c in counts.items()}
+    score: dict[int, np.ndarray] = defaultdict(lambda: np.zeros(len(truths)))
+    for item, who, lab in judgments:
+        score[item] += log_conf[who][:, answers.index(lab)]
+    return sum(truths[int(np.argmax(v))] == truth[item] for item, v in score.items()) / len(truth)
 
 
 def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: bool = True) -> SimulateResult:
@@ -111,15 +138,29 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
         return {"overall": out["overall"], "criteria": {CRITERIA_MAP.get(k, k): v for k, v in out["criteria"].items()}}
 
     excluded: list[str] = []
+    screening_answers = 0
     if cfg.n_screening:
-        for a in crowd:
-            for _ in range(cfg.n_screening):
+        # Round-robin: each undecided candidate answers one more gold task, then the sequential
+        # test decides whoever has enough evidence; the rest go on.
+        if not cfg.n_gold:
+            raise ValueError("screening needs gold tasks: set --n-gold above 0 or --n-screening 0")
+        max_gold = min(cfg.n_screening, cfg.n_gold)
+        undecided = list(crowd)
+        while undecided:
+            answered = 0
+            for a in undecided:
                 view = store.next_task(project, a.id)
-                if view is None:
-                    break
-                store.submit(a.id, view.id, answer(a, view))
-        decided = screen(store, project, threshold=cfg.screening_threshold, min_gold=min(cfg.n_screening, cfg.n_gold))
-        excluded = sorted(n for n, st in decided.items() if st == "excluded")
+                if view is not None:
+                    store.submit(a.id, view.id, answer(a, view))
+                    answered += 1
+            screening_answers += answered
+            decided = screen(store, project, threshold=cfg.screening_threshold, false_admit=cfg.screening_false_admit,
+                             max_gold=max_gold)
+            excluded += [n for n, st in decided.items() if st == "excluded"]
+            undecided = [a for a in undecided if a.id not in decided]
+            if not answered and not decided:
+                break  # out of gold tasks: the undecided stay candidates and get no regular work
+        excluded.sort()
     active = [a for a in crowd if a.id not in excluded]
     flagged: list[str] = []
     bar = tqdm(total=len(truth), desc="simulated crowd", disable=not cfg.progress)
@@ -133,7 +174,7 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
                 continue
             worked = True
             store.submit(a.id, view.id, answer(a, view))
-        newly = flag_spammers(store, project, min_items=10, max_accuracy=0.6) if rounds % 5 == 0 or not worked else []
+        newly = flag_spammers(store, project) if rounds % 5 == 0 or not worked else []
         flagged += newly
         active = [a for a in active if a.id not in newly]
         done = sum(t.status == "done" for t in store.tasks(project, "compare"))
@@ -144,18 +185,16 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
     bar.close()
     # -- accuracy against the ground truth
     acc: dict[str, float] = {}
-    everyone = ("candidate", "active", "excluded", "flagged")
     for method in ("majority", "dawid_skene"):
         aggs = aggregate_stage(store, project, "compare", method, seed=cfg.seed)
         acc[method] = sum(aggs[t].label == truth[t] for t in truth if t in aggs) / len(truth)
-        # The same aggregators with nobody screened out (spammers' votes included).
-        aggs = aggregate_stage(store, project, "compare", method, seed=cfg.seed, statuses=everyone)
-        acc[method + "_unscreened"] = sum(aggs[t].label == truth[t] for t in truth if t in aggs) / len(truth)
     judged: dict[str, list[bool]] = defaultdict(list)
     n_judgments = 0
-    for j in store.judgments(project, "compare", include_gold=False, statuses=("active",)):
+    active_judgments = store.judgments(project, "compare", include_gold=False, statuses=("active",))
+    for j in active_judgments:
         judged[j.annotator].append(j.label == truth[j.task_id])
         n_judgments += 1
+    acc["confusion_oracle"] = confusion_oracle_accuracy([(j.task_id, j.annotator, j.label) for j in active_judgments], truth)
     min_n = max(10, len(truth) // 10)
     singles = {a: sum(v) / len(v) for a, v in judged.items() if len(v) >= min_n}
     # "Best single annotator" as a practitioner would pick one: highest gold accuracy (ties: more
@@ -169,6 +208,7 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
     result = SimulateResult(n_items=len(truth), judgments_per_item=n_judgments / max(len(truth), 1),
                             spammers=sorted(a.id for a in crowd if a.is_spammer), excluded=excluded, flagged=flagged,
                             accuracy=acc, best_single=best,
+                            screening_gold_per_candidate=screening_answers / len(crowd),
                             quality=[q.model_dump() for q in annotator_quality(store, project)])
     if export:
         path, n = export_dataset(store, project, "pairs", out / "pairs.jsonl")

@@ -55,8 +55,8 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
 
 
 def test_simulate_on_sandbox_excludes_spammers(tmp_path):
-    out = _ok(["simulate", "--output", str(tmp_path / "sim"), "--n-items", "40", "--n-gold", "20", "--n-annotators", "8",
-               "--spammer-fraction", "0.25", "--n-screening", "16", "--screening-threshold", "0.75", "--no-progress",
+    out = _ok(["simulate", "--output", str(tmp_path / "sim"), "--n-items", "40", "--n-gold", "40", "--n-annotators", "8",
+               "--spammer-fraction", "0.25", "--n-screening", "40", "--no-progress",
                "--seed", "0"])
     result = json.loads(out[out.index("{"):])
     assert result["spammers"] and set(result["spammers"]) <= set(result["excluded"]) | set(result["flagged"])
@@ -64,3 +64,16 @@ def test_simulate_on_sandbox_excludes_spammers(tmp_path):
     assert result["accuracy"]["dawid_skene"] > 0.7 and result["accuracy"]["majority"] > 0.7
     rows = [json.loads(x) for x in (tmp_path / "sim" / "pairs.jsonl").read_text().splitlines()]
     assert all(set(r["annotator_ids"]).isdisjoint(result["spammers"]) for r in rows)
+
+
+def test_confusion_oracle_uses_an_inverted_annotator_as_evidence():
+    from alignkit.feedback.simulate import confusion_oracle_accuracy
+
+    truth = {1: "A", 2: "A", 3: "B", 4: "B"}
+    flip = {"A": "B", "B": "A"}
+    judgments = [(i, "right", t) for i, t in truth.items()] + [(i, "inverted", flip[t]) for i, t in truth.items()]
+    # Majority vote ties on every item; knowing "inverted" always answers the other label, the
+    # oracle reads both votes the same way. Smoothed counts: right = [[2.5, .5], [.5, 2.5]] per row.
+    assert confusion_oracle_accuracy(judgments, truth) == 1.0
+    # A coin-flipper alone (answers A everywhere) carries no evidence: items fall to the first label.
+    assert confusion_oracle_accuracy([(i, "lazy", "A") for i in truth], truth) == 0.5
