@@ -40,10 +40,12 @@ def aggregate_stage(store: FeedbackStore, project: str, stage: str, method: Meth
     ``statuses`` (default: active only; screened-out and flagged people are left out), plus auto
     pre-labels.
 
-    Gold tasks take part in the Dawid–Skene fit (with ``clamp_gold`` their researcher label is fixed)
-    but are not returned. ``prior_strength``: Dirichlet pseudo-counts per confusion row; with the
-    ~40 judgments per annotator of a typical run the unregularised matrices overfit, and 5 was the
-    best of 0/2/5/10/20 over 19 simulated-crowd runs (+0.8 points over majority vote; see
+    Gold tasks take part in the Dawid–Skene fit but are not returned. With ``clamp_gold`` (the
+    default) their researcher label is fixed, so every annotator's confusion matrix is anchored on
+    the gold they answered (screening alone gives each admitted annotator 16–60), which matters
+    most for annotators with few regular judgments. ``prior_strength``: Dirichlet
+    pseudo-counts per confusion row; with under a hundred judgments per annotator the
+    unregularised matrices overfit, and 5 was the best of 0/2/5/10/20 on simulated crowds (see
     ``benchmarks/feedback_quality.py``).
     """
     from alignkit.feedback.schemas import label_of

@@ -3,8 +3,8 @@
 - *Screening* (InstructGPT): candidates answer gold tasks only, until a sequential test of their
   agreement with the researchers' labels admits them (active) or excludes them; excluded
   people's judgments are left out of aggregation and exports.
-- *Spammer flagging*: an active annotator whose gold spot checks or agreement with the
-  leave-one-out majority of peers show chance level is flagged and stops getting tasks.
+- *Spammer flagging*: an active annotator whose gold answers (or, without enough gold, agreement
+  with the leave-one-out majority of peers) show chance level is flagged and stops getting tasks.
 - *Super raters*: high gold accuracy and peer agreement on enough items (their votes can weigh
   more, and they are the natural reviewers).
 """
@@ -147,21 +147,20 @@ def flag_spammers(store: FeedbackStore, project: str, threshold: float = 0.7, ch
                   false_flag: float = 0.01, min_items: int = 10) -> list[str]:
     """Flag active annotators whose work shows them at chance level; they stop getting tasks.
 
-    Screening admits a coin-flipper now and then (at its stated rate), so admitted people are
-    watched on two kinds of evidence: gold spot checks, and agreement with the majority of trusted
-    peers on shared items. Either is enough to flag: a lucky run on the screening gold keeps the
-    gold record looking fine for a long time, but not the peer record. Each is judged with the
-    screening test's likelihood ratio (``threshold`` against ``chance``): flag once it falls to
-    ``log(false_flag)``, so an annotator who really works at ``threshold`` is flagged with
-    probability about ``false_flag`` per kind of evidence. Nothing is decided on fewer than
-    ``min_items`` answers.
+    The evidence is their gold answers (screening plus spot checks), or, for someone with fewer
+    than ``min_items`` gold answers, their agreement with the majority of trusted peers. It is
+    judged with the screening test's likelihood ratio (``threshold`` against ``chance``): flag
+    once it falls to ``log(false_flag)``. Why not peers whenever they look bad: agreement with an
+    imperfect majority sits below an annotator's accuracy (0.7 accuracy against a 0.85 majority
+    agrees 0.64 of the time), so on the simulated crowds (``benchmarks/feedback_quality.py``) a
+    peer test alongside gold flagged an informative annotator in 11 of 40 runs.
     """
     flagged = []
     for q in annotator_quality(store, project):
         if q.status != "active":
             continue
-        evidence = [(q.n_gold_correct, q.n_gold), (q.n_peer_agree, q.n_peer)]
-        if any(n >= min_items and _log_likelihood_ratio(k, n, threshold, chance) <= math.log(false_flag) for k, n in evidence):
+        k, n = (q.n_gold_correct, q.n_gold) if q.n_gold >= min_items else (q.n_peer_agree, q.n_peer)
+        if n >= min_items and _log_likelihood_ratio(k, n, threshold, chance) <= math.log(false_flag):
             store.set_annotator(q.annotator, status="flagged")
             flagged.append(q.annotator)
     return flagged

@@ -56,7 +56,7 @@ class SimulateResult(BaseModel):
     spammers: list[str]
     excluded: list[str]
     flagged: list[str]
-    accuracy: dict[str, float]  # majority / dawid_skene / best_single (vs ground truth)
+    accuracy: dict[str, float]  # majority / dawid_skene / confusion_oracle / best_single(_oracle), vs ground truth
     best_single: str | None
     screening_gold_per_candidate: float = 0.0  # gold answers the screening test needed, mean over candidates
     export_path: str | None = None

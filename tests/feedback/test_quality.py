@@ -139,14 +139,11 @@ def test_screening_replays_answers_in_order(store):
     assert screen(store, "p") == {"late": "excluded"}
 
 
-def test_flagging_catches_a_spammer_with_a_lucky_gold_record(store):
-    _project(store, n_gold=12, n_items=24, gold_rate=0.0)
-    store.add_annotator("lucky", status="candidate")
-    _answer_all(store, "lucky", 1.0, seed=0)  # a perfect run on the 12 screening gold tasks
-    store.set_annotator("lucky", status="active")
-    for name in ("ok1", "ok2", "ok3"):
+def test_flagging_without_gold_uses_peers_and_the_likelihood_ratio(store):
+    _project(store, n_gold=0, n_items=24)
+    accuracy = {"spam": 0.0, "ok1": 0.9, "ok2": 0.9, "ok3": 0.9}
+    for name in accuracy:
         store.add_annotator(name)
-    accuracy = {"lucky": 0.0, "ok1": 0.9, "ok2": 0.9, "ok3": 0.9}
     rngs = {name: random.Random(i) for i, name in enumerate(accuracy)}
     busy = True
     while busy:
@@ -156,8 +153,9 @@ def test_flagging_catches_a_spammer_with_a_lucky_gold_record(store):
                 store.submit(name, v.id, {"overall": "A" if rngs[name].random() < acc else "B"})
                 busy = True
     rows = {q.annotator: q for q in annotator_quality(store, "p")}
-    assert rows["lucky"].gold_accuracy == 1.0 and rows["lucky"].n_peer >= 10
-    assert flag_spammers(store, "p") == ["lucky"]  # on peer evidence: gold alone would have kept them
+    assert rows["spam"].n_gold == 0 and rows["spam"].n_peer >= 10
+    assert flag_spammers(store, "p", min_items=30) == []  # not enough evidence yet
+    assert flag_spammers(store, "p") == ["spam"]
     # By hand: 3 agreements in 10 give LLR 3 ln 1.4 + 7 ln 0.6 = -2.566 > ln 0.01 = -4.605 (not yet);
     # 0 in 10 give 10 ln 0.6 = -5.108 (flag).
     assert _log_likelihood_ratio(3, 10, 0.7, 0.5) == pytest.approx(-2.5664, abs=1e-4)
