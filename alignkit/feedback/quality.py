@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -87,7 +87,8 @@ def _log_likelihood_ratio(n_correct: int, n: int, threshold: float, chance: floa
 
 
 def screening_decision(n_correct: int, n_gold: int, threshold: float = 0.7, chance: float = 0.5,
-                       false_admit: float = 0.005, false_exclude: float = 0.1, max_gold: int = 60) -> str:
+                       false_admit: float = 0.005, false_exclude: float = 0.1,
+                       max_gold: int = 60) -> Literal["active", "excluded", "candidate"]:
     """Wald's sequential probability ratio test of a candidate's gold answers.
 
     Why sequential: a fixed-size test cannot both keep spammers out and keep people in on a small
