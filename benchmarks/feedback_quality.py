@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -38,9 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from alignkit.evaluate.stats import t_interval_95  # noqa: E402
 from alignkit.feedback.simulate import SimulateConfig, SimulateResult, simulate  # noqa: E402
-
-T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 11: 2.20}
 
 CROWDS = {
     "mild": dict(n_annotators=20, skill_low=0.65, skill_high=0.95, position_bias=0.3),
@@ -49,11 +47,8 @@ CROWDS = {
 
 
 def ci(values: list[float]) -> str:
-    m = statistics.fmean(values)
-    if len(values) < 2:
-        return f"{m:.3f}"
-    half = T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-    return f"{m:.3f} ± {half:.3f}"
+    m, half = t_interval_95(values)
+    return f"{m:.3f}" if len(values) < 2 else f"{m:.3f} ± {half:.3f}"
 
 
 def one_run(job: tuple[str, str, dict, int, str]) -> tuple[str, str, int, SimulateResult]:

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from alignkit.data import write_records
+from alignkit.evaluate.stats import t_interval_95
 from alignkit.sandbox import build_world, make_crowd, truth_pairs
 from alignkit.sandbox.pretrain import SHIPPED_BASE_MODEL
 
@@ -67,13 +68,14 @@ def main() -> None:
     parser.add_argument("--human-share", type=float, default=0.2)
     parser.add_argument("--seeds", type=str, default="0")
     parser.add_argument("--only", type=str, default="", help="comma-separated source-name prefixes to run")
+    parser.add_argument("--eval-pairs", type=int, default=300, help="held-out eval-split pairs to score each reward model on")
     args = parser.parse_args()
     from alignkit.ai.labeling import preference_records
     from alignkit.ai.simulated import SimulatedAILabeler
     from alignkit.feedback.simulate import SimulateConfig, simulate
 
     world = build_world(0)
-    eval_pairs = truth_pairs(world, 300, split="eval", seed=99)
+    eval_pairs = truth_pairs(world, args.eval_pairs, split="eval", seed=99)
     results: dict[str, list[float]] = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory() as tmp_name:
@@ -100,9 +102,16 @@ def main() -> None:
                 results.setdefault(name, []).append(acc)
                 print(f"seed {seed}  {name:<40} {len(pairs):5d} training pairs  held-out accuracy vs truth {acc:.3f}", flush=True)
             print(f"seed {seed}  label accuracy of the crowd aggregate: {sim.accuracy}", flush=True)
-    print("\nmean held-out pairwise accuracy against the ground truth (300 eval pairs):")
+    print(f"\nmean held-out pairwise accuracy against the ground truth ({args.eval_pairs} eval pairs):")
     for name, accs in results.items():
         print(f"  {name:<40} {sum(accs) / len(accs):.3f}  (seeds: {', '.join(f'{a:.3f}' for a in accs)})")
+    raw = results.get("crowd raw (no QC)")
+    if raw and len(raw) > 1:
+        print("\npaired difference against the raw crowd labels (mean and 95 % t-interval over seeds):")
+        for name, accs in results.items():
+            if accs is not raw:
+                mean, half = t_interval_95([a - b for a, b in zip(accs, raw)])
+                print(f"  {name:<40} {mean:+.3f} ± {half:.3f}")
 
 
 if __name__ == "__main__":

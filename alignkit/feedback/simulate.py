@@ -177,7 +177,7 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
         newly = flag_spammers(store, project) if rounds % 5 == 0 or not worked else []
         flagged += newly
         active = [a for a in active if a.id not in newly]
-        done = sum(t.status == "done" for t in store.tasks(project, "compare"))
+        done = store.count_tasks(project, "compare", status="done")
         bar.update(done - done_before)
         done_before = done
         if not worked and not newly:

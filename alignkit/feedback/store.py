@@ -484,6 +484,17 @@ class FeedbackStore:
                 q = q.where(Task.is_gold.is_(False))
             return list(s.scalars(q))
 
+    def count_tasks(self, project: str, stage: str | None = None, status: str | None = None) -> int:
+        """Number of non-gold tasks (of ``stage``, with ``status``): one COUNT, for progress bars."""
+        pid, _ = self.project(project)
+        with self.read() as s:
+            q = select(func.count()).select_from(Task).where(Task.project_id == pid, Task.is_gold.is_(False))
+            if stage:
+                q = q.where(Task.stage == stage)
+            if status:
+                q = q.where(Task.status == status)
+            return s.scalar(q)
+
     def counts(self) -> dict[str, int]:
         """Row count of every table (tests use it to prove a refused request changed nothing)."""
         with self.read() as s:

@@ -25,6 +25,19 @@ def _answer_all(store, name, accuracy, seed):
         store.submit(name, v.id, {"overall": "A" if rng.random() < accuracy else "B"})
 
 
+def _take_turns(store, accuracy):
+    """Scripted workers answer in turns (so everybody gets both gold and regular tasks) until no
+    task is left; each is right (truth is always "A") with its probability in ``accuracy``."""
+    rngs = {name: random.Random(i) for i, name in enumerate(accuracy)}
+    busy = True
+    while busy:
+        busy = False
+        for name, acc in accuracy.items():
+            if (v := store.next_task("p", name)) is not None:
+                store.submit(name, v.id, {"overall": "A" if rngs[name].random() < acc else "B"})
+                busy = True
+
+
 def test_screening_admits_good_and_excludes_spammers(store):
     _project(store, n_gold=20)
     people = {"expert": 1.0, "good": 0.9, "spam": 0.0, "coin": 0.3}
@@ -99,15 +112,7 @@ def test_spammer_flagging_and_super_raters(store):
     _project(store, n_gold=14, n_items=16, gold_rate=0.5)
     for name in ("ace", "ok1", "ok2", "spam"):
         store.add_annotator(name)
-    accuracy = {"ace": 1.0, "ok1": 0.8, "ok2": 0.8, "spam": 0.0}
-    rngs = {name: random.Random(i) for i, name in enumerate(accuracy)}
-    busy = True
-    while busy:  # take turns, so everybody gets both gold and regular tasks
-        busy = False
-        for name, acc in accuracy.items():
-            if (v := store.next_task("p", name)) is not None:
-                store.submit(name, v.id, {"overall": "A" if rngs[name].random() < acc else "B"})
-                busy = True
+    _take_turns(store, {"ace": 1.0, "ok1": 0.8, "ok2": 0.8, "spam": 0.0})
     rows = {q.annotator: q for q in annotator_quality(store, "p")}
     assert rows["ace"].peer_agreement > rows["spam"].peer_agreement
     assert flag_spammers(store, "p", min_items=8) == ["spam"]
@@ -144,14 +149,7 @@ def test_flagging_without_gold_uses_peers_and_the_likelihood_ratio(store):
     accuracy = {"spam": 0.0, "ok1": 0.9, "ok2": 0.9, "ok3": 0.9}
     for name in accuracy:
         store.add_annotator(name)
-    rngs = {name: random.Random(i) for i, name in enumerate(accuracy)}
-    busy = True
-    while busy:
-        busy = False
-        for name, acc in accuracy.items():
-            if (v := store.next_task("p", name)) is not None:
-                store.submit(name, v.id, {"overall": "A" if rngs[name].random() < acc else "B"})
-                busy = True
+    _take_turns(store, accuracy)
     rows = {q.annotator: q for q in annotator_quality(store, "p")}
     assert rows["spam"].n_gold == 0 and rows["spam"].n_peer >= 10
     assert flag_spammers(store, "p", min_items=30) == []  # not enough evidence yet

@@ -59,6 +59,16 @@ def test_overlap_and_no_repeats(store):
     assert per_task == {t: 2 for t in per_task} and len(per_task) == 3
 
 
+def test_count_tasks_counts_only_regular_tasks_by_status(store):
+    _compare_project(store, n_tasks=3, overlap=1, gold=2)
+    store.add_annotator("a")
+    assert store.count_tasks("p") == 3 and store.count_tasks("p", "cmp", status="done") == 0
+    view = store.next_task("p", "a")
+    store.submit("a", view.id, {"overall": "A"})  # overlap 1: this task is done
+    assert store.count_tasks("p", "cmp", status="done") == 1
+    assert store.count_tasks("p", "cmp", status="done") == sum(t.status == "done" for t in store.tasks("p", "cmp"))
+
+
 def test_own_output_is_never_reviewed(store):
     stage = StageConfig(name="rev", task_type="review_completion", overlap=2, role="annotator")
     store.create_project("p", ProjectConfig(stages=[stage]))
