@@ -21,7 +21,7 @@ screening; accuracy against the sandbox's ground truth of Dawid-Skene, majority 
 single annotator (chosen by gold accuracy, as a practitioner would; the "oracle" best, chosen on
 the test items themselves, is biased upwards), with paired differences; judgments per item.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/feedback_quality.py --seeds 6 --workers 2
+    PYTHONPATH=. .venv/bin/python benchmarks/feedback_quality.py --seeds 8 --workers 2
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def one_run(job: tuple[str, str, dict, int, str]) -> tuple[str, str, int, Simula
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--items", type=int, default=300, help="comparison items per run, mild crowd")
     ap.add_argument("--varied-items", type=int, default=500, help="comparison items per run, varied crowd")
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
@@ -83,7 +83,9 @@ def main() -> None:
                   f"judgments/item {r.judgments_per_item:.2f}", file=sys.stderr, flush=True)
 
     print(f"# Feedback quality on the sandbox ({args.seeds} seeds, 20 % spammers)\n")
-    print("## Screening (sequential test on gold: admit at 0.7 vs chance 0.5, false admit 0.005, at most 60 gold)")
+    d = SimulateConfig()
+    print(f"## Screening (sequential test on gold: admit at {d.screening_threshold} vs chance 0.5, "
+          f"false admit {d.screening_false_admit}, at most {d.n_screening} gold)")
     for crowd in CROWDS:
         rs = next(v for (c, _), v in results.items() if c == crowd)  # screening is the same in every arm of a seed
         caught = [len(set(r.spammers) & set(r.excluded)) / max(len(r.spammers), 1) for r in rs]

@@ -15,6 +15,7 @@ Two kinds of interval, chosen by what is measured:
 from __future__ import annotations
 
 import math
+import statistics
 from statistics import NormalDist
 from typing import Sequence
 
@@ -66,13 +67,11 @@ def t_interval_95(values: Sequence[float]) -> tuple[float, float]:
     x = [float(v) for v in values]
     if not x:
         raise ValueError("t_interval_95 needs at least one value")
-    mean = sum(x) / len(x)
     if len(x) < 2:
-        return mean, float("nan")
+        return x[0], float("nan")
     df = len(x) - 1
     if df > 30:
         t = 1.96
     else:  # an untabled df takes the next smaller tabled one: a slightly wider, safe interval
         t = _T95[max(k for k in _T95 if k <= df)]
-    sd = math.sqrt(sum((v - mean) ** 2 for v in x) / df)
-    return mean, t * sd / math.sqrt(len(x))
+    return statistics.fmean(x), t * statistics.stdev(x) / math.sqrt(len(x))
