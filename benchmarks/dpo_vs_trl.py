@@ -61,7 +61,8 @@ def run_alignkit(args: argparse.Namespace, rows: list[dict[str, str]]) -> dict[s
     import torch
 
     from alignkit.models import load_tokenizer
-    from alignkit.train.dpo import DPOConfig, DPOObjective, attach_reference, encode_pairs, flat_sequences, prepare_reference
+    from alignkit.train.config import DPOConfig
+    from alignkit.train.dpo import DPOObjective, attach_reference, encode_pairs, flat_sequences, prepare_reference
     from alignkit.train.loop import train
     from transformers import AutoModelForCausalLM
 

@@ -32,7 +32,8 @@ from alignkit.sandbox.pretrain import SHIPPED_BASE_MODEL
 
 
 def train_and_score(pairs: list[dict], eval_pairs: list[dict], steps: int, seed: int, tmp: Path, name: str) -> float:
-    from alignkit.train.reward_model import RewardConfig, RewardScorer, run_reward_model
+    from alignkit.train.config import RewardConfig
+    from alignkit.train.reward_model import RewardScorer, run_reward_model
 
     data = write_records(tmp / f"{name}.jsonl", [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs])
     path = run_reward_model(RewardConfig(model=str(SHIPPED_BASE_MODEL), data=data, output=tmp / name, max_steps=steps, batch_size=16,

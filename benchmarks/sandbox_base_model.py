@@ -18,7 +18,8 @@ from alignkit.models import generate, load_model
 from alignkit.sandbox import build_world, sft_demos
 from alignkit.sandbox.build import format_summary, summarize
 from alignkit.sandbox.pretrain import SHIPPED_BASE_MODEL
-from alignkit.train.sft import SFTConfig, run_sft
+from alignkit.train.config import SFTConfig
+from alignkit.train.sft import run_sft
 
 
 def measure(model_path: Path, prompts: list, seed: int, temperature: float) -> dict:

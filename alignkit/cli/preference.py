@@ -30,9 +30,7 @@ def _kto(config):
 
 
 def register(app: typer.Typer) -> None:
-    from alignkit.train.dpo import DPOConfig
-    from alignkit.train.kto import KTOConfig
-    from alignkit.train.reward_model import RewardConfig
+    from alignkit.train.config import DPOConfig, KTOConfig, RewardConfig
 
     config_command(app, "rm", RewardConfig, _rm,
                    help="Train a reward model on pairwise preferences or rankings (Bradley-Terry loss).")

@@ -25,8 +25,7 @@ def _rloo(config):
 
 
 def register(app: typer.Typer) -> None:
-    from alignkit.train.ppo import PPOConfig
-    from alignkit.train.rloo import GRPOConfig, RLOOConfig
+    from alignkit.train.config import GRPOConfig, PPOConfig, RLOOConfig
 
     config_command(app, "ppo", PPOConfig, _ppo, help="Online RL with PPO (critic, GAE, KL-shaped reward) on a prompts file.")
     config_command(app, "rloo", RLOOConfig, _rloo, help="Online RL with RLOO: k samples per prompt, leave-one-out baseline.")

@@ -15,6 +15,6 @@ def _sft(config):  # imported lazily: keeps ``alignkit --help`` fast
 
 
 def register(app: typer.Typer) -> None:
-    from alignkit.train.sft import SFTConfig
+    from alignkit.train.config import SFTConfig
 
     config_command(app, "sft", SFTConfig, _sft, help="Supervised fine-tuning on prompt/completion or messages data.")

@@ -1,12 +1,28 @@
-"""Model loading, LoRA, the tiny-model factory, generation and the one log-prob function."""
+"""Model loading, LoRA, the tiny-model factory, generation and the one log-prob function.
 
-from alignkit.models.generation import generate
-from alignkit.models.loading import LoraSettings, apply_lora, is_lora, load_model, load_tokenizer, save_model
-from alignkit.models.logprobs import LogProbs, logprobs_from_logits, model_logits, sequence_logprobs
-from alignkit.models.tiny import build_tiny_model, tiny_llama_config, train_tokenizer
+Names are re-exported lazily (PEP 562) so that importing a torch-free submodule such as
+``alignkit.models.config`` does not load torch; new code imports from the defining module.
+"""
 
-__all__ = [
-    "LogProbs", "LoraSettings", "apply_lora", "build_tiny_model", "generate", "is_lora", "load_model",
-    "load_tokenizer", "logprobs_from_logits", "model_logits", "save_model", "sequence_logprobs",
-    "tiny_llama_config", "train_tokenizer",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOME = {
+    "LoraSettings": "config",
+    "generate": "generation",
+    "apply_lora": "loading", "is_lora": "loading", "load_model": "loading", "load_tokenizer": "loading",
+    "save_model": "loading",
+    "LogProbs": "logprobs", "logprobs_from_logits": "logprobs", "model_logits": "logprobs",
+    "sequence_logprobs": "logprobs",
+    "build_tiny_model": "tiny", "tiny_llama_config": "tiny", "train_tokenizer": "tiny",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'alignkit.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"alignkit.models.{_HOME[name]}"), name)

@@ -11,24 +11,15 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
-from pydantic import BaseModel, Field
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignkit.data.chat import ensure_chat_template
+from alignkit.models.config import LoraSettings
 from alignkit.models.tiny import build_tiny_model
 
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
-
-
-class LoraSettings(BaseModel):
-    """LoRA via ``peft``; ``target_modules='all-linear'`` adapts every linear layer but the head."""
-
-    r: int = Field(8, gt=0)
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: str | list[str] = "all-linear"
 
 
 def _dtype(name: str) -> torch.dtype | str:

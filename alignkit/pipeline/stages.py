@@ -28,7 +28,8 @@ def _sandbox_base_model(params: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 
 def _train_sft(params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    from alignkit.train.sft import SFTConfig, run_sft
+    from alignkit.train.config import SFTConfig
+    from alignkit.train.sft import run_sft
 
     config = SFTConfig(**{"progress": False, **params, "output": folder})
     return {"model": str(run_sft(config))}
@@ -54,38 +55,44 @@ def _feedback_simulate(params: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 
 def _train_rm(params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    from alignkit.train.reward_model import RewardConfig, run_reward_model
+    from alignkit.train.config import RewardConfig
+    from alignkit.train.reward_model import run_reward_model
 
     path = run_reward_model(RewardConfig(**{"progress": False, **params, "output": folder}))
     return {"model": str(path)}
 
 
 def _train_dpo(params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    from alignkit.train.dpo import DPOConfig, run_dpo
+    from alignkit.train.config import DPOConfig
+    from alignkit.train.dpo import run_dpo
 
     return {"model": str(run_dpo(DPOConfig(**{"progress": False, **params, "output": folder})))}
 
 
 def _train_kto(params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    from alignkit.train.kto import KTOConfig, run_kto
+    from alignkit.train.config import KTOConfig
+    from alignkit.train.kto import run_kto
 
     return {"model": str(run_kto(KTOConfig(**{"progress": False, **params, "output": folder})))}
 
 
 def _train_ppo(params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    from alignkit.train.ppo import PPOConfig, run_ppo
+    from alignkit.train.config import PPOConfig
+    from alignkit.train.ppo import run_ppo
 
     return _rl_outputs(run_ppo(PPOConfig(**{"progress": False, **params, "output": folder})))
 
 
 def _train_rloo(params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    from alignkit.train.rloo import RLOOConfig, run_rloo
+    from alignkit.train.config import RLOOConfig
+    from alignkit.train.rloo import run_rloo
 
     return _rl_outputs(run_rloo(RLOOConfig(**{"progress": False, **params, "output": folder})))
 
 
 def _train_grpo(params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    from alignkit.train.rloo import GRPOConfig, run_rloo
+    from alignkit.train.config import GRPOConfig
+    from alignkit.train.rloo import run_rloo
 
     return _rl_outputs(run_rloo(GRPOConfig(**{"progress": False, **params, "output": folder})))
 

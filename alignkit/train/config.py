@@ -1,18 +1,22 @@
-"""Typed configuration shared by every training stage.
+"""Typed configuration of every training stage, in one torch-free module.
 
 Configs are flat on purpose: every field is one CLI flag (``max_steps`` is ``--max-steps``) and one
-YAML key, so a run is described by a single readable file. Stage-specific configs (SFT, DPO, ...)
-extend :class:`TrainingConfig` with their own fields.
+YAML key, so a run is described by a single readable file. Offline stages (SFT, reward model, DPO,
+KTO) extend :class:`TrainingConfig`; online RL stages (PPO, RLOO, GRPO) extend :class:`RLConfig`.
+This module imports nothing heavier than pydantic, so the CLI can build and validate a config (and
+print ``--help``) without loading torch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from alignkit.models.loading import LoraSettings
+from alignkit.models.config import LoraSettings
+
+ReferenceKind = Literal["copy", "adapter", "precomputed"]
 
 
 class ModelSource(BaseModel):
@@ -83,3 +87,128 @@ class TrainingConfig(ModelSource, LoraFields, RunBookkeeping):
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision.")
     seed: int = Field(0, description="Seeds model init, data order and sampling.")
     eval_every: int | None = Field(None, gt=0, description="Evaluate every N steps (and at the end).")
+
+
+# --------------------------------------------------------------------------- offline stages
+
+
+class SFTConfig(TrainingConfig):
+    packing: bool = Field(False, description="Pack several examples per row (no attention across them).")
+
+
+class RewardConfig(TrainingConfig):
+    on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
+    margin_field: str | None = Field(None, description="Record field with a preference margin (Llama 2 style: loss uses r_c - r_r - margin).")
+    center_coef: float = Field(0.0, ge=0.0, description="Weight of a penalty on the mean squared reward, keeping rewards centred near 0.")
+    criterion: str | None = Field(None, description="Train on one criterion: rows whose 'criterion' field or 'criteria' dict names it.")
+    criterion_weights: dict[str, float] | None = Field(
+        None, description="Combine a record's per-criterion judgments ('criteria' dict) by these weights, e.g. helpful=1,harmless=2.")
+    stats_samples: int = Field(512, gt=0, description="Responses scored for reward_stats.json (mean/std for normalisation).")
+
+    @field_validator("criterion_weights", mode="before")
+    @classmethod
+    def _parse_weights(cls, value: Any) -> Any:
+        """Accept ``helpful=1,harmless=2`` from the command line as well as a mapping."""
+        if isinstance(value, str):
+            out = {}
+            for part in filter(None, (p.strip() for p in value.split(","))):
+                name, sep, weight = part.partition("=")
+                if not sep:
+                    raise ValueError(f"expected name=weight pairs separated by commas, got '{part}'")
+                out[name.strip()] = float(weight)
+            return out
+        return value
+
+
+class PreferenceConfig(TrainingConfig):
+    """Fields DPO and KTO share: bad records are skipped by default, β, and the reference kind."""
+
+    on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
+    beta: float = Field(0.1, gt=0, description="Strength of the KL penalty (inverse temperature of the implicit reward).")
+    reference: ReferenceKind | None = Field(None, description="Reference log-probs: copy, adapter (LoRA base) or precomputed; default adapter with --lora, else precomputed.")
+
+
+class DPOConfig(PreferenceConfig):
+    loss: Literal["sigmoid", "ipo", "hinge", "robust"] = Field("sigmoid", description="DPO (sigmoid), IPO, SLiC hinge or robust (cDPO-style noise-aware) loss.")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Assumed share of flipped labels (sigmoid/robust losses).")
+    nll_coef: float = Field(0.0, ge=0.0, description="Weight of an NLL term on the chosen completions (RPO-style).")
+
+
+class KTOConfig(PreferenceConfig):
+    desirable_weight: float = Field(1.0, gt=0, description="Loss weight of desirable (label true) examples.")
+    undesirable_weight: float = Field(1.0, gt=0, description="Loss weight of undesirable (label false) examples.")
+
+
+# --------------------------------------------------------------------------- online RL
+
+
+class RLConfig(ModelSource, LoraFields, RunBookkeeping):
+    """Fields every online-RL stage shares (PPO, RLOO, GRPO). Flat: one field, one flag."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("tiny", description="Policy to start from: local folder, hub id (with --allow-download) or 'tiny'.")
+    data: Path = Field(..., description="Prompts: .jsonl/.parquet/datasets folder with a 'prompt' field per row.")
+    on_bad_record: Literal["raise", "skip"] = Field("raise", description="Stop at the first bad prompt row, or skip and count them.")
+    template: Literal["chat", "raw"] = Field("chat", description="Render prompts with the chat template, or as raw text.")
+    max_prompt_length: int = Field(256, gt=1, description="Prompts longer than this keep their last tokens.")
+    output: Path = Field(..., description="Output folder: checkpoints, metrics.jsonl and the final policy.")
+    reward: str = Field("sandbox", description="Reward sources, comma-separated, optional weight: 'rm:PATH', 'sandbox[:FOLDER]', 'python:mod:fn', e.g. 'rm:out/rm,0.2*python:my.mod:fn'.")
+
+    # Rollouts
+    rollout_batch_size: int = Field(16, gt=0, description="Prompts sampled per RL step.")
+    max_new_tokens: int = Field(64, gt=0, description="Longest response; longer ones are cut and count as not stopped.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature (log-probs use the same one).")
+    top_p: float = Field(1.0, gt=0, le=1.0, description="Nucleus sampling mass (1 = off).")
+    no_stop_penalty: float = Field(0.0, ge=0, description="Subtracted from the score of a response that never emits a stop token.")
+
+    # KL to the reference
+    kl_coef: float = Field(0.05, ge=0, description="Weight of the KL penalty to the reference (initial value if adaptive).")
+    kl_estimator: Literal["k1", "k3"] = Field("k1", description="Per-token KL estimator: k1 = log-ratio, k3 = ratio - 1 - log-ratio.")
+    adaptive_kl: bool = Field(False, description="Adapt kl_coef towards --kl-target (Ziegler et al.).")
+    kl_target: float = Field(6.0, gt=0, description="Target KL per response for the adaptive controller.")
+    kl_horizon: int = Field(10000, gt=0, description="Adaptive controller horizon, in responses.")
+    max_kl: float | None = Field(100.0, gt=0, description="Stop the run when a rollout's mean KL per response exceeds this.")
+
+    # Updates
+    ppo_epochs: int = Field(1, gt=0, description="Passes over each rollout batch.")
+    minibatch_size: int = Field(8, gt=0, description="Responses per gradient step.")
+    clip_range: float = Field(0.2, gt=0, description="Policy ratio clipping (PPO surrogate).")
+    lr: float = Field(1e-5, gt=0, description="Learning rate.")
+    lr_schedule: Literal["constant", "linear"] = Field("constant", description="Learning rate after warmup.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup, in RL steps.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float | None = Field(1.0, description="Clip gradient norm per model (none to disable).")
+    max_steps: int = Field(100, gt=0, description="RL steps (rollout + update).")
+    seed: int = Field(0, description="Seeds prompt order, sampling and minibatch shuffles.")
+
+    # Differences from the shared model/LoRA/bookkeeping fields: RL steps are slower, so checkpoint
+    # more often; LoRA dropout has no effect (models run in eval mode during RL).
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA path (off in RL: models run in eval mode).")
+    save_every: int = Field(50, gt=0, description="Checkpoint every N steps (and at the end).")
+
+
+class PPOConfig(RLConfig):
+    gamma: float = Field(1.0, ge=0, le=1, description="Discount for GAE.")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
+    vf_clip: float | None = Field(0.2, gt=0, description="Value clipping around the rollout's values (none to disable).")
+    vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss.")
+    value_model: str | None = Field(None, description="Critic start: a reward-model folder; default a copy of the policy backbone with a zero head.")
+    whiten_advantages: bool = Field(True, description="Normalise advantages over the real tokens of each batch.")
+    ppo_epochs: int = Field(4, gt=0, description="Passes over each rollout batch.")
+
+
+class RLOOConfig(RLConfig):
+    advantage: Literal["rloo", "grpo"] = Field("rloo", description="Baseline: leave-one-out mean (rloo) or group mean/std (grpo).")
+    k: int = Field(4, ge=2, description="Responses sampled per prompt (the group).")
+    kl_in: Literal["reward", "loss"] = Field("reward", description="Fold the KL penalty into the score, or add it to the loss.")
+    grpo_scale: bool = Field(True, description="GRPO: divide by the group's std (off: Dr. GRPO-style mean-only baseline).")
+    grpo_eps: float = Field(1e-4, gt=0, description="GRPO: added to the group std.")
+
+
+class GRPOConfig(RLOOConfig):
+    """RLOO's recipe with GRPO's defaults: group-normalised baseline, KL in the loss (k3)."""
+
+    advantage: Literal["rloo", "grpo"] = Field("grpo", description="Baseline: leave-one-out mean (rloo) or group mean/std (grpo).")
+    kl_in: Literal["reward", "loss"] = Field("loss", description="Fold the KL penalty into the score, or add it to the loss.")
+    kl_estimator: Literal["k1", "k3"] = Field("k3", description="Per-token KL estimator: k1 = log-ratio, k3 = ratio - 1 - log-ratio.")

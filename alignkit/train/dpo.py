@@ -18,19 +18,17 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import torch
-from pydantic import Field
 
 from alignkit.data import DataError, Encoded, TooLongError, encode_example, read_records
 from alignkit.models import apply_lora, load_model, save_model, sequence_logprobs
 from alignkit.models.loading import trainable_parameters
-from alignkit.train.config import TrainingConfig
+from alignkit.train.config import DPOConfig, PreferenceConfig, ReferenceKind, TrainingConfig
 from alignkit.train.loop import train
 from alignkit.train.reference import (
     Reference,
-    ReferenceKind,
     cached_reference_logps,
     default_reference,
     packed_batch,
@@ -39,20 +37,6 @@ from alignkit.train.reference import (
 from alignkit.train.sft import record_texts, split_eval
 
 log = logging.getLogger(__name__)
-
-
-class PreferenceConfig(TrainingConfig):
-    """Fields DPO and KTO share: bad records are skipped by default, β, and the reference kind."""
-
-    on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
-    beta: float = Field(0.1, gt=0, description="Strength of the KL penalty (inverse temperature of the implicit reward).")
-    reference: ReferenceKind | None = Field(None, description="Reference log-probs: copy, adapter (LoRA base) or precomputed; default adapter with --lora, else precomputed.")
-
-
-class DPOConfig(PreferenceConfig):
-    loss: Literal["sigmoid", "ipo", "hinge", "robust"] = Field("sigmoid", description="DPO (sigmoid), IPO, SLiC hinge or robust (cDPO-style noise-aware) loss.")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Assumed share of flipped labels (sigmoid/robust losses).")
-    nll_coef: float = Field(0.0, ge=0.0, description="Weight of an NLL term on the chosen completions (RPO-style).")
 
 
 # --------------------------------------------------------------------------- data

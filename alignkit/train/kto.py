@@ -24,22 +24,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from pydantic import Field
 
 from alignkit.data import DataError, Encoded, TooLongError, encode_example, read_records
 from alignkit.models import load_model, sequence_logprobs
-from alignkit.train.dpo import PreferenceConfig, skip_reason, train_against_reference
+from alignkit.train.config import KTOConfig
+from alignkit.train.dpo import skip_reason, train_against_reference
 from alignkit.train.reference import Reference, packed_batch
 from alignkit.train.sft import record_texts, split_eval
 
 log = logging.getLogger(__name__)
 
 KL_PREFIX = "kl_"
-
-
-class KTOConfig(PreferenceConfig):
-    desirable_weight: float = Field(1.0, gt=0, description="Loss weight of desirable (label true) examples.")
-    undesirable_weight: float = Field(1.0, gt=0, description="Loss weight of undesirable (label false) examples.")
 
 
 @dataclass

@@ -44,18 +44,19 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 from accelerate import Accelerator
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from tqdm.auto import tqdm
 
 from alignkit.data import DataError, encode_prompt
 from alignkit.models import apply_lora, load_model, save_model
-from alignkit.models.loading import LoraSettings, is_lora
+from alignkit.models.config import LoraSettings
+from alignkit.models.loading import is_lora
 from alignkit.train import rl_math
-from alignkit.train.config import LoraFields, ModelSource, RunBookkeeping
+from alignkit.train.config import PPOConfig, RLConfig
 from alignkit.train.loop import CHECKPOINTS, STATE_FILE, MetricsWriter, TrainingDiverged, latest_checkpoint, save_checkpoint, unit_order
 from alignkit.train.reference import adapter_disabled, frozen_copy
 from alignkit.train.rollout import Rollout, decode_responses, rollout_logprobs, sample, stop_token_ids
@@ -66,62 +67,6 @@ VALUE_MODEL_DIR = "value_model"
 
 
 # --------------------------------------------------------------------------- configuration
-
-
-class RLConfig(ModelSource, LoraFields, RunBookkeeping):
-    """Fields every online-RL stage shares (PPO, RLOO, GRPO). Flat: one field, one flag."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field("tiny", description="Policy to start from: local folder, hub id (with --allow-download) or 'tiny'.")
-    data: Path = Field(..., description="Prompts: .jsonl/.parquet/datasets folder with a 'prompt' field per row.")
-    on_bad_record: Literal["raise", "skip"] = Field("raise", description="Stop at the first bad prompt row, or skip and count them.")
-    template: Literal["chat", "raw"] = Field("chat", description="Render prompts with the chat template, or as raw text.")
-    max_prompt_length: int = Field(256, gt=1, description="Prompts longer than this keep their last tokens.")
-    output: Path = Field(..., description="Output folder: checkpoints, metrics.jsonl and the final policy.")
-    reward: str = Field("sandbox", description="Reward sources, comma-separated, optional weight: 'rm:PATH', 'sandbox[:FOLDER]', 'python:mod:fn', e.g. 'rm:out/rm,0.2*python:my.mod:fn'.")
-
-    # Rollouts
-    rollout_batch_size: int = Field(16, gt=0, description="Prompts sampled per RL step.")
-    max_new_tokens: int = Field(64, gt=0, description="Longest response; longer ones are cut and count as not stopped.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature (log-probs use the same one).")
-    top_p: float = Field(1.0, gt=0, le=1.0, description="Nucleus sampling mass (1 = off).")
-    no_stop_penalty: float = Field(0.0, ge=0, description="Subtracted from the score of a response that never emits a stop token.")
-
-    # KL to the reference
-    kl_coef: float = Field(0.05, ge=0, description="Weight of the KL penalty to the reference (initial value if adaptive).")
-    kl_estimator: Literal["k1", "k3"] = Field("k1", description="Per-token KL estimator: k1 = log-ratio, k3 = ratio - 1 - log-ratio.")
-    adaptive_kl: bool = Field(False, description="Adapt kl_coef towards --kl-target (Ziegler et al.).")
-    kl_target: float = Field(6.0, gt=0, description="Target KL per response for the adaptive controller.")
-    kl_horizon: int = Field(10000, gt=0, description="Adaptive controller horizon, in responses.")
-    max_kl: float | None = Field(100.0, gt=0, description="Stop the run when a rollout's mean KL per response exceeds this.")
-
-    # Updates
-    ppo_epochs: int = Field(1, gt=0, description="Passes over each rollout batch.")
-    minibatch_size: int = Field(8, gt=0, description="Responses per gradient step.")
-    clip_range: float = Field(0.2, gt=0, description="Policy ratio clipping (PPO surrogate).")
-    lr: float = Field(1e-5, gt=0, description="Learning rate.")
-    lr_schedule: Literal["constant", "linear"] = Field("constant", description="Learning rate after warmup.")
-    warmup_steps: int = Field(0, ge=0, description="Linear warmup, in RL steps.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    max_grad_norm: float | None = Field(1.0, description="Clip gradient norm per model (none to disable).")
-    max_steps: int = Field(100, gt=0, description="RL steps (rollout + update).")
-    seed: int = Field(0, description="Seeds prompt order, sampling and minibatch shuffles.")
-
-    # Differences from the shared model/LoRA/bookkeeping fields: RL steps are slower, so checkpoint
-    # more often; LoRA dropout has no effect (models run in eval mode during RL).
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA path (off in RL: models run in eval mode).")
-    save_every: int = Field(50, gt=0, description="Checkpoint every N steps (and at the end).")
-
-
-class PPOConfig(RLConfig):
-    gamma: float = Field(1.0, ge=0, le=1, description="Discount for GAE.")
-    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
-    vf_clip: float | None = Field(0.2, gt=0, description="Value clipping around the rollout's values (none to disable).")
-    vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss.")
-    value_model: str | None = Field(None, description="Critic start: a reward-model folder; default a copy of the policy backbone with a zero head.")
-    whiten_advantages: bool = Field(True, description="Normalise advantages over the real tokens of each batch.")
-    ppo_epochs: int = Field(4, gt=0, description="Passes over each rollout batch.")
 
 
 # --------------------------------------------------------------------------- data

@@ -24,17 +24,17 @@ import os
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from alignkit.data import Encoded, collate, pack_greedy
 from alignkit.models import is_lora, sequence_logprobs
+from alignkit.train.config import ReferenceKind
 
 log = logging.getLogger(__name__)
 
-ReferenceKind = Literal["copy", "adapter", "precomputed"]
 CACHE_FILE = "reference_logps.pt"
 
 

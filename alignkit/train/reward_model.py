@@ -32,17 +32,16 @@ import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
-from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification
 
 from alignkit.data import Encoded, encode_example
 from alignkit.models import build_tiny_model, load_tokenizer
 from alignkit.models.loading import TINY, is_lora, trainable_parameters
-from alignkit.train.config import TrainingConfig
+from alignkit.train.config import RewardConfig, TrainingConfig
 from alignkit.train.dpo import read_pairs
 from alignkit.train.loop import train
 from alignkit.train.reference import packed_batch
@@ -51,30 +50,6 @@ from alignkit.train.sft import record_texts, split_eval
 log = logging.getLogger(__name__)
 
 STATS_FILE = "reward_stats.json"
-
-
-class RewardConfig(TrainingConfig):
-    on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
-    margin_field: str | None = Field(None, description="Record field with a preference margin (Llama 2 style: loss uses r_c - r_r - margin).")
-    center_coef: float = Field(0.0, ge=0.0, description="Weight of a penalty on the mean squared reward, keeping rewards centred near 0.")
-    criterion: str | None = Field(None, description="Train on one criterion: rows whose 'criterion' field or 'criteria' dict names it.")
-    criterion_weights: dict[str, float] | None = Field(
-        None, description="Combine a record's per-criterion judgments ('criteria' dict) by these weights, e.g. helpful=1,harmless=2.")
-    stats_samples: int = Field(512, gt=0, description="Responses scored for reward_stats.json (mean/std for normalisation).")
-
-    @field_validator("criterion_weights", mode="before")
-    @classmethod
-    def _parse_weights(cls, value: Any) -> Any:
-        """Accept ``helpful=1,harmless=2`` from the command line as well as a mapping."""
-        if isinstance(value, str):
-            out = {}
-            for part in filter(None, (p.strip() for p in value.split(","))):
-                name, sep, weight = part.partition("=")
-                if not sep:
-                    raise ValueError(f"expected name=weight pairs separated by commas, got '{part}'")
-                out[name.strip()] = float(weight)
-            return out
-        return value
 
 
 # --------------------------------------------------------------------------- data

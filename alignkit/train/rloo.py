@@ -19,31 +19,15 @@ The two differ only in the baseline, so they share this module and the outer loo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
-from pydantic import Field
 
 from alignkit.train import rl_math
-from alignkit.train.ppo import RLConfig, StepData, load_policy, read_prompts, rl_loop, write_summary
+from alignkit.train.config import RLConfig, RLOOConfig
+from alignkit.train.ppo import StepData, load_policy, read_prompts, rl_loop, write_summary
 from alignkit.models import save_model
 from alignkit.train.rollout import rollout_logprobs
-
-
-class RLOOConfig(RLConfig):
-    advantage: Literal["rloo", "grpo"] = Field("rloo", description="Baseline: leave-one-out mean (rloo) or group mean/std (grpo).")
-    k: int = Field(4, ge=2, description="Responses sampled per prompt (the group).")
-    kl_in: Literal["reward", "loss"] = Field("reward", description="Fold the KL penalty into the score, or add it to the loss.")
-    grpo_scale: bool = Field(True, description="GRPO: divide by the group's std (off: Dr. GRPO-style mean-only baseline).")
-    grpo_eps: float = Field(1e-4, gt=0, description="GRPO: added to the group std.")
-
-
-class GRPOConfig(RLOOConfig):
-    """RLOO's recipe with GRPO's defaults: group-normalised baseline, KL in the loss (k3)."""
-
-    advantage: Literal["rloo", "grpo"] = Field("grpo", description="Baseline: leave-one-out mean (rloo) or group mean/std (grpo).")
-    kl_in: Literal["reward", "loss"] = Field("loss", description="Fold the KL penalty into the score, or add it to the loss.")
-    kl_estimator: Literal["k1", "k3"] = Field("k3", description="Per-token KL estimator: k1 = log-ratio, k3 = ratio - 1 - log-ratio.")
 
 
 class RLOO:

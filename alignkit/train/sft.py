@@ -14,19 +14,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from pydantic import Field
 
 from alignkit.data import Encoded, TooLongError, collate, encode_sft_record, pack_greedy, read_records
 from alignkit.models import apply_lora, load_model, save_model, sequence_logprobs
 from alignkit.models.loading import trainable_parameters
-from alignkit.train.config import TrainingConfig
+from alignkit.train.config import SFTConfig
 from alignkit.train.loop import train
 
 log = logging.getLogger(__name__)
-
-
-class SFTConfig(TrainingConfig):
-    packing: bool = Field(False, description="Pack several examples per row (no attention across them).")
 
 
 def record_texts(records: Sequence[dict[str, Any]]) -> list[str]:

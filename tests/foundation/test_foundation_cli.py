@@ -13,7 +13,7 @@ runner = CliRunner()
 
 
 def test_every_sft_config_field_is_a_flag():
-    from alignkit.train.sft import SFTConfig
+    from alignkit.train.config import SFTConfig
 
     result = runner.invoke(app, ["sft", "--help"], env={"COLUMNS": "250"})
     assert result.exit_code == 0

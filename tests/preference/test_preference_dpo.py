@@ -12,9 +12,10 @@ from transformers import AutoModelForCausalLM
 
 from alignkit.data import collate
 from alignkit.models import apply_lora, build_tiny_model, sequence_logprobs
-from alignkit.models.loading import LoraSettings
+from alignkit.models.config import LoraSettings
 from alignkit.train import dpo as dpo_module
-from alignkit.train.dpo import DPOConfig, DPOObjective, encode_pairs, flat_sequences, run_dpo
+from alignkit.train.config import DPOConfig
+from alignkit.train.dpo import DPOObjective, encode_pairs, flat_sequences, run_dpo
 from alignkit.train.loop import latest_checkpoint, train, unit_order
 from alignkit.train.reference import Reference, precompute_logps
 from alignkit.train.sft import record_texts, split_eval

@@ -13,7 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from alignkit.data import collate
 from alignkit.models import build_tiny_model, sequence_logprobs
 from alignkit.train.dpo import encode_pairs
-from alignkit.train.kto import KTOConfig, KTOObjective, encode_binary, run_kto
+from alignkit.train.config import KTOConfig
+from alignkit.train.kto import KTOObjective, encode_binary, run_kto
 from alignkit.train.reference import Reference
 from alignkit.train.sft import record_texts, split_eval
 

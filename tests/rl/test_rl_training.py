@@ -12,8 +12,9 @@ from transformers import AutoModelForCausalLM
 
 from alignkit.data import encode_prompt
 from alignkit.train.loop import TrainingDiverged, latest_checkpoint
-from alignkit.train.ppo import PPOConfig, build_critic, critic_values, run_ppo
-from alignkit.train.rloo import GRPOConfig, RLOOConfig, run_rloo
+from alignkit.train.config import GRPOConfig, PPOConfig, RLOOConfig
+from alignkit.train.ppo import build_critic, critic_values, run_ppo
+from alignkit.train.rloo import run_rloo
 from alignkit.train.rollout import sample, stop_token_ids
 
 
@@ -156,7 +157,7 @@ def test_exploding_kl_stops_the_run(tmp_path, prompts_file, fresh_policy):
 @pytest.mark.parametrize("algo", ["ppo", "grpo"])
 def test_lora_reference_is_the_adapter_free_model(tmp_path, prompts_file, fresh_policy, algo):
     from alignkit.models import apply_lora
-    from alignkit.models.loading import LoraSettings
+    from alignkit.models.config import LoraSettings
 
     model, tok = fresh_policy()
     base_before = {k: v.clone() for k, v in model.state_dict().items()}
