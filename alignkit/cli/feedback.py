@@ -54,12 +54,13 @@ def _import(cfg) -> None:
                     _fail(ValueError(f"{cfg.input}:{line_no}: not valid JSON ({err.msg})"))
     store = _store(cfg.db)
     try:
-        for spec in (cfg.annotators or "").split(","):
-            if spec.strip():
-                name, _, role = spec.strip().partition(":")
-                store.add_annotator(name, role=role or "annotator", exist_ok=True)
         counts = import_items(store, cfg.project, rows, stage=cfg.stage, gold_fraction=cfg.gold_fraction, seed=cfg.seed)
         created = advance(store, cfg.project)
+        for spec in (cfg.annotators or "").split(","):
+            if spec.strip():  # name[:role[:status]]; annotators start as screening candidates when there is gold
+                name, role, status = (spec.strip().split(":") + ["", ""])[:3]
+                role = role or "annotator"
+                store.add_annotator(name, role=role, status=status or store.default_status(cfg.project, role), exist_ok=True)
     except ValueError as err:
         _fail(err)
     typer.echo(json.dumps({**counts, "tasks_by_stage": created}))

@@ -29,6 +29,9 @@ class Project(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Secret that decides where gold tasks fall in each annotator's queue; never shown to annotators
+    # (the public ``config.seed`` must not predict gold). Filled on first use for older databases.
+    gold_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -126,11 +129,14 @@ class Assignment(Base):
 
 class Annotation(Base):
     __tablename__ = "annotations"
+    __table_args__ = (UniqueConstraint("annotator_id", "idempotency_key", name="uq_annotation_idempotency"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id"), unique=True)
     answer: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The client's key for this submit: a retry with the same key is answered with this row.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -141,3 +147,38 @@ class GoldAnswer(Base):
     answer: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(200), default="researcher")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# -- web accounts (alignkit.web): who may sign in, with which role in which project -------------------------
+class Account(Base):
+    """A login for one annotator: a password hash (argon2) and a hashed API token for scripts."""
+
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    api_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("annotator_id", "project_id", name="uq_membership"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20), default="annotator")  # annotator | reviewer | admin
+
+
+class Invitation(Base):
+    """A one-use invitation: only the SHA-256 of the token is stored."""
+
+    __tablename__ = "invitations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20), default="annotator")
+    status: Mapped[str] = mapped_column(String(20), default="candidate")  # the new annotator's screening status
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_by: Mapped[int | None] = mapped_column(ForeignKey("annotators.id"), nullable=True)

@@ -103,7 +103,7 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
     project = f"sim-{cfg.seed}"
     stage = StageConfig(name="compare", task_type="compare", overlap=cfg.overlap, max_overlap=cfg.max_overlap,
                         agreement_threshold=cfg.agreement_threshold, gold_rate=cfg.gold_rate)
-    store.create_project(project, ProjectConfig(stages=[stage], seed=cfg.seed, max_pending=8))
+    store.create_project(project, ProjectConfig(stages=[stage], seed=cfg.seed, max_pending=8), gold_key=str(cfg.seed))
     rng = random.Random(cfg.seed)
     pairs = truth_pairs(world, cfg.n_items + cfg.n_gold, seed=cfg.seed)
     truth: dict[int, str] = {}

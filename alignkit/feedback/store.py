@@ -10,12 +10,19 @@ Guarantees (each tested):
   candidate task row with ``FOR UPDATE SKIP LOCKED`` (a concurrent assigner takes the next
   task instead of waiting) and keeps a live-assignment counter on that row;
 - an assignment is a lease: unanswered after ``lease_minutes`` it expires and its slot returns;
-- gold tasks are served at the stage's ``gold_rate`` through the same queue and look the same.
+- gold tasks are served at the stage's ``gold_rate`` through the same queue and look the same;
+  whether the next one is gold is drawn from a secret per-project key (with annotator id and
+  count), so knowing the public seed, one's id and one's count predicts nothing;
+- a submit is refused once its lease has run out (even if nobody expired it yet), and from an
+  excluded or flagged annotator (also on gold tasks leased before the flag);
+- a submit may carry an idempotency key: a retry with the same key (say after a network error on
+  a submit that did commit) is answered with the first submit's annotation id, and writes nothing.
 """
 
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -124,7 +131,10 @@ class FeedbackStore:
                 yield s
 
     # -- projects, people, items ---------------------------------------------------------------------
-    def create_project(self, name: str, config: ProjectConfig | None = None, exist_ok: bool = False) -> int:
+    def create_project(self, name: str, config: ProjectConfig | None = None, exist_ok: bool = False,
+                       gold_key: str | None = None) -> int:
+        """``gold_key``: the secret that places gold tasks (random when None; simulations pass a
+        fixed one so a seed reproduces a run)."""
         config = config or ProjectConfig()
         with self.write() as s:
             found = s.scalar(select(Project).where(Project.name == name))
@@ -132,7 +142,7 @@ class FeedbackStore:
                 if not exist_ok:
                     raise FeedbackError(f"project {name!r} already exists")
                 return found.id
-            p = Project(name=name, config=config.model_dump(mode="json"))
+            p = Project(name=name, config=config.model_dump(mode="json"), gold_key=gold_key or secrets.token_hex(32))
             s.add(p)
             s.flush()
             if config.guidelines:
@@ -156,6 +166,17 @@ class FeedbackStore:
                 raise FeedbackError(f"no project {name!r}")
             self._projects[name] = (p.id, ProjectConfig.model_validate(p.config))
             return self._projects[name]
+
+    def has_gold(self, project: str) -> bool:
+        """Whether the project has gold tasks (then new annotators are screened on them first)."""
+        pid, _ = self.project(project)
+        with self.read() as s:
+            return s.scalar(select(exists().where(Task.project_id == pid, Task.is_gold.is_(True)))) or False
+
+    def default_status(self, project: str, role: str = "annotator") -> str:
+        """The status a newly added person starts with: a plain annotator in a project with gold is a
+        screening candidate; reviewers, admins, and everyone in projects without gold start active."""
+        return "candidate" if role == "annotator" and self.has_gold(project) else "active"
 
     def add_annotator(self, name: str, role: str = "annotator", status: str = "active", exist_ok: bool = False) -> int:
         if role not in ROLES:
@@ -299,13 +320,13 @@ class FeedbackStore:
             if pending >= cfg.max_pending:
                 raise TooManyPending(f"annotator {annotator!r} already has {pending} pending tasks (limit {cfg.max_pending}); submit some first")
             n_seen = s.scalar(select(func.count()).select_from(Assignment).where(Assignment.annotator_id == ann.id))
-            rng = random.Random(f"{cfg.seed}:{ann.id}:{n_seen}")
+            draw = self._gold_draw(s, pid, ann.id, n_seen)
             for st in stages:
                 if st.role == "reviewer" and ann.role == "annotator":
                     continue
                 if ann.status == "candidate":
                     order = [True]  # screening: candidates see only gold tasks
-                elif st.gold_rate > 0 and rng.random() < st.gold_rate:
+                elif st.gold_rate > 0 and draw < st.gold_rate:
                     order = [True, False]
                 else:
                     order = [False]
@@ -318,6 +339,16 @@ class FeedbackStore:
                         s.flush()
                         return self._view(s, task, lease)
             return None
+
+    def _gold_draw(self, s: Session, project_id: int, annotator_id: int, n_seen: int) -> float:
+        """A uniform number in [0, 1) that only the holder of the project's secret can compute."""
+        project = s.get(Project, project_id)
+        if project.gold_key is None:  # a project created before the key existed
+            project.gold_key = secrets.token_hex(32)
+        # random.Random seeds from the SHA-512 of the string, so without the 256-bit key the draw is
+        # unknowable; with ``gold_key=str(seed)`` it is exactly the placement of versions <= 0.1.0
+        # (simulations and tests pass that to reproduce earlier numbers).
+        return random.Random(f"{project.gold_key}:{annotator_id}:{n_seen}").random()
 
     def _claim(self, s: Session, project_id: int, stage: str, annotator_id: int, gold: bool) -> Task | None:
         mine = exists().where(Assignment.task_id == Task.id, Assignment.annotator_id == annotator_id)
@@ -395,15 +426,32 @@ class FeedbackStore:
             raise NotAssigned(f"task {task_id}: annotator {annotator!r}'s assignment is {asg.status}, not pending")
         return asg
 
-    def submit(self, annotator: str, task_id: int, answer: dict[str, Any], now: datetime | None = None) -> int:
-        """Record one answer (one transaction). Raises UnknownTask / NotAssigned / InvalidAnswer and writes nothing then."""
+    def submit(self, annotator: str, task_id: int, answer: dict[str, Any], now: datetime | None = None,
+               idempotency_key: str | None = None) -> int:
+        """Record one answer (one transaction); returns the annotation id. Raises UnknownTask /
+        NotAssigned (also when the lease ran out) / NotAllowed / InvalidAnswer and writes nothing then.
+        With ``idempotency_key``, a repeat of a submit that already committed returns its id."""
         now = now or utcnow()
         with self.write() as s:
+            task = s.get(Task, task_id, with_for_update=True)  # serialises submits of one task (PostgreSQL)
+            if task is None:
+                raise UnknownTask(f"no task with id {task_id}")
+            ann = self._annotator(s, annotator)
+            if idempotency_key is not None:
+                prior = s.scalar(select(Annotation).where(Annotation.annotator_id == ann.id,
+                                                          Annotation.idempotency_key == idempotency_key))
+                if prior is not None:
+                    if prior.task_id != task_id:
+                        raise FeedbackError(f"idempotency key {idempotency_key!r} was used for task {prior.task_id}")
+                    return prior.id
+            if ann.status in ("excluded", "flagged"):
+                raise NotAllowed(f"annotator {annotator!r} is {ann.status}; their answers are no longer taken")
             asg = self._assignment(s, annotator, task_id)
-            task = s.get(Task, task_id)
+            if asg.lease_expires_at < now:
+                raise NotAssigned(f"task {task_id}: the lease of annotator {annotator!r} expired at {asg.lease_expires_at}")
             clean = validate_answer(task.type, answer, task.payload)
-            ann = s.get(Annotator, asg.annotator_id)
-            note = Annotation(task_id=task.id, annotator_id=ann.id, assignment_id=asg.id, answer=clean, created_at=now)
+            note = Annotation(task_id=task.id, annotator_id=ann.id, assignment_id=asg.id, answer=clean, created_at=now,
+                              idempotency_key=idempotency_key)
             s.add(note)
             asg.status, asg.submitted_at, asg.draft = "submitted", now, None
             task.n_done += 1

@@ -57,8 +57,10 @@ def advance(store: FeedbackStore, project: str) -> dict[str, int]:
         for st in cfg.stages:
             if st.input == "none":
                 continue
+            # Gold tasks count as existing too: an ordinary twin of a gold item would label it twice and
+            # give the gold copy away (same prompt and responses, different id).
             have = {(t.prompt_id, tuple(t.response_ids or [])) for t in s.scalars(
-                select(Task).where(Task.project_id == pid, Task.stage == st.name, Task.is_gold.is_(False)))}
+                select(Task).where(Task.project_id == pid, Task.stage == st.name))}
             n = 0
             for spec in _inputs(s, pid, st):
                 key = (spec["prompt_id"], tuple(spec["response_ids"]))

@@ -11,7 +11,7 @@ from alignkit.feedback.quality import (_log_likelihood_ratio, agreement_report, 
 
 def _project(store, n_gold=12, n_items=20, gold_rate=0.0):
     stage = StageConfig(name="cmp", task_type="compare", overlap=3, gold_rate=gold_rate)
-    store.create_project("p", ProjectConfig(stages=[stage], max_pending=100))
+    store.create_project("p", ProjectConfig(stages=[stage], max_pending=100), gold_key="0")  # the seed-0 placement
     for i in range(n_gold + n_items):
         pid = store.add_prompt("p", f"q{i}", status="accepted")
         a, b = store.add_response(pid, f"a{i}"), store.add_response(pid, f"b{i}")

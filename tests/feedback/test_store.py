@@ -27,7 +27,7 @@ def test_init_runs_migrations_idempotently(db_url):
     from alignkit.feedback.db import current_revision
 
     s1 = FeedbackStore(db_url)
-    assert current_revision(s1.engine) == "0001"
+    assert current_revision(s1.engine) == "0002"
     s1.create_project("p")
     s1.close()
     s2 = FeedbackStore(db_url)  # upgrading again is a no-op and keeps the data
