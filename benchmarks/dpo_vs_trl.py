@@ -62,7 +62,8 @@ def run_alignkit(args: argparse.Namespace, rows: list[dict[str, str]]) -> dict[s
 
     from alignkit.models import load_tokenizer
     from alignkit.train.config import DPOConfig
-    from alignkit.train.dpo import DPOObjective, attach_reference, encode_pairs, flat_sequences, prepare_reference
+    from alignkit.train.dpo import DPOObjective, attach_reference, encode_pairs, flat_sequences
+    from alignkit.train.preference import prepare_reference
     from alignkit.train.loop import train
     from transformers import AutoModelForCausalLM
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from alignkit.ai.backend import ChatBackend, softmax_options
+from alignkit.data.chat import prompt_text
 
 OPTIONS = ["A", "B"]
 GRADES = ["1", "2", "3", "4", "5"]
@@ -51,15 +52,6 @@ def escape_markers(text: str) -> str:
 def quote(label: str, text: str, isolate: bool = True) -> str:
     body = escape_markers(text) if isolate else text
     return f"<<<{label}>>>\n{body}\n<<<END {label}>>>"
-
-
-def prompt_text(prompt: Any) -> str:
-    """A prompt as plain text: a string, a TRL message list, or an object with ``.text`` (sandbox)."""
-    if isinstance(prompt, str):
-        return prompt
-    if hasattr(prompt, "text"):
-        return prompt.text
-    return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
 
 
 def pairwise_prompt(prompt: str, first: str, second: str, question: str = DEFAULT_QUESTION,

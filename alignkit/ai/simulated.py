@@ -18,7 +18,7 @@ import random
 from typing import Any, Sequence
 
 from alignkit.ai.labeling import AILabel, as_triple
-from alignkit.ai.judge import prompt_text
+from alignkit.data.chat import prompt_text
 
 
 class SimulatedAILabeler:

@@ -17,6 +17,8 @@ ordinary causal batch (real tokens never attend to padding to their right).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from alignkit.data.chat import Encoded
@@ -80,3 +82,26 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
         input_ids[i, width - len(p) :] = torch.tensor(p)
         attention_mask[i, width - len(p) :] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def packed_batch(sequences: Sequence[Encoded], pad_id: int, max_length: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Pack ``sequences`` into rows; also return where each input sequence landed.
+
+    Rows are at most twice the longest sequence of the batch (and at most ``max_length``): the
+    attention of a packed row costs its full width squared (the block-diagonal mask is applied,
+    not skipped, on CPU), so very wide rows lose what packing saves on padding. Sequences are
+    placed longest first (first-fit decreasing), which fills rows more evenly.
+
+    The collated batch numbers sequences in row order, so ``where[i]`` is the batch position of
+    ``sequences[i]``: ``sequence_logps[where]`` lists the results in input order.
+    """
+    by_length = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    longest = len(sequences[by_length[0]])
+    width = max(longest, min(max_length, 2 * longest))
+    rows = [[by_length[j] for j in row] for row in pack_greedy([sequences[i] for i in by_length], width)]
+    batch = collate([[sequences[i] for i in row] for row in rows], pad_id)
+    order = [i for row in rows for i in row]
+    where = torch.empty(len(order), dtype=torch.long)
+    where[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+    batch["where"] = where
+    return batch, where

@@ -155,3 +155,19 @@ def encode_prompt(tokenizer: Any, prompt: str | list[dict[str, Any]], template: 
         return ([bos] if bos is not None and ids[:1] != [bos] else []) + ids
     text = render(tokenizer, to_messages(prompt), add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def prompt_text(prompt: Any, roles: bool = True) -> str:
+    """A prompt as plain text, for judges, battles and tokenizer vocabularies.
+
+    ``prompt`` is a string, a TRL message list (one ``role: content`` line per message; only the
+    contents with ``roles=False``), or an object with a ``.text`` string (a sandbox prompt).
+    """
+    if isinstance(prompt, str):
+        return prompt
+    text = getattr(prompt, "text", None)
+    if isinstance(text, str):
+        return text
+    if isinstance(prompt, list):
+        return "\n".join(f"{m['role']}: {m['content']}" if roles else str(m["content"]) for m in prompt)
+    raise ValueError(f"prompt {prompt!r} is neither a string, a message list nor has a .text string")

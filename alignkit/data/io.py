@@ -76,7 +76,7 @@ def read_jsonl_objects(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def _iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
+def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
     """Yield (line number, row) pairs; JSON errors are yielded, not raised, so callers can skip them."""
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -128,7 +128,7 @@ def read_records(path: str | Path, kind: RecordKind | None = None, on_error: OnE
         raise FileNotFoundError(f"{path}: no such file or folder")
     records: list[dict[str, Any]] = []
     skipped: list[DataError] = []
-    for line, row in _iter_rows(path):
+    for line, row in iter_rows(path):
         try:
             if isinstance(row, DataError):
                 raise row
@@ -174,3 +174,13 @@ def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> Path:
     else:
         raise ValueError(f"{path}: cannot write '{suffix}'; use .jsonl, .parquet or a folder name")
     return path
+
+
+def skip_reason(err: DataError) -> str:
+    """Short bucket name for a record that failed validation (for the counts in the run report)."""
+    text = err.expected
+    if "identical" in text:
+        return "identical"
+    if "empty" in text:
+        return "empty"
+    return "invalid"

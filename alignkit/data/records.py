@@ -8,7 +8,7 @@ never meets a malformed row half-way through a run.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -125,3 +125,20 @@ def detect_kind(row: dict[str, Any]) -> RecordKind:
     if "label" in row and "completion" in row:
         return "binary"
     return "sft"
+
+
+def record_texts(records: Sequence[dict[str, Any]]) -> list[str]:
+    """All text in SFT/pair/binary records: what the tiny model's tokenizer is trained on."""
+    texts: list[str] = []
+    for r in records:
+        for key in ("prompt", "completion", "chosen", "rejected"):
+            value = r.get(key)
+            if isinstance(value, str):
+                texts.append(value)
+            elif isinstance(value, list):
+                texts.extend(str(m.get("content", "")) for m in value if isinstance(m, dict))
+        for m in r.get("messages") or []:
+            texts.append(str(m.get("content", "")))
+        for c in r.get("completions") or []:
+            texts.append(str(c))
+    return texts

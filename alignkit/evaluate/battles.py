@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
+from alignkit.data.chat import prompt_text
 from alignkit.evaluate.ratings import Battle
 
 Verdict = str  # "A" | "B" | "tie"
@@ -45,16 +46,6 @@ def split_verdict(v: Any) -> tuple[Verdict, dict[str, Verdict]]:
         criteria = {str(k): normalize_verdict(x) for k, x in (v.get("criteria") or {}).items()}
         return normalize_verdict(v["overall"]), criteria
     return normalize_verdict(v), {}
-
-
-def _prompt_text(p: Any) -> str:
-    """Prompts may be strings or objects with ``.text`` (sandbox prompts)."""
-    if isinstance(p, str):
-        return p
-    text = getattr(p, "text", None)
-    if not isinstance(text, str):
-        raise ValueError(f"prompt {p!r} is neither a string nor has a .text string")
-    return text
 
 
 def run_battles(
@@ -92,7 +83,7 @@ def run_battles(
     for i, (m1, m2) in tqdm(jobs, desc="battles", disable=not progress):
         a, b = (m2, m1) if shuffle_positions and rng.random() < 0.5 else (m1, m2)
         try:
-            overall, criteria = split_verdict(judge(_prompt_text(prompts[i]), models[a][i], models[b][i]))
+            overall, criteria = split_verdict(judge(prompt_text(prompts[i]), models[a][i], models[b][i]))
         except ValueError as err:
             raise ValueError(f"prompt {i}, {a!r} vs {b!r}: {err}") from err
         for criterion, verdict in [("overall", overall), *criteria.items()]:

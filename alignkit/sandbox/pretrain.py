@@ -45,7 +45,8 @@ def pretrain_base_model(config: PretrainConfig) -> Path:
     from alignkit.sandbox import BaseCorpusConfig, base_corpus, build_world, sft_demos
     from alignkit.train.loop import train
     from alignkit.train.config import SFTConfig
-    from alignkit.train.sft import SFTObjective, encode_all, make_units, record_texts
+    from alignkit.data.records import record_texts
+    from alignkit.train.sft import SFTObjective, encode_all, make_units
 
     world = build_world(config.world_seed)
     rates = BaseCorpusConfig()

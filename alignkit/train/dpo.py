@@ -13,7 +13,6 @@ pair. The loss itself is :func:`alignkit.train.losses.dpo_loss`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -22,19 +21,15 @@ from typing import Any, Sequence
 
 import torch
 
-from alignkit.data import DataError, Encoded, TooLongError, encode_example, read_records
-from alignkit.models import apply_lora, load_model, save_model, sequence_logprobs
-from alignkit.models.loading import trainable_parameters
-from alignkit.train.config import DPOConfig, PreferenceConfig, ReferenceKind, TrainingConfig
-from alignkit.train.loop import train
-from alignkit.train.reference import (
-    Reference,
-    cached_reference_logps,
-    default_reference,
-    packed_batch,
-    precompute_logps,
-)
-from alignkit.train.sft import record_texts, split_eval
+from alignkit.data import Encoded, TooLongError, encode_example
+from alignkit.data.batching import packed_batch
+from alignkit.data.pairs import read_pairs
+from alignkit.data.records import record_texts
+from alignkit.models import load_model, sequence_logprobs
+from alignkit.train.config import DPOConfig
+from alignkit.train.losses import dpo_loss, nll_loss
+from alignkit.train.preference import read_splits, train_against_reference
+from alignkit.train.reference import Reference
 
 log = logging.getLogger(__name__)
 
@@ -51,38 +46,6 @@ class PairExample:
     record: dict[str, Any]
     ref_chosen: float | None = None
     ref_rejected: float | None = None
-
-
-def skip_reason(err: DataError) -> str:
-    """Short bucket name for a record that failed validation (for the counts in the run report)."""
-    text = err.expected
-    if "identical" in text:
-        return "identical"
-    if "empty" in text:
-        return "empty"
-    return "invalid"
-
-
-def read_pairs(path: Path, on_error: str) -> tuple[list[dict[str, Any]], Counter]:
-    """Pair records from ``path``; rankings become all their pairs (``ranking_id`` marks a group).
-
-    Bad rows (empty chosen, identical chosen/rejected, missing fields) are counted by reason and
-    skipped (or raise, with ``on_error="raise"``), all before training starts; pairs marked
-    ``tie`` (see ``alignkit.data.conversions``) are counted and dropped too.
-    """
-    loaded = read_records(path, on_error=on_error)  # type: ignore[arg-type]
-    skipped = Counter(skip_reason(e) for e in loaded.skipped)
-    records = loaded.records
-    if loaded.kind == "ranking":
-        from alignkit.data.conversions import rankings_to_pairs
-
-        records = list(rankings_to_pairs(records))
-    elif loaded.kind != "pair":
-        raise DataError(path, None, None, f"pairwise records (prompt/chosen/rejected) or rankings, found {loaded.kind} records")
-    kept = [r for r in records if not r.get("tie")]  # a tie states no preference to learn from
-    if len(kept) < len(records):
-        skipped["tie"] += len(records) - len(kept)
-    return kept, skipped
 
 
 def encode_pairs(tokenizer: Any, records: Sequence[dict[str, Any]], max_length: int, template: str) -> tuple[list[PairExample], Counter]:
@@ -151,8 +114,6 @@ class DPOObjective:
         return ref[batch["chosen_index"]], ref[batch["rejected_index"]]
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        from alignkit.train.losses import dpo_loss, nll_loss
-
         cfg = self.config
         ci, ri = batch["chosen_index"], batch["rejected_index"]
         lp = sequence_logprobs(model, batch)
@@ -186,36 +147,10 @@ class DPOObjective:
 # --------------------------------------------------------------------------- recipe
 
 
-def prepare_reference(
-    config: TrainingConfig,
-    kind: ReferenceKind,
-    model: torch.nn.Module,
-    pad_id: int,
-    splits: dict[str, list[Encoded]],
-    objective_name: str,
-) -> tuple[dict[str, torch.Tensor] | None, bool]:
-    """For ``precomputed``: log-probs per split from the cache (or computed now and cached)."""
-    if kind != "precomputed":
-        return None, False
-    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    model.to(device)
-
-    def compute(seqs: Sequence[Encoded]) -> torch.Tensor:
-        return precompute_logps(model, seqs, pad_id, config.max_length, batch_size=4 * config.batch_size, progress=config.progress)
-
-    return cached_reference_logps(config.output, model, splits, compute, extra_key=f"{objective_name}:{config.template}")
-
-
 def run_dpo(config: DPOConfig) -> Path:
     """Train and save; returns the output folder (loadable with ``from_pretrained``)."""
     torch.manual_seed(config.seed)
-    records, skipped = read_pairs(config.data, config.on_bad_record)
-    if config.eval_data is not None:
-        train_records = records
-        eval_records, eval_skipped = read_pairs(config.eval_data, config.on_bad_record)
-        skipped += eval_skipped
-    else:
-        train_records, eval_records = split_eval(records, config.eval_fraction, config.seed)
+    records, train_records, eval_records, skipped = read_splits(config, read_pairs)
 
     model, tokenizer = load_model(config.model, allow_download=config.allow_download, dtype=config.dtype,
                                   tiny_texts=record_texts(records), seed=config.seed)
@@ -233,32 +168,3 @@ def run_dpo(config: DPOConfig) -> Path:
                                    DPOObjective, flat_sequences, attach_reference)
 
 
-def train_against_reference(config: PreferenceConfig, stage: str, model: torch.nn.Module, tokenizer: Any,
-                            train_examples: Sequence[Any], eval_examples: Sequence[Any], data_report: dict[str, Any],
-                            objective_cls: Any, flat: Any, attach: Any) -> Path:
-    """The part DPO and KTO share: reference log-probs, optional LoRA, the loop, saving.
-
-    ``flat(examples)`` lists the sequences whose reference log-probs are needed, and
-    ``attach(examples, logps)`` stores precomputed ones back on the examples.
-    """
-    kind = default_reference(config.reference, config.lora)
-    cache, reused = prepare_reference(config, kind, model, tokenizer.pad_token_id,
-                                      {"train": flat(train_examples), "eval": flat(eval_examples)}, stage)
-    if cache is not None:
-        attach(train_examples, cache["train"])
-        attach(eval_examples, cache["eval"])
-    reference = Reference(kind, model) if kind == "copy" else Reference(kind) if kind == "adapter" else None
-    if (lora := config.lora_settings()) is not None:
-        model = apply_lora(model, lora)
-    trainable, total = trainable_parameters(model)
-    log.info("training %d of %d parameters; reference: %s", trainable, total, kind)
-
-    objective = objective_cls(config, tokenizer.pad_token_id, reference)
-    result = train(config, model, objective, train_examples, eval_examples)
-    output = save_model(result.model, tokenizer, config.output, merge_lora=config.merge_lora)
-    summary = {"stage": stage, "config": json.loads(config.model_dump_json()), "data": data_report,
-               "reference": {"kind": kind, "cache_reused": reused},
-               "final": result.history[-1] if result.history else None,
-               "eval": result.eval_history[-1] if result.eval_history else None}
-    (output / "alignkit_run.json").write_text(json.dumps(summary, indent=2))
-    return output

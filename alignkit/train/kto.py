@@ -26,11 +26,15 @@ from typing import Any, Sequence
 import torch
 
 from alignkit.data import DataError, Encoded, TooLongError, encode_example, read_records
+from alignkit.data.batching import packed_batch
+from alignkit.data.conversions import pairs_to_binary, rankings_to_pairs
+from alignkit.data.io import skip_reason
+from alignkit.data.records import record_texts
 from alignkit.models import load_model, sequence_logprobs
 from alignkit.train.config import KTOConfig
-from alignkit.train.dpo import skip_reason, train_against_reference
-from alignkit.train.reference import Reference, packed_batch
-from alignkit.train.sft import record_texts, split_eval
+from alignkit.train.losses import kto_loss, kto_weight_warning
+from alignkit.train.preference import read_splits, train_against_reference
+from alignkit.train.reference import Reference
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +59,6 @@ def read_binary(path: Path, on_error: str) -> tuple[list[dict[str, Any]], Counte
     skipped = Counter(skip_reason(e) for e in loaded.skipped)
     records = loaded.records
     if loaded.kind in ("pair", "ranking"):
-        from alignkit.data.conversions import pairs_to_binary, rankings_to_pairs
-
         pairs = list(rankings_to_pairs(records)) if loaded.kind == "ranking" else records
         records = list(pairs_to_binary(pairs))
     elif loaded.kind != "binary":
@@ -133,8 +135,6 @@ class KTOObjective:
         return ref, kl_ref
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        from alignkit.train.losses import kto_loss
-
         cfg = self.config
         kl_batch = sub_batch(batch, KL_PREFIX)
         main = {k: v for k, v in batch.items() if not k.startswith(KL_PREFIX)}
@@ -161,16 +161,8 @@ class KTOObjective:
 
 def run_kto(config: KTOConfig) -> Path:
     """Train and save; returns the output folder (loadable with ``from_pretrained``)."""
-    from alignkit.train.losses import kto_weight_warning
-
     torch.manual_seed(config.seed)
-    records, skipped = read_binary(config.data, config.on_bad_record)
-    if config.eval_data is not None:
-        train_records = records
-        eval_records, eval_skipped = read_binary(config.eval_data, config.on_bad_record)
-        skipped += eval_skipped
-    else:
-        train_records, eval_records = split_eval(records, config.eval_fraction, config.seed)
+    records, train_records, eval_records, skipped = read_splits(config, read_binary)
 
     model, tokenizer = load_model(config.model, allow_download=config.allow_download, dtype=config.dtype,
                                   tiny_texts=record_texts(records), seed=config.seed)

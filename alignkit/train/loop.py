@@ -100,6 +100,27 @@ def latest_checkpoint(output: Path) -> Path | None:
     return max(done, key=lambda p: json.loads((p / STATE_FILE).read_text())["step"], default=None)
 
 
+def checkpoint_before(output: Path, step: int) -> Path | None:
+    """The newest complete checkpoint from a step before ``step``."""
+    folder = output / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    found = [(json.loads((p / STATE_FILE).read_text())["step"], p) for p in folder.iterdir()
+             if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_FILE).exists()]
+    return max(((n, p) for n, p in found if n < step), default=(0, None))[1]
+
+
+def restore_latest(accelerator: Accelerator, output: Path, enabled: bool) -> tuple[int, dict[str, Any]]:
+    """Load the newest checkpoint into ``accelerator`` (if ``enabled`` and one exists): ``(step, saved state)``."""
+    checkpoint = latest_checkpoint(output) if enabled else None
+    if checkpoint is None:
+        return 0, {}
+    accelerator.load_state(str(checkpoint))
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    log.info("resumed from %s (step %d)", checkpoint, state["step"])
+    return int(state["step"]), state
+
+
 def save_checkpoint(accelerator: Accelerator, output: Path, step: int, keep: int, extra: dict[str, Any]) -> Path:
     """Write to ``step-N.tmp`` then rename, so a kill mid-save never leaves a corrupt "latest"."""
     folder = output / CHECKPOINTS
@@ -229,12 +250,7 @@ def train(
     # step it once per process), but it must still be saved and restored with the rest.
     accelerator.register_for_checkpointing(scheduler)
 
-    start_step = 0
-    checkpoint = latest_checkpoint(output) if config.resume else None
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        start_step = json.loads((checkpoint / STATE_FILE).read_text())["step"]
-        log.info("resumed from %s (step %d of %d)", checkpoint, start_step, steps)
+    start_step, _ = restore_latest(accelerator, output, config.resume)
     writer = MetricsWriter(output, config.report_to, start_step, accelerator.is_main_process)
     result = TrainResult(steps=steps, resumed_from=start_step)
 

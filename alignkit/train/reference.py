@@ -29,7 +29,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from alignkit.data import Encoded, collate, pack_greedy
+from alignkit.data.batching import packed_batch
+from alignkit.data.chat import Encoded
 from alignkit.models import is_lora, sequence_logprobs
 from alignkit.train.config import ReferenceKind
 
@@ -100,29 +101,6 @@ class Reference:
 
 
 # --------------------------------------------------------------------------- precomputation
-
-
-def packed_batch(sequences: Sequence[Encoded], pad_id: int, max_length: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Pack ``sequences`` into rows; also return where each input sequence landed.
-
-    Rows are at most twice the longest sequence of the batch (and at most ``max_length``): the
-    attention of a packed row costs its full width squared (the block-diagonal mask is applied,
-    not skipped, on CPU), so very wide rows lose what packing saves on padding. Sequences are
-    placed longest first (first-fit decreasing), which fills rows more evenly.
-
-    The collated batch numbers sequences in row order, so ``where[i]`` is the batch position of
-    ``sequences[i]``: ``sequence_logps[where]`` lists the results in input order.
-    """
-    by_length = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-    longest = len(sequences[by_length[0]])
-    width = max(longest, min(max_length, 2 * longest))
-    rows = [[by_length[j] for j in row] for row in pack_greedy([sequences[i] for i in by_length], width)]
-    batch = collate([[sequences[i] for i in row] for row in rows], pad_id)
-    order = [i for row in rows for i in row]
-    where = torch.empty(len(order), dtype=torch.long)
-    where[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
-    batch["where"] = where
-    return batch, where
 
 
 @torch.no_grad()

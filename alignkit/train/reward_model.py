@@ -39,13 +39,16 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification
 
 from alignkit.data import Encoded, encode_example
+from alignkit.data.batching import packed_batch
+from alignkit.data.pairs import read_pairs
+from alignkit.data.records import record_texts
+from alignkit.data.splits import split_eval
 from alignkit.models import build_tiny_model, load_tokenizer
 from alignkit.models.loading import TINY, is_lora, trainable_parameters
 from alignkit.train.config import RewardConfig, TrainingConfig
-from alignkit.train.dpo import read_pairs
 from alignkit.train.loop import train
-from alignkit.train.reference import packed_batch
-from alignkit.train.sft import record_texts, split_eval
+from alignkit.train.losses import reward_model_loss
+from alignkit.train.summary import write_run_summary
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +210,6 @@ class RewardObjective:
         return batch
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        from alignkit.train.losses import reward_model_loss
-
         rewards = sequence_rewards(model, batch)
         chosen, rejected = rewards[batch["chosen_index"]], rewards[batch["rejected_index"]]
         loss, loss_metrics = reward_model_loss(chosen, rejected, margin=batch["margins"] if self.use_margin else None,
@@ -395,11 +396,7 @@ def run_reward_model(config: RewardConfig) -> Path:
     (output / STATS_FILE).write_text(json.dumps(stats, indent=2))
     data_report = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "train_units": len(train_groups),
                    "skipped": dict(skipped)}
-    summary = {"stage": "reward_model", "config": json.loads(config.model_dump_json()), "data": data_report,
-               "eval_accuracy": accuracy, "reward_stats": stats,
-               "final": result.history[-1] if result.history else None,
-               "eval": result.eval_history[-1] if result.eval_history else None}
-    (output / "alignkit_run.json").write_text(json.dumps(summary, indent=2))
+    write_run_summary(output, "reward_model", config, result, data=data_report, eval_accuracy=accuracy, reward_stats=stats)
     log.info("held-out pairwise accuracy: %s", accuracy)
     return output
 

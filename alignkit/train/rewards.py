@@ -5,12 +5,13 @@ anything that can judge a response can drive RL. Three kinds are built in, each 
 
 * ``rm:PATH`` — a reward model trained with ``alignkit rm``, *normalised* with the mean/std stored
   next to it (``reward_stats.json``), so mixing it with other sources has a meaningful scale;
-* ``sandbox`` or ``sandbox:BUILD_FOLDER`` — the sandbox world's ground-truth utility (rule-based);
+* ``sandbox`` or ``sandbox:BUILD_FOLDER`` — the sandbox world's ground-truth utility (rule-based),
+  a plug-in: resolved by name through ``importlib`` (``alignkit.sandbox.reward.sandbox_reward``),
+  because the sandbox is a client of the library and the library never imports it directly;
 * ``python:package.module:function`` — your own per-pair ``function(prompt, response) -> float``.
 
 Several sources mix by weights: ``"rm:out/rm,0.2*python:my.rules:brevity"`` is
-``1.0 * rm + 0.2 * brevity`` (see :func:`parse_reward` and :func:`combine`). Heavy imports
-(reward model, sandbox) happen only when a spec asks for them.
+``1.0 * rm + 0.2 * brevity`` (see :func:`parse_reward` and :func:`combine`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from alignkit.train.reward_model import RewardScorer
 
 RewardFn = Callable[[Sequence[Any], Sequence[str]], list[float]]
 
@@ -35,8 +38,6 @@ def per_pair(fn: Callable[[Any, str], float]) -> RewardFn:
 
 
 def _reward_model(path: str) -> RewardFn:
-    from alignkit.train.reward_model import RewardScorer  # lazy: loads torch models
-
     scorer = RewardScorer(path, normalize=True)
 
     def rm(prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
@@ -45,20 +46,12 @@ def _reward_model(path: str) -> RewardFn:
     return rm
 
 
+SANDBOX_REWARD = "alignkit.sandbox.reward"  # plug-in module: sandbox_reward(folder | None) -> RewardFn
+
+
 def _sandbox(folder: str | None) -> RewardFn:
-    from alignkit.sandbox import build_world  # lazy: builds the world's knowledge base
-
-    if folder:
-        from alignkit.sandbox.build import load_world
-
-        world = load_world(folder)
-    else:
-        world = build_world(0)
-
-    def sandbox(prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
-        return [float(s.utility) for s in world.score_many(list(zip(prompts, responses)))]
-
-    return sandbox
+    fn: RewardFn = importlib.import_module(SANDBOX_REWARD).sandbox_reward(folder)
+    return fn
 
 
 def _python(target: str) -> RewardFn:

@@ -13,7 +13,7 @@ baseline). The KL to the reference is either folded into the score before the ba
 (``kl_in=loss``, GRPO's choice: kl_coef * mean per-token k3 estimate under the current policy).
 
 The two differ only in the baseline, so they share this module and the outer loop of
-:mod:`alignkit.train.ppo`; ``advantage=rloo|grpo`` picks one.
+:mod:`alignkit.train.rl_loop`; ``advantage=rloo|grpo`` picks one.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from typing import Any, Callable, Sequence
 import torch
 
 from alignkit.train import rl_math
-from alignkit.train.config import RLConfig, RLOOConfig
-from alignkit.train.ppo import StepData, load_policy, read_prompts, rl_loop, write_summary
+from alignkit.train.config import RLOOConfig
+from alignkit.train.rewards import build_reward
+from alignkit.train.rl_loop import StepData, load_policy, read_prompts, rl_loop
+from alignkit.train.summary import write_run_summary
 from alignkit.models import save_model
 from alignkit.train.rollout import rollout_logprobs
 
@@ -77,14 +79,12 @@ def run_rloo(
     on_step_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Path:
     """Train with RLOO or GRPO (``config.advantage``) and save; returns the output folder."""
-    from alignkit.train.rewards import build_reward
-
     prompts = read_prompts(config.data, config.on_bad_record)
     model, tokenizer = policy if policy is not None else load_policy(config, prompts)
     reward = reward_fn if reward_fn is not None else build_reward(config.reward)
     result = rl_loop(config, model, tokenizer, prompts, reward, RLOO(config), on_step_end)
     output = save_model(result.model, tokenizer, config.output, merge_lora=config.merge_lora)
-    write_summary(output, config.advantage, config, result)
+    write_run_summary(output, config.advantage, config, result, steps=result.steps, resumed_from=result.resumed_from)
     return output
 
 

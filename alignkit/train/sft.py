@@ -7,49 +7,22 @@ per row, run the shared loop, save a ``save_pretrained`` folder.
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from alignkit.data import Encoded, TooLongError, collate, encode_sft_record, pack_greedy, read_records
+from alignkit.data.records import record_texts
+from alignkit.data.splits import split_eval
 from alignkit.models import apply_lora, load_model, save_model, sequence_logprobs
 from alignkit.models.loading import trainable_parameters
 from alignkit.train.config import SFTConfig
 from alignkit.train.loop import train
+from alignkit.train.summary import write_run_summary
 
 log = logging.getLogger(__name__)
-
-
-def record_texts(records: Sequence[dict[str, Any]]) -> list[str]:
-    """All text in SFT/pair/binary records: what the tiny model's tokenizer is trained on."""
-    texts: list[str] = []
-    for r in records:
-        for key in ("prompt", "completion", "chosen", "rejected"):
-            value = r.get(key)
-            if isinstance(value, str):
-                texts.append(value)
-            elif isinstance(value, list):
-                texts.extend(str(m.get("content", "")) for m in value if isinstance(m, dict))
-        for m in r.get("messages") or []:
-            texts.append(str(m.get("content", "")))
-        for c in r.get("completions") or []:
-            texts.append(str(c))
-    return texts
-
-
-def split_eval(records: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Deterministic held-out slice: same seed, same split (so resumed runs see the same data)."""
-    if fraction <= 0 or len(records) < 2:
-        return records, []
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    n_eval = max(1, int(round(fraction * len(records))))
-    held = set(order[:n_eval])
-    return [r for i, r in enumerate(records) if i not in held], [records[i] for i in sorted(held)]
 
 
 def encode_all(tokenizer: Any, records: Sequence[dict[str, Any]], max_length: int, template: str) -> tuple[list[Encoded], int]:
@@ -122,8 +95,5 @@ def run_sft(config: SFTConfig) -> Path:
         make_units(eval_encoded, config.packing, config.max_length),
     )
     output = save_model(result.model, tokenizer, config.output, merge_lora=config.merge_lora)
-    summary = {"stage": "sft", "config": json.loads(config.model_dump_json()), "data": data_report,
-               "final": result.history[-1] if result.history else None,
-               "eval": result.eval_history[-1] if result.eval_history else None}
-    (output / "alignkit_run.json").write_text(json.dumps(summary, indent=2))
+    write_run_summary(output, "sft", config, result, data=data_report)
     return output

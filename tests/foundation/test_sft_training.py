@@ -14,7 +14,9 @@ from alignkit.data import collate, encode_example, pack_greedy, read_records
 from alignkit.models import build_tiny_model
 from alignkit.train.loop import TrainingDiverged, evaluate, latest_checkpoint, train
 from alignkit.train.config import SFTConfig
-from alignkit.train.sft import SFTObjective, encode_all, make_units, record_texts, run_sft, split_eval
+from alignkit.data.records import record_texts
+from alignkit.data.splits import split_eval
+from alignkit.train.sft import SFTObjective, encode_all, make_units, run_sft
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "sft_sample.jsonl"
 

@@ -13,12 +13,13 @@ from transformers import AutoModelForCausalLM
 from alignkit.data import collate
 from alignkit.models import apply_lora, build_tiny_model, sequence_logprobs
 from alignkit.models.config import LoraSettings
-from alignkit.train import dpo as dpo_module
+from alignkit.train import preference as preference_module  # the DPO/KTO recipe calls the loop there
 from alignkit.train.config import DPOConfig
 from alignkit.train.dpo import DPOObjective, encode_pairs, flat_sequences, run_dpo
 from alignkit.train.loop import latest_checkpoint, train, unit_order
 from alignkit.train.reference import Reference, precompute_logps
-from alignkit.train.sft import record_texts, split_eval
+from alignkit.data.records import record_texts
+from alignkit.data.splits import split_eval
 
 
 def _setup(n=16, seed=0):
@@ -150,7 +151,7 @@ def test_killed_dpo_run_resumes_and_reuses_reference_cache(tmp_path, monkeypatch
                                  progress=False, max_length=64, eval_fraction=0.0, seed=2)
     full = run_dpo(cfg("full"))
 
-    real_train = dpo_module.train
+    real_train = preference_module.train
 
     def crashing_train(*args, **kwargs):
         def crash(step, _metrics):
@@ -158,10 +159,10 @@ def test_killed_dpo_run_resumes_and_reuses_reference_cache(tmp_path, monkeypatch
                 raise Crash("simulated kill after step 3")
         return real_train(*args, **kwargs, on_step_end=crash)
 
-    monkeypatch.setattr(dpo_module, "train", crashing_train)
+    monkeypatch.setattr(preference_module, "train", crashing_train)
     with pytest.raises(Crash):
         run_dpo(cfg("killed"))
-    monkeypatch.setattr(dpo_module, "train", real_train)
+    monkeypatch.setattr(preference_module, "train", real_train)
     assert latest_checkpoint(tmp_path / "killed").name == "step-0000003"
     cache_mtime = (tmp_path / "killed" / "reference_logps.pt").stat().st_mtime_ns
     resumed = run_dpo(cfg("killed"))

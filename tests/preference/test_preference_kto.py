@@ -16,7 +16,8 @@ from alignkit.train.dpo import encode_pairs
 from alignkit.train.config import KTOConfig
 from alignkit.train.kto import KTOObjective, encode_binary, run_kto
 from alignkit.train.reference import Reference
-from alignkit.train.sft import record_texts, split_eval
+from alignkit.data.records import record_texts
+from alignkit.data.splits import split_eval
 
 
 def _binary(rows):

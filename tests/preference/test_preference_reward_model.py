@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from alignkit.data import collate, encode_example
+from alignkit.train.config import RewardConfig
 from alignkit.train.reward_model import (
-    RewardConfig,
     RewardObjective,
     RewardScorer,
     build_groups,
@@ -20,7 +20,7 @@ from alignkit.train.reward_model import (
     sequence_rewards,
     split_pairs,
 )
-from alignkit.train.sft import record_texts
+from alignkit.data.records import record_texts
 
 from preference_data import arithmetic_pairs
 

@@ -198,7 +198,7 @@ def test_critic_can_start_from_a_reward_model_folder(tmp_path, tiny):
 
 
 def test_checkpoint_before_picks_newest_complete_earlier_checkpoint(tmp_path):
-    from alignkit.train.ppo import checkpoint_before
+    from alignkit.train.loop import checkpoint_before
 
     for name, step in [("step-0000002", 2), ("step-0000004", 4), ("step-0000006", 6), ("step-0000008.tmp", 8)]:
         (tmp_path / "checkpoints" / name).mkdir(parents=True)
@@ -209,7 +209,7 @@ def test_checkpoint_before_picks_newest_complete_earlier_checkpoint(tmp_path):
 
 
 def _step_data(model, tok, scores, kl_coef, prompts=None):
-    from alignkit.train.ppo import StepData
+    from alignkit.train.rl_loop import StepData
 
     rollout = sample(model, prompts or _prompt_ids(tok), pad_id=tok.pad_token_id, stop_ids=stop_token_ids(tok),
                      max_new_tokens=5, temperature=1.0, generator=torch.Generator().manual_seed(0))
