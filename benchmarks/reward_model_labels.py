@@ -33,7 +33,8 @@ from alignkit.sandbox.pretrain import SHIPPED_BASE_MODEL
 
 def train_and_score(pairs: list[dict], eval_pairs: list[dict], steps: int, seed: int, tmp: Path, name: str) -> float:
     from alignkit.train.config import RewardConfig
-    from alignkit.train.reward_model import RewardScorer, run_reward_model
+    from alignkit.models.reward import RewardScorer
+    from alignkit.train.reward_model import run_reward_model
 
     data = write_records(tmp / f"{name}.jsonl", [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs])
     path = run_reward_model(RewardConfig(model=str(SHIPPED_BASE_MODEL), data=data, output=tmp / name, max_steps=steps, batch_size=16,
@@ -73,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     from alignkit.ai.labeling import preference_records
     from alignkit.ai.simulated import SimulatedAILabeler
-    from alignkit.feedback.simulate import SimulateConfig, simulate
+    from alignkit.sandbox.simulate import SimulateConfig, simulate
 
     world = build_world(0)
     eval_pairs = truth_pairs(world, args.eval_pairs, split="eval", seed=99)

@@ -7,11 +7,13 @@ touches the network unless asked) or ``"tiny"``, the built-in tiny model made in
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from alignkit.data.chat import ensure_chat_template
 from alignkit.models.config import LoraSettings
@@ -59,14 +61,41 @@ def load_model(
     return model, tokenizer
 
 
+def load_reward_model(name_or_path: str, *, allow_download: bool = False, dtype: str = "float32",
+                      tiny_texts: Iterable[str] = (), seed: int = 0) -> tuple[torch.nn.Module, Any]:
+    """A causal LM (or a saved reward model) with a one-output sequence-classification head.
+
+    ``"tiny"`` builds the tiny causal LM, saves it to a temporary folder and loads it back through
+    ``AutoModelForSequenceClassification`` — the same path a real checkpoint takes. The new head
+    is initialised from ``seed`` without touching the global RNG.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        if name_or_path == TINY:
+            base, tokenizer = build_tiny_model(tiny_texts, seed=seed)
+            base.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            path, local_only = tmp, True
+        else:
+            if not allow_download and not Path(name_or_path).exists():
+                raise FileNotFoundError(f"model '{name_or_path}' is not a local folder; pass --allow-download to fetch it from the hub")
+            tokenizer = load_tokenizer(name_or_path, allow_download)
+            path, local_only = name_or_path, not allow_download
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=1, local_files_only=local_only,
+                dtype="auto" if dtype == "auto" else getattr(torch, dtype),
+            )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
 def apply_lora(model: torch.nn.Module, settings: LoraSettings) -> torch.nn.Module:
     """Wrap ``model`` with a trainable LoRA adapter; the base weights stay frozen.
 
     With an adapter, the reference model of DPO/KTO/PPO is the same module with the adapter
     disabled (see :func:`reference_forward`), so no second copy is held in memory.
     """
-    from peft import LoraConfig, get_peft_model
-
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from alignkit.models.config import LoraSettings
+from alignkit.models.heads import apply_head_lora, per_token_scores, score_head
 from alignkit.models.loading import is_lora, save_model
 from alignkit.train import rl_math
 from alignkit.train.config import PPOConfig
@@ -45,15 +45,6 @@ VALUE_MODEL_DIR = "value_model"
 # --------------------------------------------------------------------------- critic
 
 
-def value_head(model: torch.nn.Module) -> torch.nn.Module:
-    """The scalar head of a sequence-classification model (outermost match: a peft wrapper)."""
-    model = getattr(model, "module", model)
-    matches = [(n, m) for n, m in model.named_modules() if n.split(".")[-1] in ("score", "classifier")]
-    if not matches:
-        raise ValueError(f"{type(model).__name__} has no 'score' or 'classifier' head (expected a sequence-classification model)")
-    return min(matches, key=lambda nm: nm[0].count("."))[1]
-
-
 def build_critic(policy: torch.nn.Module, pad_id: int, value_model: str | None, seed: int) -> torch.nn.Module:
     """A per-token value model: from a reward-model folder, or the policy backbone + zero head."""
     base = policy.get_base_model() if is_lora(policy) else policy
@@ -70,22 +61,12 @@ def build_critic(policy: torch.nn.Module, pad_id: int, value_model: str | None, 
         # Under LoRA the backbone's linear layers are wrapped: copy the frozen base weights only.
         state = {k.replace(".base_layer", ""): v for k, v in base.base_model.state_dict().items() if "lora_" not in k}
         critic.base_model.load_state_dict(state)
-        head = value_head(critic)
+        head = score_head(critic)
         with torch.no_grad():
             for p in head.parameters():
                 p.zero_()
     critic.config.pad_token_id = pad_id
     return critic.to(next(policy.parameters()).dtype)
-
-
-def apply_critic_lora(critic: torch.nn.Module, settings: LoraSettings) -> torch.nn.Module:
-    """LoRA on the critic's body; its head stays fully trainable."""
-    from peft import LoraConfig, get_peft_model
-
-    head = [n for n, _ in critic.named_modules() if n.split(".")[-1] in ("score", "classifier")][:1]
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=settings.target_modules, task_type="SEQ_CLS", modules_to_save=head)
-    return get_peft_model(critic, config)
 
 
 def critic_values(critic: torch.nn.Module, rollout: Rollout, rows: torch.Tensor | slice | None = None) -> torch.Tensor:
@@ -95,13 +76,7 @@ def critic_values(critic: torch.nn.Module, rollout: Rollout, rows: torch.Tensor 
     (LoRA, DDP, autocast behave as usual) and its last-token pooling is simply ignored.
     """
     batch = rollout.batch(rows)
-    captured: list[torch.Tensor] = []
-    hook = value_head(critic).register_forward_hook(lambda _m, _i, out: captured.append(out))
-    try:
-        critic(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"], use_cache=False)
-    finally:
-        hook.remove()
-    per_token = captured[-1][..., 0].float()
+    per_token = per_token_scores(critic, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"])
     return per_token[:, rollout.prompt_ids.shape[1] - 1 : -1]
 
 
@@ -170,7 +145,7 @@ def run_ppo(
     reward = reward_fn if reward_fn is not None else build_reward(config.reward)
     critic = build_critic(model, tokenizer.pad_token_id, config.value_model, config.seed)
     if (lora := config.lora_settings()) is not None:
-        critic = apply_critic_lora(critic, lora)
+        critic = apply_head_lora(critic, lora)
     critic.eval()
     result = rl_loop(config, model, tokenizer, prompts, reward, PPO(config, critic), on_step_end)
     output = save_model(result.model, tokenizer, config.output, merge_lora=config.merge_lora)

@@ -7,20 +7,19 @@ with a one-output sequence-classification head, run the shared loop on the Bradl
 ``category`` and per criterion when records carry them), store reward statistics for RL to
 normalise with, and save a folder ``AutoModelForSequenceClassification.from_pretrained`` loads.
 
-Where the reward is read. ``transformers``' sequence-classification heads pool at "the last token
-that is not the pad token", which silently picks the wrong token when the pad token also ends real
-sequences (pad = EOS is the common setup). We instead capture the head's per-token output with a
-forward hook and read it at the last real token of each sequence, located from ``sequence_ids``.
-The model's own ``forward`` still runs (so LoRA, DDP and autocast behave as usual), and since the
-position is known exactly, chosen and rejected sequences are *packed* padding-free into rows like
-DPO's, with positions restarting per sequence so nothing attends across sequences.
+Where the reward is read: at the last real token of each sequence, from the head's per-token
+output captured by a forward hook (:mod:`alignkit.models.heads`, shared with the PPO critic;
+reading a trained model, and :class:`~alignkit.models.reward.RewardScorer`, live in
+:mod:`alignkit.models.reward`). Since the position is known exactly, chosen and rejected
+sequences are *packed* padding-free into rows like DPO's, with positions restarting per sequence
+so nothing attends across sequences.
 
 Rankings. A ranking of k responses gives k(k-1)/2 pairs (InstructGPT); they are kept together as
 one unit, so a ranking's pairs always share a batch, and each response is scored once per batch
 however many comparisons it takes part in.
 
 Truncation. A reward is read at the end of the response, so over-long sequences lose their
-*beginning* (left truncation), in training and in :class:`RewardScorer` alike.
+*beginning* (left truncation), in training and in ``RewardScorer`` alike.
 """
 
 from __future__ import annotations
@@ -28,31 +27,27 @@ from __future__ import annotations
 import json
 import logging
 import math
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
-from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification
 
-from alignkit.data import Encoded, encode_example
+from alignkit.data import Encoded
 from alignkit.data.batching import packed_batch
 from alignkit.data.pairs import read_pairs
 from alignkit.data.records import record_texts
 from alignkit.data.splits import split_eval
-from alignkit.models import build_tiny_model, load_tokenizer
-from alignkit.models.loading import TINY, is_lora, trainable_parameters
-from alignkit.train.config import RewardConfig, TrainingConfig
+from alignkit.models.heads import apply_head_lora
+from alignkit.models.loading import is_lora, load_reward_model, trainable_parameters
+from alignkit.models.reward import STATS_FILE, encode_response, last_token_index, score_sequences, sequence_rewards
+from alignkit.train.config import RewardConfig
 from alignkit.train.loop import train
 from alignkit.train.losses import reward_model_loss
 from alignkit.train.summary import write_run_summary
 
 log = logging.getLogger(__name__)
-
-STATS_FILE = "reward_stats.json"
 
 
 # --------------------------------------------------------------------------- data
@@ -89,16 +84,6 @@ def orient(record: dict[str, Any], criterion: str | None, weights: dict[str, flo
         score = sum(w * judgment_sign(criteria.get(name)) for name, w in weights.items())
         return None if score == 0 else record if score > 0 else swapped(record)
     return record
-
-
-def truncate_left(encoded: Encoded, max_length: int) -> Encoded:
-    if len(encoded) <= max_length:
-        return encoded
-    return Encoded(encoded.input_ids[-max_length:], encoded.loss_mask[-max_length:])
-
-
-def encode_response(tokenizer: Any, prompt: Any, response: Any, max_length: int, template: str) -> Encoded:
-    return truncate_left(encode_example(tokenizer, prompt, response, None, template), max_length)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -148,43 +133,7 @@ def build_groups(
     return groups
 
 
-# --------------------------------------------------------------------------- scoring
-
-
-def score_head(model: torch.nn.Module) -> torch.nn.Module:
-    """The classification head (``score`` for decoder LMs, ``classifier`` for some others).
-
-    Under ``peft`` the head is wrapped (``modules_to_save``); the outermost match is the wrapper,
-    whose output is whatever copy is active.
-    """
-    model = getattr(model, "module", model)
-    matches = [(n, m) for n, m in model.named_modules() if n.split(".")[-1] in ("score", "classifier")]
-    if not matches:
-        raise ValueError(f"{type(model).__name__} has no 'score' or 'classifier' head; load it with AutoModelForSequenceClassification")
-    return min(matches, key=lambda nm: nm[0].count("."))[1]
-
-
-def last_token_index(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Flat index (into ``input_ids.view(-1)``) of each sequence's last token, in sequence order."""
-    flat = batch["sequence_ids"].reshape(-1)
-    positions = torch.arange(flat.numel(), device=flat.device)
-    real = flat >= 0
-    n = int(batch["num_sequences"])
-    return torch.zeros(n, dtype=torch.long, device=flat.device).scatter_reduce(0, flat[real], positions[real], "amax", include_self=False)
-
-
-def sequence_rewards(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Reward of every sequence of a collated (possibly packed) batch, in sequence order."""
-    captured: list[torch.Tensor] = []
-    hook = score_head(model).register_forward_hook(lambda _m, _i, out: captured.append(out))
-    try:
-        model(input_ids=batch["input_ids"], position_ids=batch.get("position_ids"),
-              attention_mask=batch.get("attention_mask"), use_cache=False)
-    finally:
-        hook.remove()
-    per_token = captured[-1][..., 0].float()  # (rows, length): the head's output at every token
-    index = batch["last_token"] if "last_token" in batch else last_token_index(batch)
-    return per_token.reshape(-1)[index]
+# --------------------------------------------------------------------------- objective and accuracy
 
 
 class RewardObjective:
@@ -227,26 +176,6 @@ class RewardObjective:
         return loss, metrics
 
 
-@torch.no_grad()
-def score_sequences(model: torch.nn.Module, sequences: Sequence[Encoded], pad_id: int, max_length: int,
-                    batch_size: int = 16, progress: bool = False) -> list[float]:
-    """Rewards of encoded sequences (input order), packed and length-sorted for speed."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = [0.0] * len(sequences)
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-    for chunk in tqdm(chunks, desc="reward", disable=not progress):
-        batch, where = packed_batch([sequences[i] for i in chunk], pad_id, max_length)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        rewards = sequence_rewards(model, batch)[where.to(device)].cpu().tolist()
-        for i, r in zip(chunk, rewards):
-            out[i] = r
-    model.train(was_training)
-    return out
-
-
 def pairwise_accuracy(model: torch.nn.Module, groups: Sequence[RewardGroup], pad_id: int, max_length: int,
                       batch_size: int = 16) -> dict[str, float]:
     """Held-out share of comparisons the model orders like the data, overall and broken down.
@@ -275,50 +204,6 @@ def pairwise_accuracy(model: torch.nn.Module, groups: Sequence[RewardGroup], pad
                         hits[f"accuracy/criterion={name}"].append(int(diff * sign > 0))
         offset += len(g.sequences)
     return {k: sum(v) / len(v) for k, v in sorted(hits.items())} | {"comparisons": float(len(hits["accuracy"]))}
-
-
-# --------------------------------------------------------------------------- model
-
-
-def load_reward_model(name_or_path: str, *, allow_download: bool = False, dtype: str = "float32",
-                      tiny_texts: Iterable[str] = (), seed: int = 0) -> tuple[torch.nn.Module, Any]:
-    """A causal LM (or a saved reward model) with a one-output sequence-classification head.
-
-    ``"tiny"`` builds the tiny causal LM, saves it to a temporary folder and loads it back through
-    ``AutoModelForSequenceClassification`` — the same path a real checkpoint takes. The new head
-    is initialised from ``seed`` without touching the global RNG.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        if name_or_path == TINY:
-            base, tokenizer = build_tiny_model(tiny_texts, seed=seed)
-            base.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            path, local_only = tmp, True
-        else:
-            if not allow_download and not Path(name_or_path).exists():
-                raise FileNotFoundError(f"model '{name_or_path}' is not a local folder; pass --allow-download to fetch it from the hub")
-            tokenizer = load_tokenizer(name_or_path, allow_download)
-            path, local_only = name_or_path, not allow_download
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=1, local_files_only=local_only,
-                dtype="auto" if dtype == "auto" else getattr(torch, dtype),
-            )
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
-
-
-def apply_reward_lora(model: torch.nn.Module, config: TrainingConfig) -> torch.nn.Module:
-    """LoRA for a sequence classifier: adapters on the body, the (new) head fully trainable."""
-    from peft import LoraConfig, get_peft_model
-
-    settings = config.lora_settings()
-    assert settings is not None
-    head = [n for n, _ in model.named_modules() if n.split(".")[-1] in ("score", "classifier")][:1]
-    lora = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                      target_modules=settings.target_modules, task_type="SEQ_CLS", modules_to_save=head)
-    return get_peft_model(model, lora)
 
 
 def reward_stats(rewards: Sequence[float]) -> dict[str, float]:
@@ -370,8 +255,8 @@ def run_reward_model(config: RewardConfig) -> Path:
 
     model, tokenizer = load_reward_model(config.model, allow_download=config.allow_download, dtype=config.dtype,
                                          tiny_texts=record_texts(pairs if config.eval_data is None else pairs + eval_pairs), seed=config.seed)
-    if config.lora:
-        model = apply_reward_lora(model, config)
+    if (lora := config.lora_settings()) is not None:
+        model = apply_head_lora(model, lora)
     trainable, total = trainable_parameters(model)
     log.info("training %d of %d parameters (%.1f%%)", trainable, total, 100 * trainable / total)
 
@@ -399,39 +284,3 @@ def run_reward_model(config: RewardConfig) -> Path:
     write_run_summary(output, "reward_model", config, result, data=data_report, eval_accuracy=accuracy, reward_stats=stats)
     log.info("held-out pairwise accuracy: %s", accuracy)
     return output
-
-
-# --------------------------------------------------------------------------- inference
-
-
-class RewardScorer:
-    """Scores (prompt, response) pairs with a saved reward model, for RL and evaluation.
-
-    ``normalize=True`` returns ``(r - mean) / std`` with the statistics stored at training time,
-    so rewards from different reward models live on a comparable scale.
-    """
-
-    def __init__(self, path: str | Path, normalize: bool = False, batch_size: int = 16,
-                 device: str | torch.device | None = None, template: str | None = None, max_length: int | None = None) -> None:
-        self.path = Path(path)
-        stats_path = self.path / STATS_FILE
-        self.stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-        if normalize and not self.stats:
-            raise FileNotFoundError(f"{stats_path}: needed for normalize=True (written by `alignkit rm`)")
-        self.normalize, self.batch_size = normalize, batch_size
-        self.template = template or self.stats.get("template", "chat")
-        self.max_length = max_length or int(self.stats.get("max_length", 512))
-        self.tokenizer = load_tokenizer(str(self.path))
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.path, local_files_only=True)
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
-
-    def score(self, prompts: Sequence[Any], responses: Sequence[Any]) -> list[float]:
-        if len(prompts) != len(responses):
-            raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
-        sequences = [encode_response(self.tokenizer, p, r, self.max_length, self.template) for p, r in zip(prompts, responses)]
-        rewards = score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.max_length, self.batch_size)
-        if self.normalize:
-            mean, std = self.stats["mean"], max(self.stats["std"], 1e-8)
-            rewards = [(r - mean) / std for r in rewards]
-        return rewards

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from alignkit.train.reward_model import RewardScorer
+from alignkit.models.reward import RewardScorer
 
 RewardFn = Callable[[Sequence[Any], Sequence[str]], list[float]]
 

@@ -10,14 +10,13 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from alignkit.data import collate, encode_example
+from alignkit.models.loading import load_reward_model
+from alignkit.models.reward import RewardScorer, sequence_rewards
 from alignkit.train.config import RewardConfig
 from alignkit.train.reward_model import (
     RewardObjective,
-    RewardScorer,
     build_groups,
-    load_reward_model,
     orient,
-    sequence_rewards,
     split_pairs,
 )
 from alignkit.data.records import record_texts
