@@ -8,27 +8,35 @@ kept raw data (Open-Assistant's lesson: consensus without raw labels is a dead e
   broken by a seeded coin, never by "first seen" (Open-Assistant PR #933).
 - :class:`DawidSkene`: EM over one confusion matrix per annotator (Dawid & Skene 1979), so a
   spammer's votes carry ~no weight and a biased annotator's are de-biased.
-- :class:`BradleyTerry`: per-response strengths from comparisons and rankings; ties are modelled
-  explicitly, either as half a win each way (FastChat) or with Davidson's (1970) tie parameter.
+- :class:`ComparisonAggregator`: Bradley–Terry strengths per response from annotators' comparisons
+  and rankings, and the ranking they imply; ties are modelled explicitly, either as half a win each
+  way (FastChat) or with Davidson's (1970) tie parameter. (Not to be confused with
+  :class:`alignkit.evaluate.ratings.BradleyTerry`, which rates *models* from judged battles.)
 """
 
 from __future__ import annotations
 
 import math
 import random
+from abc import ABC, abstractmethod
 from collections import defaultdict
-from typing import Hashable, Iterable, Literal, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 
 Triple = tuple[Hashable, Hashable, Hashable]
+_Item = TypeVar("_Item", bound=Hashable)
 
 
-def _encode(judgments: Iterable[Triple]) -> tuple[list, list, list, np.ndarray]:
+def _encode(judgments: Iterable[Triple]) -> tuple[list[Hashable], list[Hashable], list[Hashable], np.ndarray]:
+    """Items, annotators and labels (sorted) in first-seen order, and the judgments as index rows."""
     rows = list(judgments)
     if not rows:
         raise ValueError("no judgments to aggregate")
-    items, workers, labels = {}, {}, {}
+    items: dict[Hashable, int] = {}
+    workers: dict[Hashable, int] = {}
+    labels: dict[Hashable, int] = {}
     for it, w, lab in rows:
         items.setdefault(it, len(items))
         workers.setdefault(w, len(workers))
@@ -36,15 +44,19 @@ def _encode(judgments: Iterable[Triple]) -> tuple[list, list, list, np.ndarray]:
     # Sort labels for a stable column order independent of arrival order.
     label_list = sorted(labels, key=repr)
     lab_idx = {lab: i for i, lab in enumerate(label_list)}
-    codes = np.array([(items[it], workers[w], lab_idx[lab]) for it, w, lab in rows], dtype=int)
+    codes = np.array([(items[it], workers[w], lab_idx[lab]) for it, w, lab in rows], dtype=np.int64)
     return list(items), list(workers), label_list, codes
 
 
-class _LabelAggregator:
+class _LabelAggregator(ABC):
     """The read side shared by the label aggregators: ``fit`` fills ``labels_`` and ``probas_``."""
 
     labels_: dict[Hashable, Hashable]
     probas_: dict[Hashable, dict[Hashable, float]]
+
+    @abstractmethod
+    def fit(self, judgments: Iterable[Triple]) -> _LabelAggregator:
+        """Fit on ``(item, annotator, label)`` triples; returns ``self``."""
 
     def predict(self, items: Sequence[Hashable] | None = None) -> dict[Hashable, Hashable]:
         return dict(self.labels_) if items is None else {i: self.labels_[i] for i in items}
@@ -63,7 +75,7 @@ class MajorityVote(_LabelAggregator):
         self.weights = weights
         self.seed = seed
 
-    def fit(self, judgments: Iterable[Triple]) -> "MajorityVote":
+    def fit(self, judgments: Iterable[Triple]) -> MajorityVote:
         items, workers, labels, codes = _encode(judgments)
         w = np.array([1.0 if self.weights is None else float(self.weights.get(x, 0.0)) for x in workers])
         votes = np.zeros((len(items), len(labels)))
@@ -91,8 +103,9 @@ class DawidSkene(_LabelAggregator):
     Stops when the largest posterior change is below ``tol`` or after ``n_iter`` rounds.
     """
 
-    def __init__(self, n_iter: int = 100, tol: float = 1e-5, eps: float = 1e-10, prior_strength: float = 0.0,
-                 prior_accuracy: float = 0.7) -> None:
+    def __init__(
+        self, n_iter: int = 100, tol: float = 1e-5, eps: float = 1e-10, prior_strength: float = 0.0, prior_accuracy: float = 0.7
+    ) -> None:
         self.n_iter, self.tol, self.eps = n_iter, tol, eps
         # Dirichlet pseudo-counts per confusion row (MAP estimate): ``prior_strength`` judgments
         # of an annotator right with probability ``prior_accuracy``. With few judgments per
@@ -100,14 +113,14 @@ class DawidSkene(_LabelAggregator):
         # the classic maximum-likelihood Dawid–Skene.
         self.prior_strength, self.prior_accuracy = prior_strength, prior_accuracy
 
-    def fit(self, judgments: Iterable[Triple], known: dict[Hashable, Hashable] | None = None) -> "DawidSkene":
+    def fit(self, judgments: Iterable[Triple], known: dict[Hashable, Hashable] | None = None) -> DawidSkene:
         """Fit on ``(item, annotator, label)`` triples. ``known``: item -> true label (gold tasks);
         those posteriors are clamped to the known label, which anchors every annotator's
         confusion matrix (semi-supervised Dawid–Skene)."""
         rows = list(judgments)
         known = known or {}
         # Known labels nobody gave still need a column.
-        extra = [(None, None, lab) for lab in set(known.values())]
+        extra: list[Triple] = [(None, None, lab) for lab in set(known.values())]
         items, workers, labels, codes = _encode(rows + extra)
         codes = codes[: len(rows)]
         if extra:
@@ -127,7 +140,7 @@ class DawidSkene(_LabelAggregator):
             # M-step: conf[w, true, given] = sum over w's judgments of post[item, true] * [given]
             priors = np.clip(post.mean(0), self.eps, None)
             conf = np.zeros((n_w, n_l, n_l))
-            np.add.at(conf, (wk, slice(None), lb), post[it])
+            np.add.at(conf.transpose(0, 2, 1), (wk, lb), post[it])  # a view indexed [w, given, true]
             if self.prior_strength > 0:
                 off = (1 - self.prior_accuracy) / max(n_l - 1, 1)
                 conf += self.prior_strength * (np.full((n_l, n_l), off) + np.eye(n_l) * (self.prior_accuracy - off))
@@ -162,8 +175,8 @@ def ranking_to_comparisons(order: Sequence[Hashable]) -> list[tuple[Hashable, Ha
     return [(order[i], order[j], "A") for i in range(len(order)) for j in range(i + 1, len(order))]
 
 
-class BradleyTerry:
-    """Bradley–Terry strengths from ``(left, right, outcome)`` with outcome "A", "B" or "tie".
+class ComparisonAggregator:
+    """Bradley–Terry strengths of responses from ``(left, right, outcome)``, outcome "A", "B" or "tie".
 
     ``ties="half"`` counts a tie as half a win for each side and fits by Zermelo/Hunter MM
     (the exact maximum-likelihood estimate). ``ties="davidson"`` fits Davidson's model
@@ -174,12 +187,14 @@ class BradleyTerry:
     Scores (``scores_``) are log-strengths centred to mean 0.
     """
 
-    def __init__(self, ties: Literal["half", "davidson"] = "half", alpha: float = 0.0, n_iter: int = 10_000, tol: float = 1e-10) -> None:
+    def __init__(
+        self, ties: Literal["half", "davidson"] = "half", alpha: float = 0.0, n_iter: int = 10_000, tol: float = 1e-10
+    ) -> None:
         if ties not in ("half", "davidson"):
             raise ValueError(f"ties must be 'half' or 'davidson', got {ties!r}")
         self.ties, self.alpha, self.n_iter, self.tol = ties, alpha, n_iter, tol
 
-    def fit(self, comparisons: Iterable[tuple[Hashable, Hashable, str]]) -> "BradleyTerry":
+    def fit(self, comparisons: Iterable[tuple[Hashable, Hashable, str]]) -> ComparisonAggregator:
         rows = list(comparisons)
         if not rows:
             raise ValueError("no comparisons to fit")
@@ -220,7 +235,9 @@ class BradleyTerry:
         p = np.ones(k)
         total_ties = ties.sum() / 2
         nu = 1.0 if self.ties == "davidson" and total_ties > 0 else 0.0
+        self.n_iter_ = 0
         for step in range(self.n_iter):
+            self.n_iter_ = step + 1
             root = np.sqrt(np.outer(p, p))
             denom = p[:, None] + p[None, :] + nu * root
             np.fill_diagonal(denom, 1.0)
@@ -228,10 +245,8 @@ class BradleyTerry:
             grad = (games * (1 + nu / 2 * np.sqrt(p[None, :] / p[:, None])) / denom).sum(1)
             new_p = np.where(grad > 0, score / np.where(grad > 0, grad, 1), p)
             new_p = np.clip(new_p, 1e-300, None)
-            if self.alpha > 0:
-                new_p = new_p / new_p[-1]  # the virtual opponent is the reference
-            else:
-                new_p = new_p / math.exp(np.log(new_p).mean())
+            # Fix the scale: with alpha the virtual opponent is the reference, else the geometric mean.
+            new_p = new_p / new_p[-1] if self.alpha > 0 else new_p / math.exp(np.log(new_p).mean())
             if nu > 0:
                 root = np.sqrt(np.outer(new_p, new_p))
                 denom = new_p[:, None] + new_p[None, :] + nu * root
@@ -241,7 +256,6 @@ class BradleyTerry:
             p = new_p
             if delta < self.tol:
                 break
-        self.n_iter_ = step + 1
         logp = np.log(p[:m])
         logp -= logp.mean()
         self.scores_ = {item: float(s) for item, s in zip(self.items_, logp)}
@@ -260,9 +274,17 @@ class BradleyTerry:
 
     def predict(self, pairs: Sequence[tuple[Hashable, Hashable]]) -> list[str]:
         """The likelier winner of each pair as "A" or "B" ("tie" only for equal scores)."""
-        return ["tie" if math.isclose(self.scores_[a], self.scores_[b]) else "A" if self.scores_[a] > self.scores_[b] else "B" for a, b in pairs]
+        return [
+            "tie" if math.isclose(self.scores_[a], self.scores_[b]) else "A" if self.scores_[a] > self.scores_[b] else "B"
+            for a, b in pairs
+        ]
 
-    def rank(self, items: Sequence[Hashable] | None = None) -> list[Hashable]:
+    @overload
+    def rank(self, items: None = None) -> list[Hashable]: ...
+    @overload
+    def rank(self, items: Sequence[_Item]) -> list[_Item]: ...
+
+    def rank(self, items: Sequence[Any] | None = None) -> list[Any]:
         """Items best first by fitted score (ties broken by the given order)."""
         pool = list(self.items_ if items is None else items)
         return sorted(pool, key=lambda x: -self.scores_[x])

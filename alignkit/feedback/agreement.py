@@ -8,7 +8,7 @@ the tests check them against hand-worked cases and against scikit-learn / ``krip
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -43,7 +43,9 @@ def fleiss_kappa(counts: np.ndarray | Sequence[Sequence[int]]) -> float:
         raise ValueError("fleiss_kappa expects a 2-D items x categories table with at least one row")
     n_raters = table.sum(1)
     if not np.allclose(n_raters, n_raters[0]) or n_raters[0] < 2:
-        raise ValueError(f"fleiss_kappa needs the same number (>= 2) of raters per item, got row sums {sorted(set(n_raters.tolist()))}")
+        raise ValueError(
+            f"fleiss_kappa needs the same number (>= 2) of raters per item, got row sums {sorted(set(n_raters.tolist()))}"
+        )
     n = n_raters[0]
     p_j = table.sum(0) / table.sum()
     p_i = ((table * table).sum(1) - n) / (n * (n - 1))

@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alignkit.feedback.schemas import DEFAULT_CRITERIA, DEFAULT_HARMS, TaskType
 
-StageInput = Literal["none", "new_prompts", "accepted_prompts", "pending_responses", "responses", "response_pairs", "response_sets"]
+StageInput = Literal[
+    "none", "new_prompts", "accepted_prompts", "pending_responses", "responses", "response_pairs", "response_sets"
+]
 
 
 class StageConfig(BaseModel):
@@ -31,11 +33,13 @@ class StageConfig(BaseModel):
     gold_rate: float = Field(0.0, ge=0, le=1, description="share of served tasks that are gold")
     role: Literal["annotator", "reviewer"] = "annotator"
     auto_label_confidence: float | None = Field(None, ge=0, le=1, description="pre-labels at or above this skip people")
-    payload: dict[str, Any] = Field(default_factory=dict, description="task settings: criteria, harms, scale, rules, questions, k")
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description="task settings: criteria, harms, scale, rules, questions, k"
+    )
     max_pairs_per_prompt: int = 1
 
     @model_validator(mode="after")
-    def _check(self) -> "StageConfig":
+    def _check(self) -> StageConfig:
         if self.max_overlap is not None and self.max_overlap < self.overlap:
             raise ValueError(f"stage {self.name}: max_overlap ({self.max_overlap}) < overlap ({self.overlap})")
         return self
@@ -59,7 +63,7 @@ class ProjectConfig(BaseModel):
     guidelines: str = ""
 
     @model_validator(mode="after")
-    def _unique(self) -> "ProjectConfig":
+    def _unique(self) -> ProjectConfig:
         names = [s.name for s in self.stages]
         if len(names) != len(set(names)):
             raise ValueError(f"stage names must be unique, got {names}")
@@ -74,16 +78,28 @@ class ProjectConfig(BaseModel):
 
 def sft_project(overlap: int = 3) -> ProjectConfig:
     """verified prompts -> completions -> reviews -> SFT data (Open-Assistant's flow)."""
-    return ProjectConfig(stages=[
-        StageConfig(name="verify", task_type="verify_prompt", input="new_prompts", overlap=overlap),
-        StageConfig(name="write", task_type="write_completion", input="accepted_prompts", overlap=1),
-        StageConfig(name="review", task_type="review_completion", input="pending_responses", overlap=overlap, role="reviewer"),
-    ])
+    return ProjectConfig(
+        stages=[
+            StageConfig(name="verify", task_type="verify_prompt", input="new_prompts", overlap=overlap),
+            StageConfig(name="write", task_type="write_completion", input="accepted_prompts", overlap=1),
+            StageConfig(
+                name="review", task_type="review_completion", input="pending_responses", overlap=overlap, role="reviewer"
+            ),
+        ]
+    )
 
 
 def preference_project(overlap: int = 3, max_overlap: int | None = None, gold_rate: float = 0.1) -> ProjectConfig:
     """prompts -> model responses -> pairwise comparisons -> preference data."""
-    return ProjectConfig(stages=[
-        StageConfig(name="compare", task_type="compare", input="response_pairs", overlap=overlap,
-                    max_overlap=max_overlap, gold_rate=gold_rate),
-    ])
+    return ProjectConfig(
+        stages=[
+            StageConfig(
+                name="compare",
+                task_type="compare",
+                input="response_pairs",
+                overlap=overlap,
+                max_overlap=max_overlap,
+                gold_rate=gold_rate,
+            ),
+        ]
+    )

@@ -11,10 +11,29 @@ The schema is owned by the Alembic scripts shipped in ``alignkit/feedback/migrat
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.orm import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+_Row = TypeVar("_Row")
+
+
+def get_row(s: Session, model: type[_Row], key: int, *, for_update: bool = False) -> _Row:
+    """``s.get`` for a row that must exist: a foreign key we hold, or an id we just read.
+
+    A missing row here is a broken invariant, not a user error, so it raises instead of
+    returning ``None`` for the caller to trip over later.
+    """
+    row = s.get(model, key, with_for_update=for_update)
+    if row is None:
+        raise LookupError(f"{model.__name__} {key} does not exist")
+    return row
 
 
 def normalize_url(url: str) -> str:
@@ -32,7 +51,7 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         engine = create_engine(url, echo=echo, connect_args={"timeout": 60, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
             if ":memory:" not in url and url != "sqlite://":
@@ -43,16 +62,14 @@ def make_engine(url: str, echo: bool = False) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _on_begin(conn) -> None:  # noqa: ANN001
+        def _on_begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
 
 
-def alembic_config(engine: Engine):
-    from alembic.config import Config
-
+def alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
@@ -61,8 +78,6 @@ def alembic_config(engine: Engine):
 
 def init_db(engine: Engine) -> None:
     """Create or upgrade the schema to the newest migration (idempotent)."""
-    from alembic import command
-
     cfg = alembic_config(engine)
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
@@ -71,7 +86,5 @@ def init_db(engine: Engine) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

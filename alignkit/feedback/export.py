@@ -8,14 +8,17 @@ aggregate is (``annotator_ids``, ``created_at``, ``agreement``, ``confidence``, 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from alignkit.feedback.aggregate import BradleyTerry, DawidSkene, MajorityVote, ranking_to_comparisons
+from alignkit.feedback.aggregate import ComparisonAggregator, DawidSkene, MajorityVote, ranking_to_comparisons
+from alignkit.feedback.db import get_row
 from alignkit.feedback.models import Annotation, Annotator, Prompt, Response, Task
+from alignkit.feedback.schemas import label_of
 from alignkit.feedback.store import FeedbackStore, Judgment
 
 Method = Literal["majority", "dawid_skene"]
@@ -33,9 +36,16 @@ class Aggregate(BaseModel):
     source: str = "human"  # "model" for auto-labelled pre-labels
 
 
-def aggregate_stage(store: FeedbackStore, project: str, stage: str, method: Method = "dawid_skene",
-                    seed: int = 0, statuses: tuple[str, ...] = ("active",), prior_strength: float = 5.0,
-                    clamp_gold: bool = True) -> dict[int, Aggregate]:
+def aggregate_stage(
+    store: FeedbackStore,
+    project: str,
+    stage: str,
+    method: Method = "dawid_skene",
+    seed: int = 0,
+    statuses: tuple[str, ...] = ("active",),
+    prior_strength: float = 5.0,
+    clamp_gold: bool = True,
+) -> dict[int, Aggregate]:
     """One label per non-gold task of ``stage`` from the judgments of annotators whose status is in
     ``statuses`` (default: active only; screened-out and flagged people are left out), plus auto
     pre-labels.
@@ -48,16 +58,17 @@ def aggregate_stage(store: FeedbackStore, project: str, stage: str, method: Meth
     unregularised matrices overfit, and 5 was the best of 0/2/5/10/20 on simulated crowds (see
     ``benchmarks/feedback_quality.py``).
     """
-    from alignkit.feedback.schemas import label_of
-
     if method not in ("majority", "dawid_skene"):
         raise ValueError(f"method must be 'majority' or 'dawid_skene', got {method!r}")
     judgments = [j for j in store.judgments(project, stage, statuses=statuses) if j.label is not None]
     out: dict[int, Aggregate] = {}
     if judgments:
         triples = [(j.task_id, j.annotator, j.label) for j in judgments]
+        model: DawidSkene | MajorityVote
         if method == "dawid_skene":
-            known = {j.task_id: j.gold_label for j in judgments if j.is_gold and j.gold_label is not None}
+            known: dict[Hashable, Hashable] = {
+                j.task_id: j.gold_label for j in judgments if j.is_gold and j.gold_label is not None
+            }
             model = DawidSkene(prior_strength=prior_strength).fit(triples, known=known if clamp_gold else None)
         else:
             model = MajorityVote(seed=seed).fit(triples)
@@ -68,14 +79,27 @@ def aggregate_stage(store: FeedbackStore, project: str, stage: str, method: Meth
             if rows[0].is_gold:
                 continue
             label = model.labels_[tid]
-            out[tid] = Aggregate(task_id=tid, label=label, confidence=model.probas_[tid][label],
-                                 agreement=sum(r.label == label for r in rows) / len(rows), n_judgments=len(rows),
-                                 annotator_ids=[r.annotator for r in rows],
-                                 created_at=max(r.created_at for r in rows).isoformat())
+            out[tid] = Aggregate(
+                task_id=tid,
+                label=label,
+                confidence=model.probas_[tid][label],
+                agreement=sum(r.label == label for r in rows) / len(rows),
+                n_judgments=len(rows),
+                annotator_ids=[r.annotator for r in rows],
+                created_at=max(r.created_at for r in rows).isoformat(),
+            )
     for t in store.tasks(project, stage):
         if t.status == "auto" and t.prelabel is not None and t.id not in out:
-            out[t.id] = Aggregate(task_id=t.id, label=label_of(t.type, t.prelabel), confidence=t.prelabel_confidence or 0.0,
-                                  agreement=1.0, n_judgments=0, annotator_ids=[], created_at=None, source="model")
+            out[t.id] = Aggregate(
+                task_id=t.id,
+                label=label_of(t.type, t.prelabel),
+                confidence=t.prelabel_confidence or 0.0,
+                agreement=1.0,
+                n_judgments=0,
+                annotator_ids=[],
+                created_at=None,
+                source="model",
+            )
     return out
 
 
@@ -83,19 +107,32 @@ def _texts(store: FeedbackStore, task_ids: list[int]) -> dict[int, tuple[str, li
     with store.read() as s:
         out = {}
         for tid in task_ids:
-            t = s.get(Task, tid)
-            prompt = s.get(Prompt, t.prompt_id).text if t.prompt_id else ""
-            out[tid] = (prompt, [s.get(Response, r).text for r in t.response_ids or []], t)
+            t = get_row(s, Task, tid)
+            prompt = get_row(s, Prompt, t.prompt_id).text if t.prompt_id else ""
+            out[tid] = (prompt, [get_row(s, Response, r).text for r in t.response_ids or []], t)
         return out
 
 
 def _provenance(agg: Aggregate) -> dict[str, Any]:
-    return {"annotator_ids": agg.annotator_ids, "created_at": agg.created_at, "agreement": round(agg.agreement, 6),
-            "confidence": round(agg.confidence, 6), "n_judgments": agg.n_judgments, "label_source": agg.source}
+    return {
+        "annotator_ids": agg.annotator_ids,
+        "created_at": agg.created_at,
+        "agreement": round(agg.agreement, 6),
+        "confidence": round(agg.confidence, 6),
+        "n_judgments": agg.n_judgments,
+        "label_source": agg.source,
+    }
 
 
-def build_records(store: FeedbackStore, project: str, kind: ExportKind, stage: str | None = None,
-                  method: Method = "dawid_skene", min_agreement: float = 0.0, min_confidence: float = 0.0) -> list[dict[str, Any]]:
+def build_records(
+    store: FeedbackStore,
+    project: str,
+    kind: ExportKind,
+    stage: str | None = None,
+    method: Method = "dawid_skene",
+    min_agreement: float = 0.0,
+    min_confidence: float = 0.0,
+) -> list[dict[str, Any]]:
     """Training records of ``kind`` from the project; rows below the quality bars are dropped."""
     _, cfg = store.project(project)
     want = {"pairs": "compare", "binary": "binary", "rankings": "rank", "sft": "review_completion"}[kind]
@@ -125,18 +162,28 @@ def build_records(store: FeedbackStore, project: str, kind: ExportKind, stage: s
                     comparisons += ranking_to_comparisons(j["order"])
                 if not comparisons:
                     continue
-                bt = BradleyTerry(alpha=0.1).fit(comparisons)
+                bt = ComparisonAggregator(alpha=0.1).fit(comparisons)
                 order = bt.rank(list(range(len(responses))))
-                records.append({"prompt": prompt, "completions": [responses[i] for i in order],
-                                "scores": [round(bt.scores_[i], 6) for i in order], **base})
+                records.append(
+                    {
+                        "prompt": prompt,
+                        "completions": [responses[i] for i in order],
+                        "scores": [round(bt.scores_[i], 6) for i in order],
+                        **base,
+                    }
+                )
     return records
 
 
 def _raw(store: FeedbackStore, task_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
     with store.read() as s:
-        q = (select(Annotation, Annotator.name).join(Annotator, Annotator.id == Annotation.annotator_id)
-             .where(Annotation.task_id.in_(task_ids), Annotator.status == "active").order_by(Annotation.id))
+        q = (
+            select(Annotation, Annotator.name)
+            .join(Annotator, Annotator.id == Annotation.annotator_id)
+            .where(Annotation.task_id.in_(task_ids), Annotator.status == "active")
+            .order_by(Annotation.id)
+        )
         for note, name in s.execute(q).all():
             out[note.task_id].append({"annotator": name, **note.answer})
     return out
@@ -159,8 +206,9 @@ def _criteria_majority(raw: list[dict[str, Any]], flip: bool) -> dict[str, str]:
     return out
 
 
-def _sft_records(store: FeedbackStore, project: str, stages: list[str], method: Method, min_agreement: float,
-                 min_confidence: float) -> list[dict[str, Any]]:
+def _sft_records(
+    store: FeedbackStore, project: str, stages: list[str], method: Method, min_agreement: float, min_confidence: float
+) -> list[dict[str, Any]]:
     pid, _ = store.project(project)
     provenance: dict[int, Aggregate] = {}
     for st in stages:
@@ -169,23 +217,34 @@ def _sft_records(store: FeedbackStore, project: str, stages: list[str], method: 
             provenance[task.response_ids[0]] = aggs[tid]
     records = []
     with store.read() as s:
-        q = (select(Response, Prompt).join(Prompt, Prompt.id == Response.prompt_id)
-             .where(Prompt.project_id == pid, Response.status == "accepted").order_by(Response.id))
+        q = (
+            select(Response, Prompt)
+            .join(Prompt, Prompt.id == Response.prompt_id)
+            .where(Prompt.project_id == pid, Response.status == "accepted")
+            .order_by(Response.id)
+        )
         for resp, prompt in s.execute(q).all():
             agg = provenance.get(resp.parent_id or resp.id)
             if agg is not None and (agg.agreement < min_agreement or agg.confidence < min_confidence):
                 continue
-            author = s.get(Annotator, resp.author_id).name if resp.author_id else None
-            row = {"prompt": prompt.text, "completion": resp.text, "response_id": resp.id, "author": author,
-                   "model": resp.model, "domain": resp.domain, "edited": resp.parent_id is not None}
+            author = get_row(s, Annotator, resp.author_id).name if resp.author_id else None
+            row = {
+                "prompt": prompt.text,
+                "completion": resp.text,
+                "response_id": resp.id,
+                "author": author,
+                "model": resp.model,
+                "domain": resp.domain,
+                "edited": resp.parent_id is not None,
+            }
             row |= _provenance(agg) if agg is not None else {"annotator_ids": [], "created_at": resp.created_at.isoformat()}
             records.append(row)
     return records
 
 
 def export_dataset(store: FeedbackStore, project: str, kind: ExportKind, path: str | Path, **kwargs: Any) -> tuple[Path, int]:
-    """Write :func:`build_records` through ``alignkit.data.write_records``; returns (path, rows)."""
-    from alignkit.data import write_records
+    """Write :func:`build_records` through ``alignkit.data.io.write_records``; returns (path, rows)."""
+    from alignkit.data.io import write_records  # here, not at the top: alignkit.data loads torch
 
     records = build_records(store, project, kind, **kwargs)
     return write_records(path, records), len(records)

@@ -71,9 +71,20 @@ def annotator_quality(store: FeedbackStore, project: str, stage: str | None = No
         g, n_g = gold.get(name, (0, 0))
         p, n_p = peers.get(name, (0, 0))
         a = people[name]
-        rows.append(AnnotatorQuality(annotator=name, status=a.status, super_rater=a.super_rater, n_judgments=counts[name],
-                                     n_gold=n_g, n_gold_correct=g, gold_accuracy=g / n_g if n_g else None,
-                                     n_peer=n_p, n_peer_agree=p, peer_agreement=p / n_p if n_p else None))
+        rows.append(
+            AnnotatorQuality(
+                annotator=name,
+                status=a.status,
+                super_rater=a.super_rater,
+                n_judgments=counts[name],
+                n_gold=n_g,
+                n_gold_correct=g,
+                gold_accuracy=g / n_g if n_g else None,
+                n_peer=n_p,
+                n_peer_agree=p,
+                peer_agreement=p / n_p if n_p else None,
+            )
+        )
     return sorted(rows, key=lambda r: r.annotator)
 
 
@@ -86,9 +97,15 @@ def _log_likelihood_ratio(n_correct: int, n: int, threshold: float, chance: floa
     return n_correct * math.log(threshold / chance) + (n - n_correct) * math.log((1 - threshold) / (1 - chance))
 
 
-def screening_decision(n_correct: int, n_gold: int, threshold: float = 0.7, chance: float = 0.5,
-                       false_admit: float = 0.005, false_exclude: float = 0.1,
-                       max_gold: int = 60) -> Literal["active", "excluded", "candidate"]:
+def screening_decision(
+    n_correct: int,
+    n_gold: int,
+    threshold: float = 0.7,
+    chance: float = 0.5,
+    false_admit: float = 0.005,
+    false_exclude: float = 0.1,
+    max_gold: int = 60,
+) -> Literal["active", "excluded", "candidate"]:
     """Wald's sequential probability ratio test of a candidate's gold answers.
 
     Why sequential: a fixed-size test cannot both keep spammers out and keep people in on a small
@@ -117,8 +134,15 @@ def screening_decision(n_correct: int, n_gold: int, threshold: float = 0.7, chan
     return "candidate"
 
 
-def screen(store: FeedbackStore, project: str, threshold: float = 0.7, chance: float = 0.5, false_admit: float = 0.005,
-           false_exclude: float = 0.1, max_gold: int = 60) -> dict[str, str]:
+def screen(
+    store: FeedbackStore,
+    project: str,
+    threshold: float = 0.7,
+    chance: float = 0.5,
+    false_admit: float = 0.005,
+    false_exclude: float = 0.1,
+    max_gold: int = 60,
+) -> dict[str, str]:
     """Decide every candidate whose gold answers settle :func:`screening_decision`.
 
     Each candidate's gold answers are replayed oldest first and the test stops at the first
@@ -144,8 +168,9 @@ def screen(store: FeedbackStore, project: str, threshold: float = 0.7, chance: f
     return dict(sorted(decided.items()))
 
 
-def flag_spammers(store: FeedbackStore, project: str, threshold: float = 0.7, chance: float = 0.5,
-                  false_flag: float = 0.01, min_items: int = 10) -> list[str]:
+def flag_spammers(
+    store: FeedbackStore, project: str, threshold: float = 0.7, chance: float = 0.5, false_flag: float = 0.01, min_items: int = 10
+) -> list[str]:
     """Flag active annotators whose work shows them at chance level; they stop getting tasks.
 
     The evidence is their gold answers (screening plus spot checks), or, for someone with fewer
@@ -167,13 +192,18 @@ def flag_spammers(store: FeedbackStore, project: str, threshold: float = 0.7, ch
     return flagged
 
 
-def update_super_raters(store: FeedbackStore, project: str, min_gold: int = 10, gold_accuracy: float = 0.9,
-                        peer_agreement: float = 0.8) -> list[str]:
+def update_super_raters(
+    store: FeedbackStore, project: str, min_gold: int = 10, gold_accuracy: float = 0.9, peer_agreement: float = 0.8
+) -> list[str]:
     """Mark annotators above both bars as super raters (and clear the mark for those below)."""
     supers = []
     for q in annotator_quality(store, project):
-        ok = q.status == "active" and q.n_gold >= min_gold and (q.gold_accuracy or 0) >= gold_accuracy \
+        ok = (
+            q.status == "active"
+            and q.n_gold >= min_gold
+            and (q.gold_accuracy or 0) >= gold_accuracy
             and (q.peer_agreement is None or q.peer_agreement >= peer_agreement)
+        )
         if ok != q.super_rater:
             store.set_annotator(q.annotator, super_rater=ok)
         if ok:

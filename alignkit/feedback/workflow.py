@@ -14,18 +14,26 @@ import itertools
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from alignkit.feedback.config import StageConfig
 from alignkit.feedback.models import Prompt, Response, Task
 from alignkit.feedback.store import FeedbackStore
 
 
-def _inputs(s, project_id: int, st: StageConfig) -> list[dict[str, Any]]:
+def _inputs(s: Session, project_id: int, st: StageConfig) -> list[dict[str, Any]]:
     """What the stage's input names, as task specs (prompt id, response ids, authors)."""
-    prompts = lambda status: list(s.scalars(select(Prompt).where(Prompt.project_id == project_id, Prompt.status.in_(status)).order_by(Prompt.id)))  # noqa: E731
+
+    def prompts(status: list[str]) -> list[Prompt]:
+        query = select(Prompt).where(Prompt.project_id == project_id, Prompt.status.in_(status)).order_by(Prompt.id)
+        return list(s.scalars(query))
+
     out: list[dict[str, Any]] = []
     if st.input == "new_prompts":
-        out = [{"prompt_id": p.id, "response_ids": [], "author_ids": [p.author_id] if p.author_id else []} for p in prompts(["pending"])]
+        out = [
+            {"prompt_id": p.id, "response_ids": [], "author_ids": [p.author_id] if p.author_id else []}
+            for p in prompts(["pending"])
+        ]
     elif st.input == "accepted_prompts":
         out = [{"prompt_id": p.id, "response_ids": [], "author_ids": []} for p in prompts(["accepted"])]
     else:
@@ -38,11 +46,18 @@ def _inputs(s, project_id: int, st: StageConfig) -> list[dict[str, Any]]:
             rs = [r for r in rs if r.status != "rejected"]
             authors = sorted({r.author_id for r in rs if r.author_id is not None})
             if st.input == "responses":
-                out += [{"prompt_id": p.id, "response_ids": [r.id], "author_ids": [r.author_id] if r.author_id else []} for r in rs]
+                out += [
+                    {"prompt_id": p.id, "response_ids": [r.id], "author_ids": [r.author_id] if r.author_id else []} for r in rs
+                ]
             elif st.input == "response_pairs" and len(rs) >= 2:
                 for a, b in itertools.islice(itertools.combinations(rs, 2), st.max_pairs_per_prompt):
-                    out.append({"prompt_id": p.id, "response_ids": [a.id, b.id],
-                                "author_ids": [x for x in (a.author_id, b.author_id) if x]})
+                    out.append(
+                        {
+                            "prompt_id": p.id,
+                            "response_ids": [a.id, b.id],
+                            "author_ids": [x for x in (a.author_id, b.author_id) if x],
+                        }
+                    )
             elif st.input == "response_sets" and len(rs) >= 2:
                 k = int(st.payload.get("k", 4))
                 out.append({"prompt_id": p.id, "response_ids": [r.id for r in rs[:k]], "author_ids": authors})
@@ -59,8 +74,10 @@ def advance(store: FeedbackStore, project: str) -> dict[str, int]:
                 continue
             # Gold tasks count as existing too: an ordinary twin of a gold item would label it twice and
             # give the gold copy away (same prompt and responses, different id).
-            have = {(t.prompt_id, tuple(t.response_ids or [])) for t in s.scalars(
-                select(Task).where(Task.project_id == pid, Task.stage == st.name))}
+            have = {
+                (t.prompt_id, tuple(t.response_ids or []))
+                for t in s.scalars(select(Task).where(Task.project_id == pid, Task.stage == st.name))
+            }
             n = 0
             for spec in _inputs(s, pid, st):
                 key = (spec["prompt_id"], tuple(spec["response_ids"]))
@@ -73,8 +90,14 @@ def advance(store: FeedbackStore, project: str) -> dict[str, int]:
     return created
 
 
-def import_items(store: FeedbackStore, project: str, rows: list[dict[str, Any]], stage: str | None = None,
-                 gold_fraction: float = 0.0, seed: int = 0) -> dict[str, int]:
+def import_items(
+    store: FeedbackStore,
+    project: str,
+    rows: list[dict[str, Any]],
+    stage: str | None = None,
+    gold_fraction: float = 0.0,
+    seed: int = 0,
+) -> dict[str, int]:
     """Import prompts and model responses (and optionally task-ready comparisons).
 
     Each row: ``prompt`` and, optionally, ``responses`` (list of texts, or of ``{"text", "model"}``),
@@ -93,8 +116,13 @@ def import_items(store: FeedbackStore, project: str, rows: list[dict[str, Any]],
         for line, row in enumerate(rows, 1):
             if not isinstance(row, dict) or not str(row.get("prompt", "")).strip():
                 raise ValueError(f"row {line}: expected an object with a non-empty 'prompt'")
-            p = Prompt(project_id=pid, text=row["prompt"], status=row.get("status", "accepted" if stage else "pending"),
-                       source=row.get("source", "import"), meta={k: v for k, v in row.items() if k in ("id", "category", "prompt_id")})
+            p = Prompt(
+                project_id=pid,
+                text=row["prompt"],
+                status=row.get("status", "accepted" if stage else "pending"),
+                source=row.get("source", "import"),
+                meta={k: v for k, v in row.items() if k in ("id", "category", "prompt_id")},
+            )
             s.add(p)
             s.flush()
             n_prompts += 1
@@ -118,8 +146,17 @@ def import_items(store: FeedbackStore, project: str, rows: list[dict[str, Any]],
             if st is not None:
                 if gold is None and gold_fraction > 0 and rng.random() < gold_fraction and "truth" in row:
                     gold = row["truth"]
-                store._add_task(s, pid, st, p.id, ids, gold if isinstance(gold, dict) else None, row.get("prelabel"),
-                                row.get("prelabel_confidence"), [])
+                store._add_task(
+                    s,
+                    pid,
+                    st,
+                    p.id,
+                    ids,
+                    gold if isinstance(gold, dict) else None,
+                    row.get("prelabel"),
+                    row.get("prelabel_confidence"),
+                    [],
+                )
                 n_tasks += 1
                 n_gold += int(isinstance(gold, dict))
     return {"prompts": n_prompts, "tasks": n_tasks, "gold": n_gold}

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from alignkit.feedback.aggregate import BradleyTerry, DawidSkene, MajorityVote, ranking_to_comparisons
+from alignkit.feedback.aggregate import ComparisonAggregator, DawidSkene, MajorityVote, ranking_to_comparisons
 
 
 def _crowd(n_items=150, seed=0):
@@ -94,7 +94,7 @@ def test_bradley_terry_matches_choix_without_ties():
         comps.append((int(i), int(j), "A" if win else "B"))
     ref = choix.ilsr_pairwise(5, data, alpha=0.0)
     ref = ref - ref.mean()
-    bt = BradleyTerry().fit(comps)
+    bt = ComparisonAggregator().fit(comps)
     ours = np.array([bt.scores_[i] for i in range(5)])
     assert np.allclose(ours, ref, atol=1e-5)
     assert bt.rank() == [0, 1, 2, 3, 4]
@@ -104,10 +104,10 @@ def test_bradley_terry_ties_by_hand():
     # Two items, 6 wins of x, 3 of y, 2 ties.
     comps = [("x", "y", "A")] * 6 + [("x", "y", "B")] * 3 + [("x", "y", "tie")] * 2
     # half: x has 7 "wins", y 4 -> p_x / p_y = 7 / 4 -> score gap log(7/4)
-    half = BradleyTerry(ties="half").fit(comps)
+    half = ComparisonAggregator(ties="half").fit(comps)
     assert half.scores_["x"] - half.scores_["y"] == pytest.approx(math.log(7 / 4), abs=1e-8)
     # Davidson, 2 items is saturated: p_x/p_y = w/l = 2, nu = t / sqrt(w l) = 2 / sqrt(18)
-    dav = BradleyTerry(ties="davidson").fit(comps)
+    dav = ComparisonAggregator(ties="davidson").fit(comps)
     assert dav.scores_["x"] - dav.scores_["y"] == pytest.approx(math.log(2), abs=1e-6)
     assert dav.nu_ == pytest.approx(2 / math.sqrt(18), abs=1e-6)
     p = dav.predict_proba([("x", "y")])[0]
@@ -115,12 +115,12 @@ def test_bradley_terry_ties_by_hand():
 
 
 def test_bradley_terry_prior_keeps_undefeated_finite_and_errors():
-    bt = BradleyTerry(alpha=1.0).fit([("a", "b", "A")] * 5)
+    bt = ComparisonAggregator(alpha=1.0).fit([("a", "b", "A")] * 5)
     assert math.isfinite(bt.scores_["a"]) and bt.scores_["a"] > bt.scores_["b"]
     with pytest.raises(ValueError, match="outcome"):
-        BradleyTerry().fit([("a", "b", "C")])
+        ComparisonAggregator().fit([("a", "b", "C")])
     with pytest.raises(ValueError, match="itself"):
-        BradleyTerry().fit([("a", "a", "A")])
+        ComparisonAggregator().fit([("a", "a", "A")])
 
 
 def test_ranking_to_comparisons():
