@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from alignkit.data.records import RECORD_TYPES, RecordKind, detect_kind
@@ -80,7 +82,7 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
     """Yield (line number, row) pairs; JSON errors are yielded, not raised, so callers can skip them."""
     suffix = path.suffix.lower()
     if path.is_dir():
-        import datasets
+        import datasets  # ~1 s to import, and only `datasets` folders need it
 
         ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
@@ -88,8 +90,6 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
         for i, row in enumerate(ds, start=1):
             yield i, dict(row)
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield i, row
     elif suffix in (".jsonl", ".json", ".ndjson"):
@@ -163,9 +163,6 @@ def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> Path:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         tmp.replace(path)
     elif suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         pq.write_table(pa.Table.from_pylist(rows), path)
     elif suffix == "":
         import datasets

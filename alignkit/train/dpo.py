@@ -128,13 +128,9 @@ class DPOObjective:
             nll = nll_loss(lp.token_logps, chosen_token_mask(batch, lp.mask, ci))
             loss = loss + cfg.nll_coef * nll
             metrics["nll"] = float(nll.detach())
-        with torch.no_grad():
+        with torch.no_grad():  # rewards/margins/accuracy come from dpo_loss; these are about the policy alone
             chosen_ratio, rejected_ratio = policy_chosen - ref_chosen, policy_rejected - ref_rejected
             metrics.update({
-                "rewards/chosen": float(cfg.beta * chosen_ratio.mean()),
-                "rewards/rejected": float(cfg.beta * rejected_ratio.mean()),
-                "margins": float(cfg.beta * (chosen_ratio - rejected_ratio).mean()),
-                "accuracy": float((chosen_ratio > rejected_ratio).float().mean()),
                 "logps/chosen": float(policy_chosen.mean()),
                 "logps/rejected": float(policy_rejected.mean()),
                 # Mean log(pi/ref) per sequence: a one-sample estimate of KL on the data, not on samples.

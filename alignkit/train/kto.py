@@ -146,14 +146,9 @@ class KTOObjective:
         loss, loss_metrics = kto_loss(policy, ref, labels, kl_policy, kl_ref, beta=cfg.beta,
                                       desirable_weight=cfg.desirable_weight, undesirable_weight=cfg.undesirable_weight)
         metrics = {k: float(v) for k, v in loss_metrics.items()}
-        with torch.no_grad():
-            rewards = cfg.beta * (policy - ref)
-            good, bad = rewards[labels], rewards[~labels]
+        with torch.no_grad():  # kl and rewards/* come from kto_loss
             metrics.update({
-                "rewards/desirable": float(good.mean()) if good.numel() else 0.0,
-                "rewards/undesirable": float(bad.mean()) if bad.numel() else 0.0,
                 "logps": float(policy.mean()),
-                "kl": float((kl_policy - kl_ref).mean().clamp(min=0)),
                 "tokens": float((main["sequence_ids"] >= 0).sum() + (kl_batch["sequence_ids"] >= 0).sum()),
             })
         return loss, metrics

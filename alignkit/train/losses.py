@@ -67,8 +67,8 @@ def reward_model_loss(
     (TRL's ``center_rewards_coefficient``, from Eisenstein et al.) which pins the otherwise free
     offset of the rewards near zero, so rewards from different runs are comparable.
 
-    Metrics: ``accuracy`` (share of pairs with r⁺ > r⁻, margin ignored) and ``margin``
-    (mean r⁺ − r⁻).
+    Metrics: ``accuracy`` (share of pairs with r⁺ > r⁻, margin ignored), ``margin``
+    (mean r⁺ − r⁻), ``rewards/chosen`` and ``rewards/rejected`` (mean r⁺ and r⁻).
     """
     _check_same_shape(chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards, margin=margin)
     if center_coef < 0:
@@ -79,7 +79,8 @@ def reward_model_loss(
     if center_coef:
         loss = loss + center_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
     with torch.no_grad():
-        metrics = {"accuracy": (diff > 0).float().mean(), "margin": diff.mean()}
+        metrics = {"accuracy": (diff > 0).float().mean(), "margin": diff.mean(),
+                   "rewards/chosen": chosen_rewards.detach().mean(), "rewards/rejected": rejected_rewards.detach().mean()}
     return loss, metrics
 
 

@@ -164,12 +164,8 @@ class RewardObjective:
         loss, loss_metrics = reward_model_loss(chosen, rejected, margin=batch["margins"] if self.use_margin else None,
                                                center_coef=self.center_coef)
         metrics = {k: float(v) for k, v in loss_metrics.items()}
-        with torch.no_grad():
+        with torch.no_grad():  # accuracy, margin and rewards/* come from reward_model_loss
             metrics.update({
-                "accuracy": float((chosen > rejected).float().mean()),
-                "rewards/chosen": float(chosen.mean()),
-                "rewards/rejected": float(rejected.mean()),
-                "margins": float((chosen - rejected).mean()),
                 "pairs": float(chosen.numel()),
                 "tokens": float((batch["sequence_ids"] >= 0).sum()),
             })
