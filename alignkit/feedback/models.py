@@ -120,7 +120,7 @@ class Assignment(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | submitted | expired
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | submitted | expired | skipped | discounted
     draft: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # saved server-side
     assigned_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     lease_expires_at: Mapped[datetime] = mapped_column(DateTime)
@@ -176,9 +176,10 @@ class Invitation(Base):
     __tablename__ = "invitations"
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    # None: an invitation to be a server-wide admin (the first one is printed when the server starts)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True, nullable=True)
     role: Mapped[str] = mapped_column(String(20), default="annotator")
-    status: Mapped[str] = mapped_column(String(20), default="candidate")  # the new annotator's screening status
+    status: Mapped[str] = mapped_column(String(20), default="auto")  # new annotator's status; auto: screened if gold
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     used_by: Mapped[int | None] = mapped_column(ForeignKey("annotators.id"), nullable=True)

@@ -80,6 +80,9 @@ class CompareAnswer(_Answer):
     overall: Choice
     criteria: dict[str, Choice] = {}
     harms: list[str] = []  # harm sub-categories present in either response
+    both_bad: bool | None = None  # neither response is acceptable (whatever ``overall`` says)
+    strength: int | None = Field(None, ge=1, le=3, description="how clear the preference is: 1 slight .. 3 strong")
+    rationale: str | None = None
 
     @model_validator(mode="after")
     def _known(self, info: ValidationInfo) -> "CompareAnswer":

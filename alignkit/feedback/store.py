@@ -71,6 +71,10 @@ class NotAllowed(FeedbackError):
     pass
 
 
+class LeaseExpired(NotAssigned):
+    """The annotator held this task, but the lease ran out or the assignment is no longer open."""
+
+
 @dataclass
 class TaskView:
     """What an annotator sees: no gold flag, no other people's answers."""
@@ -407,6 +411,14 @@ class FeedbackStore:
             asg = self._assignment(s, annotator, task_id)
             asg.draft = draft
 
+    def skip(self, annotator: str, task_id: int) -> None:
+        """Give a leased task back unanswered: its slot returns to the pool and this annotator is not
+        offered it again (the assignment stays, marked ``skipped``)."""
+        with self.write() as s:
+            asg = self._assignment(s, annotator, task_id)
+            asg.status, asg.draft = "skipped", None
+            s.get(Task, task_id).n_active -= 1
+
     # -- submission ------------------------------------------------------------------------------------
     def _annotator(self, s: Session, name: str) -> Annotator:
         a = s.scalar(select(Annotator).where(Annotator.name == name))
@@ -423,7 +435,7 @@ class FeedbackStore:
         if asg is None:
             raise NotAssigned(f"task {task_id} is not assigned to annotator {annotator!r}")
         if asg.status != "pending":
-            raise NotAssigned(f"task {task_id}: annotator {annotator!r}'s assignment is {asg.status}, not pending")
+            raise LeaseExpired(f"task {task_id}: annotator {annotator!r}'s assignment is {asg.status}, not pending")
         return asg
 
     def submit(self, annotator: str, task_id: int, answer: dict[str, Any], now: datetime | None = None,
@@ -448,7 +460,7 @@ class FeedbackStore:
                 raise NotAllowed(f"annotator {annotator!r} is {ann.status}; their answers are no longer taken")
             asg = self._assignment(s, annotator, task_id)
             if asg.lease_expires_at < now:
-                raise NotAssigned(f"task {task_id}: the lease of annotator {annotator!r} expired at {asg.lease_expires_at}")
+                raise LeaseExpired(f"task {task_id}: the lease of annotator {annotator!r} expired at {asg.lease_expires_at}")
             clean = validate_answer(task.type, answer, task.payload)
             note = Annotation(task_id=task.id, annotator_id=ann.id, assignment_id=asg.id, answer=clean, created_at=now,
                               idempotency_key=idempotency_key)
@@ -555,4 +567,4 @@ class FeedbackStore:
 
 
 __all__ = ["FeedbackStore", "FeedbackError", "UnknownTask", "UnknownAnnotator", "NotAssigned", "TooManyPending",
-           "NotAllowed", "InvalidAnswer", "TaskView", "Judgment"]
+           "NotAllowed", "LeaseExpired", "InvalidAnswer", "TaskView", "Judgment"]

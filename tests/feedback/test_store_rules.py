@@ -127,12 +127,50 @@ def test_cli_added_annotators_are_screened_when_the_project_has_gold(tmp_path):
 
     db = str(tmp_path / "f.db")
     src = tmp_path / "rows.jsonl"
-    src.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": f"g{i}", "rejected": f"b{i}", "gold": i < 4}) + "\n"
-                           for i in range(8)))
+    src.write_text(
+        "".join(json.dumps({"prompt": f"q{i}", "chosen": f"g{i}", "rejected": f"b{i}", "gold": i < 4}) + "\n" for i in range(8))
+    )
     run = CliRunner().invoke
     assert run(app, ["feedback", "init", "--db", db, "--project", "p"]).exit_code == 0
-    r = run(app, ["feedback", "import", "--db", db, "--project", "p", "--input", str(src), "--stage", "compare",
-                  "--annotators", "ann1,rev1:reviewer,ann2:annotator:active"])
+    r = run(
+        app,
+        [
+            "feedback",
+            "import",
+            "--db",
+            db,
+            "--project",
+            "p",
+            "--input",
+            str(src),
+            "--stage",
+            "compare",
+            "--annotators",
+            "ann1,rev1:reviewer,ann2:annotator:active",
+        ],
+    )
     assert r.exit_code == 0, r.output
     status = {a.name: a.status for a in FeedbackStore(db).annotators()}
     assert status == {"ann1": "candidate", "rev1": "active", "ann2": "active"}
+
+
+def test_skip_returns_the_slot_to_others_but_not_to_the_skipper(store):
+    ids = _project(store, n_tasks=1)
+    store.add_annotator("a")
+    store.add_annotator("b")
+    v = store.next_task("p", "a")
+    store.skip("a", v.id)
+    assert store.next_task("p", "a") is None
+    assert store.next_task("p", "b").id == v.id == ids[0]
+    with pytest.raises(NotAssigned):
+        store.submit("a", v.id, {"overall": "A"})
+
+
+def test_compare_answer_takes_both_bad_strength_and_rationale():
+    from alignkit.feedback.schemas import InvalidAnswer, validate_answer
+
+    full = {"overall": "tie", "both_bad": True, "strength": 2, "rationale": "neither answers the question"}
+    assert validate_answer("compare", full) == {**full, "criteria": {}, "harms": []}
+    assert validate_answer("compare", {"overall": "A"}) == {"overall": "A", "criteria": {}, "harms": []}  # unchanged
+    with pytest.raises(InvalidAnswer, match="strength"):
+        validate_answer("compare", {"overall": "A", "strength": 5})

@@ -1,0 +1,672 @@
+"""The FastAPI application: the JSON API under ``/api/v1`` (OpenAPI docs at ``/api/docs``) and
+the server-rendered pages (:mod:`alignkit.web.pages`), both on one :class:`FeedbackStore`.
+
+What an annotator's requests can reach is deliberately narrow: their own leased tasks (a task
+view carries no gold flag, no other people's answers, no aggregate), their drafts, their
+progress counts. Everything else is an admin endpoint of a project and answers 403 to anyone
+who is not that project's admin. Every store refusal maps to one status code:
+not yours -> 403, lease gone -> 409, bad answer -> 422.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from alignkit.feedback import quality as q
+from alignkit.feedback.config import ProjectConfig, preference_project, sft_project
+from alignkit.feedback.export import ExportKind, aggregate_stage, build_records
+from alignkit.feedback.models import Annotation, Annotator, Assignment, Guideline, Membership, Project, Task, utcnow
+from alignkit.feedback.schemas import InvalidAnswer
+from alignkit.feedback.store import (
+    FeedbackError,
+    FeedbackStore,
+    LeaseExpired,
+    NotAllowed,
+    NotAssigned,
+    TooManyPending,
+    UnknownAnnotator,
+    UnknownTask,
+)
+from alignkit.feedback.workflow import advance, import_items
+from alignkit.web import accounts
+from alignkit.web.accounts import User
+from alignkit.web.security import SESSION_COOKIE, SESSION_MAX_AGE, RateLimiter, Sessions, new_token, same
+
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class WebSettings(BaseModel):
+    secret_key: str
+    secure_cookies: bool = False  # set behind HTTPS so the cookie is never sent in clear
+    login_attempts_per_name: int = 5  # failed logins per name per window
+    login_attempts_per_ip: int = 30
+    login_window_s: float = 300.0
+
+
+# -- request bodies --------------------------------------------------------------------------------------
+class LoginBody(BaseModel):
+    name: str
+    password: str
+
+
+class JoinBody(BaseModel):
+    token: str
+    name: str | None = None
+    password: str | None = None
+
+
+class NextBody(BaseModel):
+    stage: str | None = None
+
+
+class DraftBody(BaseModel):
+    draft: dict[str, Any]
+
+
+class SubmitBody(BaseModel):
+    answer: dict[str, Any]
+
+
+class ProjectBody(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    template: Literal["preference", "sft", "custom"] = "preference"
+    config: dict[str, Any] | None = None  # the ProjectConfig for template custom
+    overlap: int = Field(3, ge=1)
+    gold_rate: float = Field(0.1, ge=0, le=1)
+
+
+class ImportBody(BaseModel):
+    rows: list[dict[str, Any]]
+    stage: str | None = None
+    gold_fraction: float = Field(0.0, ge=0, le=1)
+    seed: int = 0
+
+
+class InviteBody(BaseModel):
+    role: Literal["annotator", "reviewer", "admin"] = "annotator"
+    status: Literal["auto", "candidate", "active"] = "auto"
+    days: float = Field(7.0, gt=0, le=90)
+
+
+class AnnotatorChange(BaseModel):
+    status: Literal["candidate", "active", "excluded", "flagged"] | None = None
+    super_rater: bool | None = None
+
+
+class QualityRun(BaseModel):
+    screen: bool = False
+    flag_spammers: bool = False
+    super_raters: bool = False
+
+
+class AggregateBody(BaseModel):
+    stage: str
+    method: Literal["majority", "dawid_skene"] = "dawid_skene"
+
+
+class ExportBody(BaseModel):
+    kind: ExportKind = "pairs"
+    stage: str | None = None
+    method: Literal["majority", "dawid_skene"] = "dawid_skene"
+    min_agreement: float = 0.0
+    min_confidence: float = 0.0
+
+
+# -- identity ------------------------------------------------------------------------------------------------
+def session_data(request: Request) -> dict[str, Any]:
+    """The signed session (an anonymous one, with a fresh CSRF token, when there is none)."""
+    data = getattr(request.state, "session", None)
+    if data is None:
+        data = request.app.state.sessions.loads(request.cookies.get(SESSION_COOKIE)) or {}
+        if "csrf" not in data:
+            data = {"csrf": new_token()}
+            request.state.session_dirty = True
+        request.state.session = data
+    return data
+
+
+def set_session(request: Request, data: dict[str, Any]) -> None:
+    request.state.session = data
+    request.state.session_dirty = True
+
+
+def write_session_cookie(request: Request, response: Response) -> None:
+    if getattr(request.state, "session_dirty", False):
+        settings: WebSettings = request.app.state.settings
+        response.set_cookie(
+            SESSION_COOKIE,
+            request.app.state.sessions.dumps(request.state.session),
+            max_age=SESSION_MAX_AGE,
+            httponly=True,
+            samesite="strict",
+            secure=settings.secure_cookies,
+            path="/",
+        )
+
+
+async def check_csrf(request: Request) -> None:
+    """A cookie-authenticated state change must repeat the session's CSRF token."""
+    if request.method not in UNSAFE or request.headers.get("authorization", "").startswith("Bearer "):
+        return
+    sent = request.headers.get("x-csrf-token")
+    if sent is None and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        sent = (await request.form()).get("csrf_token")
+    if not same(sent if isinstance(sent, str) else None, session_data(request).get("csrf")):
+        raise HTTPException(403, "missing or wrong CSRF token")
+
+
+def optional_user(request: Request) -> User | None:
+    store: FeedbackStore = request.app.state.store
+    auth = request.headers.get("authorization", "")
+    if auth.startswith("Bearer "):
+        user = accounts.user_by_token(store, auth.removeprefix("Bearer ").strip())
+        if user is None:
+            raise HTTPException(401, "unknown API token")
+        return user
+    uid = session_data(request).get("uid")
+    return accounts.load_user(store, uid) if isinstance(uid, int) else None
+
+
+def current_user(request: Request) -> User:
+    user = optional_user(request)
+    if user is None:
+        raise HTTPException(401, "sign in first")
+    return user
+
+
+AnyUser = Annotated[User, Depends(current_user)]
+
+
+def member(project: str, user: AnyUser) -> User:
+    if user.project_role(project) is None:
+        raise HTTPException(403, f"you are not a member of project {project!r}")
+    return user
+
+
+def admin(project: str, user: AnyUser) -> User:
+    if user.project_role(project) != "admin":
+        raise HTTPException(403, f"only an admin of project {project!r} may do this")
+    return user
+
+
+def server_admin(user: AnyUser) -> User:
+    if not user.is_admin:
+        raise HTTPException(403, "only a server admin may do this")
+    return user
+
+
+MemberUser = Annotated[User, Depends(member)]  # a member of the path's project (any role)
+AdminUser = Annotated[User, Depends(admin)]  # an admin of the path's project
+ServerAdmin = Annotated[User, Depends(server_admin)]
+
+
+def _store(request: Request) -> FeedbackStore:
+    return request.app.state.store
+
+
+def _project_id(store: FeedbackStore, project: str) -> int:
+    try:
+        return store.project(project)[0]
+    except FeedbackError as err:
+        raise HTTPException(404, str(err)) from err
+
+
+def _view(v: Any) -> dict[str, Any]:
+    d = asdict(v)
+    d["lease_expires_at"] = v.lease_expires_at.isoformat() + "Z"
+    return d
+
+
+def my_task(store: FeedbackStore, project: str, user: User, task_id: int) -> dict[str, Any]:
+    """The user's own open (leased) task in ``project``; 403 for anything else."""
+    pid = _project_id(store, project)
+    for v in store.pending(user.name):
+        if v.id == task_id:
+            with store.read() as s:
+                if s.scalar(select(Task.project_id).where(Task.id == task_id)) == pid:
+                    return _view(v)
+    raise HTTPException(403, f"task {task_id} is not leased to you")
+
+
+def progress(store: FeedbackStore, project: str, user: User) -> dict[str, Any]:
+    pid = _project_id(store, project)
+    with store.read() as s:
+        mine = dict(
+            s.execute(
+                select(Assignment.status, func.count())
+                .join(Task, Task.id == Assignment.task_id)
+                .where(Assignment.annotator_id == user.id, Task.project_id == pid)
+                .group_by(Assignment.status)
+            ).all()
+        )
+    _, cfg = store.project(project)
+    stages = {
+        st.name: {
+            "done": store.count_tasks(project, st.name, "done") + store.count_tasks(project, st.name, "auto"),
+            "total": store.count_tasks(project, st.name),
+        }
+        for st in cfg.stages
+    }
+    return {
+        "submitted": mine.get("submitted", 0),
+        "pending": mine.get("pending", 0),
+        "skipped": mine.get("skipped", 0),
+        "stages": stages,
+    }
+
+
+def project_info(store: FeedbackStore, project: str, user: User) -> dict[str, Any]:
+    pid, cfg = store.project(project)
+    with store.read() as s:
+        guideline = s.scalar(select(Guideline.text).where(Guideline.project_id == pid).order_by(Guideline.version.desc()))
+    stages = [{"name": st.name, "task_type": st.task_type, "role": st.role} for st in cfg.stages]
+    info = {
+        "name": project,
+        "role": user.project_role(project),
+        "guidelines": guideline or cfg.guidelines,
+        "stages": stages,
+        "lease_minutes": cfg.lease_minutes,
+    }
+    if info["role"] == "admin":
+        info["config"] = cfg.model_dump(mode="json")
+    return info
+
+
+def admin_progress(store: FeedbackStore, project: str) -> dict[str, Any]:
+    pid, cfg = store.project(project)
+    hour_ago = utcnow() - timedelta(hours=1)
+    with store.read() as s:
+        last_hour = s.scalar(
+            select(func.count())
+            .select_from(Annotation)
+            .join(Task, Task.id == Annotation.task_id)
+            .where(Task.project_id == pid, Annotation.created_at >= hour_ago)
+        )
+        total = s.scalar(
+            select(func.count()).select_from(Annotation).join(Task, Task.id == Annotation.task_id).where(Task.project_id == pid)
+        )
+    stages = {
+        st.name: {
+            "task_type": st.task_type,
+            "open": store.count_tasks(project, st.name, "open"),
+            "done": store.count_tasks(project, st.name, "done"),
+            "auto": store.count_tasks(project, st.name, "auto"),
+            "total": store.count_tasks(project, st.name),
+        }
+        for st in cfg.stages
+    }
+    return {"stages": stages, "judgments": total, "judgments_last_hour": last_hour}
+
+
+def _store_errors(fn):  # noqa: ANN001, ANN202
+    """Map store refusals to HTTP codes (nothing was written in any of these cases)."""
+    try:
+        return fn()
+    except LeaseExpired as err:
+        raise HTTPException(409, str(err)) from err
+    except (NotAssigned, UnknownTask) as err:
+        raise HTTPException(403, str(err)) from err
+    except NotAllowed as err:
+        raise HTTPException(403, str(err)) from err
+    except TooManyPending as err:
+        raise HTTPException(409, str(err)) from err
+    except InvalidAnswer as err:
+        raise HTTPException(422, str(err)) from err
+    except UnknownAnnotator as err:
+        raise HTTPException(403, str(err)) from err
+    except (FeedbackError, KeyError) as err:
+        raise HTTPException(400, str(err).strip('"')) from err
+
+
+# -- routes ----------------------------------------------------------------------------------------------------
+api = APIRouter(prefix="/api/v1", dependencies=[Depends(check_csrf)])
+
+
+@api.get("/session", tags=["account"])
+def get_session(request: Request) -> dict[str, Any]:
+    """The CSRF token of this browser session (sets the session cookie); who is signed in."""
+    data = session_data(request)
+    user = optional_user(request)
+    return {"csrf_token": data["csrf"], "user": user.name if user else None}
+
+
+@api.post("/login", tags=["account"])
+def login(body: LoginBody, request: Request) -> dict[str, Any]:
+    return do_login(request, body.name, body.password)
+
+
+def do_login(request: Request, name: str, password: str) -> dict[str, Any]:
+    app = request.app
+    ip = request.client.host if request.client else "?"
+    if not app.state.login_ip.hit(ip) or not app.state.login_name.hit(name):
+        raise HTTPException(429, "too many login attempts; wait a few minutes")
+    user = accounts.authenticate(app.state.store, name, password)
+    if user is None:
+        raise HTTPException(401, "wrong name or password")
+    set_session(request, {"uid": user.id, "csrf": new_token()})  # a new token at sign-in (no fixation)
+    return {"user": user.name, "csrf_token": request.state.session["csrf"]}
+
+
+@api.post("/logout", tags=["account"])
+def logout(request: Request) -> dict[str, Any]:
+    set_session(request, {"csrf": new_token()})
+    return {"ok": True}
+
+
+@api.post("/join", tags=["account"])
+def join(body: JoinBody, request: Request) -> dict[str, Any]:
+    """Accept an invitation: sign up (name, password), or add its project to the signed-in account."""
+    store = _store(request)
+    user = optional_user(request)
+    aid = _store_errors(lambda: accounts.accept_invitation(store, body.token, body.name, body.password, user))
+    set_session(request, {"uid": aid, "csrf": new_token()})
+    return {"user": accounts.load_user(store, aid).name, "csrf_token": request.state.session["csrf"]}
+
+
+@api.get("/me", tags=["account"])
+def me(user: AnyUser) -> dict[str, Any]:
+    return {"name": user.name, "role": user.role, "status": user.status, "projects": user.memberships}
+
+
+@api.post("/me/token", tags=["account"])
+def api_token(request: Request, user: AnyUser) -> dict[str, str]:
+    """A new API token for scripts (``Authorization: Bearer ...``); replaces the previous one."""
+    return {"token": accounts.new_api_token(_store(request), user.id)}
+
+
+@api.get("/projects", tags=["annotate"])
+def projects(request: Request, user: AnyUser) -> list[dict[str, Any]]:
+    store = _store(request)
+    with store.read() as s:
+        names = list(s.scalars(select(Project.name).order_by(Project.id)))
+    return [project_info(store, n, user) for n in names if user.project_role(n)]
+
+
+@api.get("/projects/{project}", tags=["annotate"])
+def project_detail(project: str, request: Request, user: MemberUser) -> dict[str, Any]:
+    return project_info(_store(request), project, user)
+
+
+@api.post("/projects/{project}/next", tags=["annotate"])
+def next_task(project: str, request: Request, user: MemberUser, body: NextBody | None = None) -> dict[str, Any]:
+    """Lease the next task (``task`` null when nothing is left for you)."""
+    store = _store(request)
+    _project_id(store, project)
+    stage = body.stage if body else None
+    view = _store_errors(lambda: store.next_task(project, user.name, stage=stage))
+    return {"task": _view(view) if view else None}
+
+
+@api.get("/projects/{project}/tasks", tags=["annotate"])
+def my_tasks(project: str, request: Request, user: MemberUser) -> list[dict[str, Any]]:
+    """Your open leases in this project (to resume after a reload)."""
+    store = _store(request)
+    pid = _project_id(store, project)
+    views = store.pending(user.name)
+    with store.read() as s:
+        here = set(s.scalars(select(Task.id).where(Task.project_id == pid, Task.id.in_([v.id for v in views]))))
+    return [_view(v) for v in views if v.id in here]
+
+
+@api.get("/projects/{project}/tasks/{task_id}", tags=["annotate"])
+def get_task(project: str, task_id: int, request: Request, user: MemberUser) -> dict[str, Any]:
+    return my_task(_store(request), project, user, task_id)
+
+
+@api.put("/projects/{project}/tasks/{task_id}/draft", tags=["annotate"])
+def save_draft(project: str, task_id: int, body: DraftBody, request: Request, user: MemberUser) -> dict[str, Any]:
+    store = _store(request)
+    my_task(store, project, user, task_id)
+    _store_errors(lambda: store.save_draft(user.name, task_id, body.draft))
+    return {"ok": True}
+
+
+@api.post("/projects/{project}/tasks/{task_id}/submit", tags=["annotate"])
+def submit(
+    project: str,
+    task_id: int,
+    body: SubmitBody,
+    request: Request,
+    user: MemberUser,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Submit an answer. Send an ``Idempotency-Key`` header to make a retry safe: a repeat of a
+    submit that committed answers with the same annotation id and writes nothing."""
+    store = _store(request)
+    key = f"web:{idempotency_key}" if idempotency_key else None
+    _project_id(store, project)
+    with store.read() as s:
+        if s.scalar(select(Task.project_id).where(Task.id == task_id)) != store.project(project)[0]:
+            raise HTTPException(403, f"task {task_id} is not leased to you")
+    note = _store_errors(lambda: store.submit(user.name, task_id, body.answer, idempotency_key=key))
+    return {"annotation_id": note}
+
+
+@api.post("/projects/{project}/tasks/{task_id}/skip", tags=["annotate"])
+def skip(project: str, task_id: int, request: Request, user: MemberUser) -> dict[str, Any]:
+    store = _store(request)
+    my_task(store, project, user, task_id)
+    _store_errors(lambda: store.skip(user.name, task_id))
+    return {"ok": True}
+
+
+@api.get("/projects/{project}/progress", tags=["annotate"])
+def my_progress(project: str, request: Request, user: MemberUser) -> dict[str, Any]:
+    return progress(_store(request), project, user)
+
+
+# -- admin -------------------------------------------------------------------------------------------------------
+@api.post("/projects", tags=["admin"])
+def create_project(body: ProjectBody, request: Request, user: ServerAdmin) -> dict[str, Any]:
+    store = _store(request)
+    if body.template == "custom":
+        cfg = _store_errors(lambda: ProjectConfig.model_validate(body.config or {}))
+    elif body.template == "sft":
+        cfg = sft_project(body.overlap)
+    else:
+        cfg = preference_project(body.overlap, None, body.gold_rate)
+    _store_errors(lambda: store.create_project(body.name, cfg))
+    return project_info(store, body.name, user)
+
+
+@api.post("/invitations", tags=["admin"])
+def invite_server_admin(request: Request, user: ServerAdmin) -> dict[str, str]:
+    return {"token": accounts.invite(_store(request), None, "admin")}
+
+
+@api.get("/projects/{project}/admin/progress", tags=["admin"])
+def get_admin_progress(project: str, request: Request, user: AdminUser) -> dict[str, Any]:
+    return admin_progress(_store(request), project)
+
+
+@api.post("/projects/{project}/admin/import", tags=["admin"])
+def import_rows(project: str, body: ImportBody, request: Request, user: AdminUser) -> dict[str, Any]:
+    """The same code as ``alignkit feedback import``: import rows, then let the stages pick them up."""
+    store = _store(request)
+
+    def run() -> dict[str, Any]:
+        counts = import_items(store, project, body.rows, stage=body.stage, gold_fraction=body.gold_fraction, seed=body.seed)
+        return {**counts, "tasks_by_stage": advance(store, project)}
+
+    try:
+        return _store_errors(run)
+    except ValueError as err:
+        raise HTTPException(400, str(err)) from err
+
+
+def annotator_rows(store: FeedbackStore, project: str) -> list[dict[str, Any]]:
+    pid = store.project(project)[0]
+    quality = {r.annotator: r.model_dump() for r in q.annotator_quality(store, project)}
+    with store.read() as s:
+        people = s.execute(
+            select(Annotator, Membership.role)
+            .join(Membership, Membership.annotator_id == Annotator.id)
+            .where(Membership.project_id == pid)
+            .order_by(Annotator.name)
+        ).all()
+        secs = dict(
+            s.execute(
+                select(
+                    Assignment.annotator_id,
+                    func.avg(func.julianday(Assignment.submitted_at) - func.julianday(Assignment.assigned_at)) * 86400
+                    if store.is_sqlite
+                    else func.avg(func.extract("epoch", Assignment.submitted_at - Assignment.assigned_at)),
+                )
+                .join(Task, Task.id == Assignment.task_id)
+                .where(Task.project_id == pid, Assignment.status == "submitted")
+                .group_by(Assignment.annotator_id)
+            ).all()
+        )
+    rows = []
+    for a, role in people:
+        row = quality.get(a.name) or {
+            "annotator": a.name,
+            "status": a.status,
+            "super_rater": a.super_rater,
+            "n_judgments": 0,
+            "n_gold": 0,
+            "n_gold_correct": 0,
+            "gold_accuracy": None,
+            "n_peer": 0,
+            "n_peer_agree": 0,
+            "peer_agreement": None,
+        }
+        row["role"] = role
+        row["gold_interval"] = q_interval(row["n_gold_correct"], row["n_gold"])
+        row["seconds_per_item"] = round(float(secs[a.id]), 1) if secs.get(a.id) is not None else None
+        rows.append(row)
+    return rows
+
+
+def q_interval(k: int, n: int) -> list[float] | None:
+    """Wilson 95 % interval of a gold accuracy of ``k`` right out of ``n``."""
+    if n == 0:
+        return None
+    z, p = 1.96, k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)]
+
+
+@api.get("/projects/{project}/admin/annotators", tags=["admin"])
+def list_annotators(project: str, request: Request, user: AdminUser) -> list[dict[str, Any]]:
+    return annotator_rows(_store(request), project)
+
+
+@api.post("/projects/{project}/admin/annotators/{name}", tags=["admin"])
+def change_annotator(project: str, name: str, body: AnnotatorChange, request: Request, user: AdminUser) -> dict[str, Any]:
+    """Admit (status active), exclude, flag, or make super rater."""
+    store = _store(request)
+    if name not in {r["annotator"] for r in annotator_rows(store, project)}:
+        raise HTTPException(404, f"{name!r} is not in project {project!r}")
+    _store_errors(lambda: store.set_annotator(name, status=body.status, super_rater=body.super_rater))
+    return {"ok": True}
+
+
+@api.post("/projects/{project}/admin/invitations", tags=["admin"])
+def invite(project: str, body: InviteBody, request: Request, user: AdminUser) -> dict[str, str]:
+    token = _store_errors(lambda: accounts.invite(_store(request), project, body.role, body.status, body.days))
+    return {"token": token, "url": str(request.base_url) + f"join?token={token}"}
+
+
+@api.get("/projects/{project}/admin/quality", tags=["admin"])
+def get_quality(project: str, request: Request, user: AdminUser) -> dict[str, Any]:
+    store = _store(request)
+    return {"annotators": annotator_rows(store, project), "agreement": q.agreement_report(store, project)}
+
+
+@api.post("/projects/{project}/admin/quality", tags=["admin"])
+def run_quality(project: str, body: QualityRun, request: Request, user: AdminUser) -> dict[str, Any]:
+    """The same steps as ``alignkit feedback quality --screen --flag-spammers --super-raters``."""
+    store = _store(request)
+    out: dict[str, Any] = {}
+    if body.screen:
+        out["screening"] = q.screen(store, project)
+    if body.flag_spammers:
+        out["flagged"] = q.flag_spammers(store, project)
+    if body.super_raters:
+        out["super_raters"] = q.update_super_raters(store, project)
+    return out
+
+
+@api.post("/projects/{project}/admin/aggregate", tags=["admin"])
+def aggregate(project: str, body: AggregateBody, request: Request, user: AdminUser) -> dict[str, Any]:
+    """The same code and summary as ``alignkit feedback aggregate``."""
+    aggs = _store_errors(lambda: aggregate_stage(_store(request), project, body.stage, body.method))
+    rows = [a.model_dump() for a in aggs.values()]
+    return {
+        "tasks": len(rows),
+        "labels": dict(Counter(str(a.label) for a in aggs.values())),
+        "mean_confidence": round(sum(a.confidence for a in aggs.values()) / max(len(rows), 1), 4),
+        "rows": rows,
+    }
+
+
+@api.post("/projects/{project}/admin/export", tags=["admin"])
+def export(project: str, body: ExportBody, request: Request, user: AdminUser) -> dict[str, Any]:
+    """The records ``alignkit feedback export`` writes (same function), as JSON."""
+    records = _store_errors(
+        lambda: build_records(
+            _store(request),
+            project,
+            body.kind,
+            stage=body.stage,
+            method=body.method,
+            min_agreement=body.min_agreement,
+            min_confidence=body.min_confidence,
+        )
+    )
+    return {"kind": body.kind, "n": len(records), "records": records}
+
+
+# -- the application -----------------------------------------------------------------------------------------
+def create_app(store: FeedbackStore | str, secret_key: str, settings: WebSettings | None = None) -> FastAPI:
+    """The app on ``store`` (a FeedbackStore or a database URL), signing sessions with ``secret_key``."""
+    from alignkit.web import pages
+
+    if not secret_key or len(secret_key) < 16:
+        raise ValueError("the secret key must have at least 16 characters")
+    settings = settings or WebSettings(secret_key=secret_key)
+    app = FastAPI(
+        title="alignkit annotation", version="1", docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None
+    )
+    app.state.store = FeedbackStore(store) if isinstance(store, str) else store
+    app.state.settings = settings
+    app.state.sessions = Sessions(secret_key)
+    app.state.login_name = RateLimiter(settings.login_attempts_per_name, settings.login_window_s)
+    app.state.login_ip = RateLimiter(settings.login_attempts_per_ip, settings.login_window_s)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):  # noqa: ANN001, ANN202
+        response = await call_next(request)
+        write_session_cookie(request, response)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.url.path.startswith("/api/docs"):
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; script-src 'self'; style-src 'self'; "
+                "img-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+            )
+        if request.url.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if not request.url.path.startswith("/api/") and exc.status_code in (401, 403):
+            return pages.error_page(request, exc)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    app.include_router(api)
+    app.include_router(pages.router)
+    return app

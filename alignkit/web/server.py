@@ -1,0 +1,59 @@
+"""Start the web app with uvicorn: ``alignkit web --db URL --host 127.0.0.1 --port 8000``.
+
+On a loopback address a random secret key is made for the run when none is given (sessions end
+with the server). On any other address the server refuses to start without a secret key of at
+least 32 characters (``--secret-key`` or ``ALIGNKIT_SECRET_KEY``): signed cookies are only as
+good as their key, and a team server must keep sessions valid across restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from alignkit.feedback.store import FeedbackStore
+from alignkit.web import accounts
+from alignkit.web.security import is_loopback
+
+MIN_SECRET = 32
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def resolve_secret(host: str, secret_key: str | None) -> str:
+    key = secret_key or os.environ.get("ALIGNKIT_SECRET_KEY")
+    if key and len(key) >= MIN_SECRET:
+        return key
+    if is_loopback(host) and not key:
+        return secrets.token_urlsafe(32)
+    raise ServerError(
+        f"serving on {host} needs a secret key of at least {MIN_SECRET} characters (--secret-key or ALIGNKIT_SECRET_KEY)"
+    )
+
+
+def admin_invitation(store: FeedbackStore) -> str | None:
+    """A server-admin invitation token when nobody can administer the server yet."""
+    return None if accounts.has_admin(store) else accounts.invite(store, None, "admin", days=1)
+
+
+def serve(
+    db: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    secret_key: str | None = None,
+    secure_cookies: bool = False,
+    workers: int = 1,
+) -> None:
+    import uvicorn
+
+    from alignkit.web.app import WebSettings, create_app
+
+    key = resolve_secret(host, secret_key)
+    store = FeedbackStore(db)
+    token = admin_invitation(store)
+    if token:
+        print(f"No admin yet: open http://{host}:{port}/join?token={token} to create one (valid 24 h).", flush=True)
+    app = create_app(store, key, WebSettings(secret_key=key, secure_cookies=secure_cookies))
+    uvicorn.run(app, host=host, port=port, log_level="warning", workers=workers if workers > 1 else None)
