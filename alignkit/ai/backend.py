@@ -10,7 +10,8 @@ hosted APIs) without branches.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -27,8 +28,9 @@ class ChatBackend(Protocol):
     tokens of the assistant's reply.
     """
 
-    def chat(self, messages_list: Sequence[list[Message]], max_tokens: int = 256, temperature: float = 0.0,
-             seed: int = 0) -> list[str]: ...
+    def chat(
+        self, messages_list: Sequence[list[Message]], max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
+    ) -> list[str]: ...
 
     def option_logprobs(self, messages: list[Message], options: Sequence[str]) -> list[float]: ...
 
@@ -64,14 +66,23 @@ class LocalBackend:
         self.batch_size, self.progress = batch_size, progress
         self._surface: dict[str, list[int]] | None = None
 
-    def chat(self, messages_list: Sequence[list[Message]], max_tokens: int = 256, temperature: float = 0.0,
-             seed: int = 0) -> list[str]:
+    def chat(
+        self, messages_list: Sequence[list[Message]], max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
+    ) -> list[str]:
         from alignkit.models import generate
 
         if not messages_list:
             return []
-        return generate(self.model, self.tokenizer, [list(m) for m in messages_list], max_new_tokens=max_tokens,
-                        temperature=temperature, batch_size=self.batch_size, seed=seed, progress=self.progress)
+        return generate(
+            self.model,
+            self.tokenizer,
+            [list(m) for m in messages_list],
+            max_new_tokens=max_tokens,
+            temperature=temperature,
+            batch_size=self.batch_size,
+            seed=seed,
+            progress=self.progress,
+        )
 
     def _token_ids_for(self, option: str) -> list[int]:
         """Every vocabulary id whose decoded text, stripped, is ``option`` (built once, then cached)."""
@@ -100,8 +111,7 @@ class LocalBackend:
         device = next(self.model.parameters()).device
         surface = [self._token_ids_for(o) for o in options]
         results: list[list[float]] = []
-        for start in tqdm(range(0, len(messages_list), self.batch_size), disable=not self.progress,
-                          desc="option log-probs"):
+        for start in tqdm(range(0, len(messages_list), self.batch_size), disable=not self.progress, desc="option log-probs"):
             prompts = [encode_prompt(self.tokenizer, list(m)) for m in messages_list[start : start + self.batch_size]]
             batch = {k: v.to(device) for k, v in left_pad(prompts, self.tokenizer.pad_token_id).items()}
             # Positions count real tokens only, so a padded row sees exactly what it would alone.
@@ -109,10 +119,12 @@ class LocalBackend:
             logits = self.model(**batch, position_ids=positions, use_cache=False).logits[:, -1]
             next_logps = torch.log_softmax(logits.float(), -1).cpu()
             for prompt_ids, row in zip(prompts, next_logps):
-                results.append([
-                    float(row[ids].logsumexp(0)) if ids else self._sequence_logprob(prompt_ids, option)
-                    for ids, option in zip(surface, options)
-                ])
+                results.append(
+                    [
+                        float(row[ids].logsumexp(0)) if ids else self._sequence_logprob(prompt_ids, option)
+                        for ids, option in zip(surface, options)
+                    ]
+                )
         return results
 
     def _sequence_logprob(self, prompt_ids: list[int], option: str) -> float:

@@ -14,8 +14,9 @@ RNG seeded by ``(seed, prompt index)``: the same seed gives the same principles 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -73,8 +74,9 @@ def run_sl_cai(
         raise ValueError(f"rounds must be >= 0, got {rounds}")
     prompts = list(prompts)
     rngs = [random.Random(f"sl-cai:{seed}:{i}") for i in range(len(prompts))]
-    first = backend.chat([[{"role": "user", "content": p}] for p in prompts], max_tokens=max_tokens,
-                         temperature=temperature, seed=seed)
+    first = backend.chat(
+        [[{"role": "user", "content": p}] for p in prompts], max_tokens=max_tokens, temperature=temperature, seed=seed
+    )
     traces = [CAITrace(prompt=p, response=r) for p, r in zip(prompts, first)]
     for round_index in range(rounds):
         principles = [constitution.sample(rng) for rng in rngs]
@@ -83,13 +85,19 @@ def run_sl_cai(
         step_seed = seed + 1 + 2 * round_index
         critiques = backend.chat(
             [t.messages() + [{"role": "user", "content": cr}] for t, cr in zip(traces, critique_requests)],
-            max_tokens=max_tokens, temperature=temperature, seed=step_seed,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=step_seed,
         )
         revisions = backend.chat(
-            [t.messages() + [{"role": "user", "content": cr}, {"role": "assistant", "content": c},
-                             {"role": "user", "content": rr}]
-             for t, cr, c, rr in zip(traces, critique_requests, critiques, revision_requests)],
-            max_tokens=max_tokens, temperature=temperature, seed=step_seed + 1,
+            [
+                t.messages()
+                + [{"role": "user", "content": cr}, {"role": "assistant", "content": c}, {"role": "user", "content": rr}]
+                for t, cr, c, rr in zip(traces, critique_requests, critiques, revision_requests)
+            ],
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=step_seed + 1,
         )
         for t, pr, cr, c, rr, rev in zip(traces, principles, critique_requests, critiques, revision_requests, revisions):
             t.rounds.append(CAIRound(principle=pr.name, critique_request=cr, critique=c, revision_request=rr, revision=rev))
@@ -99,9 +107,9 @@ def run_sl_cai(
 def sft_records(traces: Sequence[CAITrace]) -> list[dict[str, Any]]:
     """(prompt, final revision) demonstrations; empty revisions are left out (nothing to learn)."""
     return [
-        {"prompt": t.prompt, "completion": t.final, "source": "sl-cai",
-         "principles": [r.principle for r in t.rounds]}
-        for t in traces if t.final.strip()
+        {"prompt": t.prompt, "completion": t.final, "source": "sl-cai", "principles": [r.principle for r in t.rounds]}
+        for t in traces
+        if t.final.strip()
     ]
 
 
@@ -112,8 +120,13 @@ def pair_records(traces: Sequence[CAITrace]) -> list[dict[str, Any]]:
     no preference and would fail pair validation.
     """
     return [
-        {"prompt": t.prompt, "chosen": t.final, "rejected": t.response, "source": "sl-cai",
-         "principles": [r.principle for r in t.rounds]}
+        {
+            "prompt": t.prompt,
+            "chosen": t.final,
+            "rejected": t.response,
+            "source": "sl-cai",
+            "principles": [r.principle for r in t.rounds],
+        }
         for t in traces
         if t.rounds and t.final.strip() and t.response.strip() and t.final != t.response
     ]

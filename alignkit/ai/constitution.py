@@ -34,7 +34,7 @@ class Constitution(BaseModel):
     principles: list[Principle] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "Constitution":
+    def _unique_names(self) -> Constitution:
         names = [p.name for p in self.principles]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -44,7 +44,7 @@ class Constitution(BaseModel):
     def sample(self, rng: random.Random) -> Principle:
         return self.principles[rng.randrange(len(self.principles))]
 
-    def only(self, criterion: Criterion) -> "Constitution":
+    def only(self, criterion: Criterion) -> Constitution:
         """The principles serving ``criterion`` (e.g. harmlessness-only RL-CAI labels)."""
         kept = [p for p in self.principles if criterion in p.criteria]
         if not kept:
@@ -72,7 +72,5 @@ def load_constitution(path: str | Path | None = None) -> Constitution:
     try:
         return Constitution(**data)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors())
         raise ValueError(f"{source}: invalid constitution: {problems}") from err

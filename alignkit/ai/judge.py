@@ -18,8 +18,9 @@ Three defences, each measurable:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from alignkit.ai.backend import ChatBackend, softmax_options
 from alignkit.data.chat import prompt_text
@@ -54,36 +55,43 @@ def quote(label: str, text: str, isolate: bool = True) -> str:
     return f"<<<{label}>>>\n{body}\n<<<END {label}>>>"
 
 
-def pairwise_prompt(prompt: str, first: str, second: str, question: str = DEFAULT_QUESTION,
-                    chain_of_thought: bool = False, isolate: bool = True) -> str:
+def pairwise_prompt(
+    prompt: str, first: str, second: str, question: str = DEFAULT_QUESTION, chain_of_thought: bool = False, isolate: bool = True
+) -> str:
     """The user message asking which of two responses is better (``first`` is shown as A)."""
     ending = (
         "Think it through step by step, then say which response is better."
-        if chain_of_thought else "Answer with a single letter: A or B."
+        if chain_of_thought
+        else "Answer with a single letter: A or B."
     )
-    return "\n\n".join([
-        "You are comparing two assistant responses to the same conversation. " + (INSTRUCTIONS if isolate else ""),
-        quote("PROMPT", prompt, isolate),
-        quote("RESPONSE A", first, isolate),
-        quote("RESPONSE B", second, isolate),
-        f"{question.strip()} {ending}",
-    ])
+    return "\n\n".join(
+        [
+            "You are comparing two assistant responses to the same conversation. " + (INSTRUCTIONS if isolate else ""),
+            quote("PROMPT", prompt, isolate),
+            quote("RESPONSE A", first, isolate),
+            quote("RESPONSE B", second, isolate),
+            f"{question.strip()} {ending}",
+        ]
+    )
 
 
 def grade_prompt(prompt: str, response: str, question: str = DEFAULT_GRADE_QUESTION, isolate: bool = True) -> str:
-    return "\n\n".join([
-        "You are grading one assistant response. " + (INSTRUCTIONS if isolate else ""),
-        quote("PROMPT", prompt, isolate),
-        quote("RESPONSE", response, isolate),
-        f"{question.strip()} Answer with a single digit from 1 (very poor) to 5 (excellent).",
-    ])
+    return "\n\n".join(
+        [
+            "You are grading one assistant response. " + (INSTRUCTIONS if isolate else ""),
+            quote("PROMPT", prompt, isolate),
+            quote("RESPONSE", response, isolate),
+            f"{question.strip()} Answer with a single digit from 1 (very poor) to 5 (excellent).",
+        ]
+    )
 
 
 COT_FOLLOW_UP = "So which response is better? Answer with a single letter: A or B."
 
 
-def _many_option_logprobs(backend: ChatBackend, messages_list: list[list[dict[str, Any]]],
-                          options: Sequence[str]) -> list[list[float]]:
+def _many_option_logprobs(
+    backend: ChatBackend, messages_list: list[list[dict[str, Any]]], options: Sequence[str]
+) -> list[list[float]]:
     """Batch when the backend can (HTTP: concurrent requests), else one prompt at a time."""
     many = getattr(backend, "option_logprobs_many", None)
     if many is not None:
@@ -148,8 +156,10 @@ def judge_pairs(
     reasoning: list[str] = []
     if chain_of_thought:
         reasoning = backend.chat(convos, max_tokens=cot_max_tokens, temperature=0.0, seed=seed)
-        convos = [c + [{"role": "assistant", "content": r}, {"role": "user", "content": COT_FOLLOW_UP}]
-                  for c, r in zip(convos, reasoning)]
+        convos = [
+            c + [{"role": "assistant", "content": r}, {"role": "user", "content": COT_FOLLOW_UP}]
+            for c, r in zip(convos, reasoning)
+        ]
     logprobs = _many_option_logprobs(backend, convos, OPTIONS)
     verdicts = []
     k = len(orders)
@@ -161,7 +171,7 @@ def judge_pairs(
             p = 1.0 - p_first if swapped else p_first
             ps.append(clamp(p, cot_band) if chain_of_thought else p)
             lps.append(list(lp))
-        verdicts.append(PairwiseVerdict(sum(ps) / len(ps), ps, lps, reasoning[i * k:(i + 1) * k]))
+        verdicts.append(PairwiseVerdict(sum(ps) / len(ps), ps, lps, reasoning[i * k : (i + 1) * k]))
     return verdicts
 
 
@@ -184,8 +194,14 @@ class Judge:
     isolation buys, see :func:`injection_flip_rate`).
     """
 
-    def __init__(self, backend: ChatBackend, question: str = DEFAULT_QUESTION,
-                 grade_question: str = DEFAULT_GRADE_QUESTION, swap: bool = True, isolate: bool = True) -> None:
+    def __init__(
+        self,
+        backend: ChatBackend,
+        question: str = DEFAULT_QUESTION,
+        grade_question: str = DEFAULT_GRADE_QUESTION,
+        swap: bool = True,
+        isolate: bool = True,
+    ) -> None:
         self.backend, self.question, self.grade_question = backend, question, grade_question
         self.swap, self.isolate = swap, isolate
 
@@ -196,8 +212,9 @@ class Judge:
         return self.compare_many([(prompt, a, b)])[0]
 
     def grade_many(self, cases: Sequence[tuple[str, str]]) -> list[GradeVerdict]:
-        convos = [[{"role": "user", "content": grade_prompt(prompt_text(p), r, self.grade_question, self.isolate)}]
-                  for p, r in cases]
+        convos = [
+            [{"role": "user", "content": grade_prompt(prompt_text(p), r, self.grade_question, self.isolate)}] for p, r in cases
+        ]
         out = []
         for lp in _many_option_logprobs(self.backend, convos, GRADES):
             probs = softmax_options(lp)
@@ -217,7 +234,10 @@ def consistency_rate(verdicts: Sequence[PairwiseVerdict]) -> float:
 
 def _case(case: Any) -> tuple[str, str, str]:
     if isinstance(case, dict):
-        return case["prompt"], case.get("response_a", case.get("chosen")), case.get("response_b", case.get("rejected"))
+        a, b = case.get("response_a", case.get("chosen")), case.get("response_b", case.get("rejected"))
+        if a is None or b is None:
+            raise ValueError(f"a pairwise case needs response_a/response_b (or chosen/rejected), got keys {sorted(case)}")
+        return case["prompt"], a, b
     prompt, a, b = case
     return prompt, a, b
 

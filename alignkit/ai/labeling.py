@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Iterable, Protocol, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -100,13 +101,25 @@ class AIPreferenceLabeler:
         triples = [as_triple(p) for p in pairs]
         principles = self.principles_for(len(triples))
         verdicts = judge_pairs(
-            self.backend, triples, [p.comparison for p in principles], swap=self.swap_positions,
-            chain_of_thought=self.chain_of_thought, cot_band=self.cot_band, cot_max_tokens=self.cot_max_tokens,
+            self.backend,
+            triples,
+            [p.comparison for p in principles],
+            swap=self.swap_positions,
+            chain_of_thought=self.chain_of_thought,
+            cot_band=self.cot_band,
+            cot_max_tokens=self.cot_max_tokens,
             seed=self.seed,
         )
         return [
-            AILabel(prompt=prompt, response_a=a, response_b=b, p_a=v.p_a, p_a_by_order=v.p_a_by_order,
-                    principle=pr.name, reasoning=v.reasoning)
+            AILabel(
+                prompt=prompt,
+                response_a=a,
+                response_b=b,
+                p_a=v.p_a,
+                p_a_by_order=v.p_a_by_order,
+                principle=pr.name,
+                reasoning=v.reasoning,
+            )
             for (prompt, a, b), pr, v in zip(triples, principles, verdicts)
         ]
 
@@ -128,7 +141,8 @@ def route_low_confidence(labels: Iterable[Any], threshold: float) -> tuple[list[
     """
     if not 0.5 <= threshold <= 1.0:
         raise ValueError(f"threshold is a confidence in [0.5, 1], got {threshold}")
-    accepted, needs_human = [], []
+    accepted: list[Any] = []
+    needs_human: list[Any] = []
     for label in labels:
         (accepted if _confidence(label) >= threshold else needs_human).append(label)
     return accepted, needs_human
@@ -149,16 +163,18 @@ def preference_records(labels: Sequence[AILabel], drop_ties: bool = True, eps: f
             continue
         a_wins = lab.p_a >= 0.5
         c = min(max(lab.confidence, eps), 1.0 - eps)
-        rows.append({
-            "prompt": lab.prompt,
-            "chosen": lab.response_a if a_wins else lab.response_b,
-            "rejected": lab.response_b if a_wins else lab.response_a,
-            "confidence": lab.confidence,
-            "margin": math.log(c / (1.0 - c)),
-            "principle": lab.principle,
-            "p_by_order": [p if a_wins else 1.0 - p for p in lab.p_a_by_order],
-            "source": lab.source,
-        })
+        rows.append(
+            {
+                "prompt": lab.prompt,
+                "chosen": lab.response_a if a_wins else lab.response_b,
+                "rejected": lab.response_b if a_wins else lab.response_a,
+                "confidence": lab.confidence,
+                "margin": math.log(c / (1.0 - c)),
+                "principle": lab.principle,
+                "p_by_order": [p if a_wins else 1.0 - p for p in lab.p_a_by_order],
+                "source": lab.source,
+            }
+        )
     return rows
 
 

@@ -20,9 +20,10 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -96,8 +97,9 @@ class OpenAIBackend:
                 if attempt == self.max_retries:
                     raise BackendError(f"{self.base_url}: still failing after {attempt + 1} attempts: {err}") from err
                 delay = self.backoff * 2**attempt * (1 + 0.25 * rng.random())
-                log.warning("%s: %s; retry %d/%d in %.2fs", self.base_url, type(err).__name__, attempt + 1,
-                            self.max_retries, delay)
+                log.warning(
+                    "%s: %s; retry %d/%d in %.2fs", self.base_url, type(err).__name__, attempt + 1, self.max_retries, delay
+                )
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
@@ -117,15 +119,20 @@ class OpenAIBackend:
         if self.concurrency == 1 or len(requests) <= 1:
             return [self.complete(r) for r in tqdm(requests, disable=not self.progress, desc="requests")]
         with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(tqdm(pool.map(self.complete, requests), total=len(requests), disable=not self.progress,
-                             desc="requests"))
+            return list(tqdm(pool.map(self.complete, requests), total=len(requests), disable=not self.progress, desc="requests"))
 
     # -- ChatBackend ------------------------------------------------------------------------------
-    def chat(self, messages_list: Sequence[list[Message]], max_tokens: int = 256, temperature: float = 0.0,
-             seed: int = 0) -> list[str]:
+    def chat(
+        self, messages_list: Sequence[list[Message]], max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
+    ) -> list[str]:
         requests = [
-            {"messages": [{"role": m["role"], "content": m["content"]} for m in messages],
-             "max_tokens": max_tokens, "temperature": temperature, "seed": seed, "n": 1}
+            {
+                "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                "seed": seed,
+                "n": 1,
+            }
             for messages in messages_list
         ]
         return [r["choices"][0]["message"]["content"] or "" for r in self.complete_many(requests)]
@@ -136,17 +143,30 @@ class OpenAIBackend:
     def option_logprobs_many(self, messages_list: Sequence[list[Message]], options: Sequence[str]) -> list[list[float]]:
         """``option_logprobs`` for many prompts at once, sent concurrently."""
         requests = [
-            {"messages": [{"role": m["role"], "content": m["content"]} for m in messages], "max_tokens": 1,
-             "temperature": 0.0, "seed": 0, "n": 1, "logprobs": True, "top_logprobs": self.top_logprobs}
+            {
+                "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "seed": 0,
+                "n": 1,
+                "logprobs": True,
+                "top_logprobs": self.top_logprobs,
+            }
             for messages in messages_list
         ]
         responses = self.complete_many(requests)
         missing = sum(1 for r in responses if not _options_listed(r, options))
         if missing:
             self.options_missing += missing
-            log.warning("%d of %d answers listed not all of %s among their top %d first tokens; the missing "
-                        "options got an upper-bound log-prob (raise top_logprobs, or check the prompt makes the "
-                        "model answer with one of them)", missing, len(responses), list(options), self.top_logprobs)
+            log.warning(
+                "%d of %d answers listed not all of %s among their top %d first tokens; the missing "
+                "options got an upper-bound log-prob (raise top_logprobs, or check the prompt makes the "
+                "model answer with one of them)",
+                missing,
+                len(responses),
+                list(options),
+                self.top_logprobs,
+            )
         return [option_logprobs_from_response(r, options) for r in responses]
 
 

@@ -15,7 +15,8 @@ confidence routing needs. Pairs the ground truth ties get ``p_a = 0.5``.
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from alignkit.ai.labeling import AILabel, as_triple
 from alignkit.data.chat import prompt_text
@@ -31,11 +32,11 @@ class SimulatedAILabeler:
 
     def label(self, pairs: Sequence[Any]) -> list[AILabel]:
         triples = [as_triple(p) for p in pairs]
-        scores = self.world.score_many(
-            [(prompt_text(p), r) for p, a, b in triples for r in (a, b)]
-        ) if hasattr(self.world, "score_many") else [
-            self.world.score(prompt_text(p), r) for p, a, b in triples for r in (a, b)
-        ]
+        scores = (
+            self.world.score_many([(prompt_text(p), r) for p, a, b in triples for r in (a, b)])
+            if hasattr(self.world, "score_many")
+            else [self.world.score(prompt_text(p), r) for p, a, b in triples for r in (a, b)]
+        )
         width = min(self.accuracy - 0.5, 1.0 - self.accuracy)
         labels = []
         for i, (prompt, a, b) in enumerate(triples):
@@ -49,6 +50,15 @@ class SimulatedAILabeler:
             else:
                 picks_a = (truth_a > truth_b) == right
                 p_a = c if picks_a else 1.0 - c
-            labels.append(AILabel(prompt=prompt, response_a=a, response_b=b, p_a=p_a, p_a_by_order=[p_a],
-                                  principle=f"simulated:{self.criterion}", source="ai-simulated"))
+            labels.append(
+                AILabel(
+                    prompt=prompt,
+                    response_a=a,
+                    response_b=b,
+                    p_a=p_a,
+                    p_a_by_order=[p_a],
+                    principle=f"simulated:{self.criterion}",
+                    source="ai-simulated",
+                )
+            )
         return labels

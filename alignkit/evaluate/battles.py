@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -73,10 +74,7 @@ def run_battles(
             raise ValueError(f"model {name!r} has {len(models[name])} responses for {len(prompts)} prompts")
     if reference is not None and reference not in models:
         raise ValueError(f"reference {reference!r} is not one of the models {names}")
-    if reference is None:
-        pairs = list(itertools.combinations(names, 2))
-    else:
-        pairs = [(m, reference) for m in names if m != reference]
+    pairs = list(itertools.combinations(names, 2)) if reference is None else [(m, reference) for m in names if m != reference]
     rng = random.Random(seed)
     battles: list[Battle] = []
     jobs = [(i, pair) for i in range(len(prompts)) for pair in pairs]

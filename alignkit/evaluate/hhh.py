@@ -19,7 +19,8 @@ The *alignment tax* is how much worse the aligned model models held-out text tha
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -43,14 +44,18 @@ LOWER_IS_BETTER = frozenset(RATES)
 def _get(score: Any, field: str, i: int) -> Any:
     value = score.get(field) if isinstance(score, dict) else getattr(score, field, None)
     if value is None:
-        raise ValueError(f"score {i}: missing field {field!r} (expected a Score with category, behaviour, helpfulness, honesty, harmlessness, utility)")
+        raise ValueError(
+            f"score {i}: missing field {field!r} "
+            "(expected a Score with category, behaviour, helpfulness, honesty, harmlessness, utility)"
+        )
     return value
 
 
-def _metric(value: float | None, lo: float, hi: float, n: int) -> dict[str, Any]:
+def _metric(total: float, n: int, lo: float, hi: float) -> dict[str, Any]:
+    """The mean ``total / n`` with its CI; all ``None`` when nothing was measured (n = 0)."""
     if n == 0:
         return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
-    return {"value": float(value), "ci_low": float(lo), "ci_high": float(hi), "n": n}
+    return {"value": float(total / n), "ci_low": float(lo), "ci_high": float(hi), "n": n}
 
 
 def hhh_metrics(scores: Iterable[Any], seed: int = 0, n_boot: int = 1000, ci: float = 0.95) -> dict[str, dict[str, Any]]:
@@ -67,12 +72,12 @@ def hhh_metrics(scores: Iterable[Any], seed: int = 0, n_boot: int = 1000, ci: fl
         hits = sum(b in events for b in eligible)
         n = len(eligible)
         lo, hi = wilson_interval(hits, n, ci)
-        out[name] = _metric(hits / n if n else None, lo, hi, n)
+        out[name] = _metric(hits, n, lo, hi)
     for k, name in enumerate(MEANS):
         values = [float(_get(s, name, i)) for i, s in enumerate(scores)]
         # A distinct seed per metric keeps the intervals independent yet reproducible.
         lo, hi = bootstrap_mean_interval(values, ci, n_boot, seed + k)
-        out[name] = _metric(sum(values) / len(values) if values else None, lo, hi, len(values))
+        out[name] = _metric(sum(values), len(values), lo, hi)
     return out
 
 

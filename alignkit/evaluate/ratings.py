@@ -18,7 +18,8 @@ results in trailing-underscore attributes (``ratings_``), ``predict_proba(a, b)`
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -85,7 +86,9 @@ class _Rater:
     anchor: str | None
     ratings_: dict[str, float]
 
-    def _ratings_from_arrays(self, n_models: int, ia: np.ndarray, ib: np.ndarray, score: np.ndarray, order: np.ndarray) -> np.ndarray:
+    def _ratings_from_arrays(
+        self, n_models: int, ia: np.ndarray, ib: np.ndarray, score: np.ndarray, order: np.ndarray
+    ) -> np.ndarray:
         raise NotImplementedError
 
     def _anchored(self, ratings: np.ndarray, models: list[str]) -> np.ndarray:
@@ -96,7 +99,7 @@ class _Rater:
             raise ValueError(f"anchor model {self.anchor!r} has no battles; models are {models}")
         return ratings - ratings[models.index(self.anchor)] + self.base
 
-    def fit(self, battles: Iterable[Battle]) -> "_Rater":
+    def fit(self, battles: Iterable[Battle]) -> _Rater:
         battles = filter_battles(battles, self.criterion)
         if not battles:
             raise ValueError(f"no battles to fit (criterion={self.criterion!r})")
@@ -159,7 +162,14 @@ class EloRating(_Rater):
     ladder stable but makes it depend on order; use it as a cross-check of Bradley–Terry.
     """
 
-    def __init__(self, k: float = 4.0, base: float = 1000.0, scale: float = 400.0, criterion: str | None = "overall", anchor: str | None = None):
+    def __init__(
+        self,
+        k: float = 4.0,
+        base: float = 1000.0,
+        scale: float = 400.0,
+        criterion: str | None = "overall",
+        anchor: str | None = None,
+    ):
         self.k, self.base, self.scale, self.criterion, self.anchor = k, base, scale, criterion, anchor
 
     def _ratings_from_arrays(self, n_models, ia, ib, score, order):

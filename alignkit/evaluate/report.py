@@ -19,6 +19,7 @@ import html
 import io
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,9 @@ class ReportData(BaseModel):
     ladders: dict[str, list[RatingRow]] = Field({}, description='e.g. {"Bradley-Terry": [...], "Elo": [...]}')
     win_rates: list[WinRateRow] = []
     reward_kl: dict[str, list[tuple[float, float]]] = Field({}, description="method -> [(kl, reward), ...]")
-    reward_kl_label: str = Field("reward", description="what the reward axis measures (e.g. ground-truth utility, or the training reward)")
+    reward_kl_label: str = Field(
+        "reward", description="what the reward axis measures (e.g. ground-truth utility, or the training reward)"
+    )
     annotators: list[dict[str, Any]] = []
     samples: list[Sample] = []
     judge_consistency: float | None = Field(None, description="share of judge verdicts unchanged by a position swap")
@@ -100,7 +103,10 @@ class ReportData(BaseModel):
 def ladder_rows(rater: Any) -> list[RatingRow]:
     """Rows for a fitted ``EloRating``/``BradleyTerry`` (with ``ci_`` if it was bootstrapped), best first."""
     ci = getattr(rater, "ci_", {})
-    rows = [RatingRow(model=m, rating=r, ci_low=ci.get(m, (None, None))[0], ci_high=ci.get(m, (None, None))[1]) for m, r in rater.ratings_.items()]
+    rows = [
+        RatingRow(model=m, rating=r, ci_low=ci.get(m, (None, None))[0], ci_high=ci.get(m, (None, None))[1])
+        for m, r in rater.ratings_.items()
+    ]
     return sorted(rows, key=lambda r: -r.rating)
 
 
@@ -127,16 +133,25 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def _metric(model: ModelResult, name: str) -> MetricCI | None:
+@dataclass(frozen=True)
+class _Measured:
+    """A metric that was measured (``MetricCI`` with ``value`` present); its CI may be missing."""
+
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+
+
+def _metric(model: ModelResult, name: str) -> _Measured | None:
     m = model.metrics.get(name)
-    return m if m is not None and m.value is not None else None
+    return None if m is None or m.value is None else _Measured(m.value, m.ci_low, m.ci_high)
 
 
-def _compare_rate(base: MetricCI, new: MetricCI) -> str:
+def _compare_rate(base: _Measured, new: _Measured) -> str:
     """'clearly lower' / 'clearly higher' when the CIs do not overlap, else a hedged word."""
-    if None not in (new.ci_high, base.ci_low) and new.ci_high < base.ci_low:
+    if new.ci_high is not None and base.ci_low is not None and new.ci_high < base.ci_low:
         return "clearly lower; CIs do not overlap"
-    if None not in (new.ci_low, base.ci_high) and new.ci_low > base.ci_high:
+    if new.ci_low is not None and base.ci_high is not None and new.ci_low > base.ci_high:
         return "clearly higher; CIs do not overlap"
     if new.value == base.value:
         return "unchanged"
@@ -190,8 +205,10 @@ def _ladder_findings(name: str, rows: list[RatingRow]) -> list[str]:
         return []
     rows = sorted(rows, key=lambda r: -r.rating)
     top, second = rows[0], rows[1]
-    text = f"{name} ladder: {top.model} is on top ({top.rating:.0f}), {top.rating - second.rating:.0f} points above {second.model}"
-    if None in (top.ci_low, second.ci_high):
+    text = (
+        f"{name} ladder: {top.model} is on top ({top.rating:.0f}), {top.rating - second.rating:.0f} points above {second.model}"
+    )
+    if top.ci_low is None or second.ci_high is None:
         return [text + " (no confidence intervals were computed)."]
     if top.ci_low > second.ci_high:
         return [text + "; their CIs do not overlap, so the lead is clear."]
@@ -221,11 +238,15 @@ def findings(data: ReportData) -> list[str]:
             word = "clearly loses to"
         else:
             word = "is not distinguishable from"
-        out.append(f"{w.model} {word} {w.reference}: win rate {_pct(w.win_rate)} [{_pct(w.ci_low)}, {_pct(w.ci_high)}] over {w.n} battles.")
+        ci = f"[{_pct(w.ci_low)}, {_pct(w.ci_high)}]"
+        out.append(f"{w.model} {word} {w.reference}: win rate {_pct(w.win_rate)} {ci} over {w.n} battles.")
     if data.judge_consistency is not None:
         c = data.judge_consistency
         warn = " That is low: treat judge-based ratings with caution." if c < 0.8 else ""
-        out.append(f"The judge kept its verdict after swapping positions in {_pct(c)} of comparisons; inconsistent ones count as ties.{warn}")
+        out.append(
+            f"The judge kept its verdict after swapping positions in {_pct(c)} of comparisons; "
+            f"inconsistent ones count as ties.{warn}"
+        )
     for method, points in data.reward_kl.items():
         if points:
             kl, reward = max(points, key=lambda p: p[1])
@@ -315,9 +336,10 @@ def _reward_kl_plot(curves: dict[str, list[tuple[float, float]]], label: str = "
 # ----------------------------------------------------------------------------------------- html
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#1a202c;padding:0 1rem}
-h1{border-bottom:3px solid #2b6cb0;padding-bottom:.3rem}h2{margin-top:2.2rem;color:#2c5282}
-table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}th,td{border:1px solid #cbd5e0;padding:.3rem .6rem;text-align:left;vertical-align:top}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#1a202c}
+body{padding:0 1rem}h1{border-bottom:3px solid #2b6cb0;padding-bottom:.3rem}h2{margin-top:2.2rem;color:#2c5282}
+table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
+th,td{border:1px solid #cbd5e0;padding:.3rem .6rem;text-align:left;vertical-align:top}
 th{background:#ebf4ff}td.num{text-align:right;font-variant-numeric:tabular-nums}.ci{color:#718096;font-size:.8em}
 ul.findings li{margin:.4rem 0}img{max-width:100%;border:1px solid #e2e8f0;margin:.5rem 0}
 .samples{display:grid;gap:.6rem}.resp{background:#f7fafc;border:1px solid #e2e8f0;padding:.5rem}
@@ -370,6 +392,10 @@ def _metrics_section(data: ReportData) -> str:
     return note + f"<table><tr><th>model</th>{head}</tr>{''.join(rows)}</table>" + _img(_rates_plot(data.models), "HHH rates")
 
 
+def _rating_or_na(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
+
+
 def _ladders_section(data: ReportData) -> str:
     if not data.ladders:
         return _empty("ratings")
@@ -378,7 +404,7 @@ def _ladders_section(data: ReportData) -> str:
         rows = sorted(rows, key=lambda r: -r.rating)
         body = "".join(
             f'<tr><td>{i + 1}</td><th>{e(r.model)}</th><td class="num">{r.rating:.1f}</td>'
-            f'<td class="num">{"n/a" if r.ci_low is None else f"{r.ci_low:.1f}"} – {"n/a" if r.ci_high is None else f"{r.ci_high:.1f}"}</td></tr>'
+            f'<td class="num">{_rating_or_na(r.ci_low)} – {_rating_or_na(r.ci_high)}</td></tr>'
             for i, r in enumerate(rows)
         )
         parts.append(f"<h3>{e(name)}</h3><table><tr><th>#</th><th>model</th><th>rating</th><th>CI</th></tr>{body}</table>")

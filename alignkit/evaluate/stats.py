@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Sequence
 
 import numpy as np
 
@@ -57,9 +57,30 @@ def bootstrap_mean_interval(values: Sequence[float], ci: float = 0.95, n_boot: i
 
 # Two-sided 95 % Student-t quantiles by degrees of freedom (no scipy at run time); past 30 the
 # normal value is within 4 %.
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-        20: 2.086, 25: 2.060, 30: 2.042}
+_T95 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    11: 2.201,
+    12: 2.179,
+    13: 2.160,
+    14: 2.145,
+    15: 2.131,
+    16: 2.120,
+    17: 2.110,
+    18: 2.101,
+    19: 2.093,
+    20: 2.086,
+    25: 2.060,
+    30: 2.042,
+}
 
 
 def t_interval_95(values: Sequence[float]) -> tuple[float, float]:
@@ -70,8 +91,6 @@ def t_interval_95(values: Sequence[float]) -> tuple[float, float]:
     if len(x) < 2:
         return x[0], float("nan")
     df = len(x) - 1
-    if df > 30:
-        t = 1.96
-    else:  # an untabled df takes the next smaller tabled one: a slightly wider, safe interval
-        t = _T95[max(k for k in _T95 if k <= df)]
+    # An untabled df takes the next smaller tabled one: a slightly wider, safe interval.
+    t = 1.96 if df > 30 else _T95[max(k for k in _T95 if k <= df)]
     return statistics.fmean(x), t * statistics.stdev(x) / math.sqrt(len(x))
