@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alignkit.evaluate.stats import t_interval_95  # noqa: E402
-from alignkit.feedback.simulate import SimulateConfig, SimulateResult, simulate  # noqa: E402
+from alignkit.sandbox.simulate import SimulateConfig, SimulateResult, simulate  # noqa: E402
 
 CROWDS = {
     "mild": dict(n_annotators=20, skill_low=0.65, skill_high=0.95, position_bias=0.3),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from alignkit.evaluate.suite import sampled_kl
+from alignkit.evaluate.kl import sampled_kl
 from alignkit.models import generate, load_model
 from alignkit.pipeline import PipelineSpec, run_pipeline
 from alignkit.pipeline.runner import StageSpec

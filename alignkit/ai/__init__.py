@@ -3,36 +3,40 @@ labels (RL-CAI/RLAIF), judges and a simulated AI labeler for the sandbox.
 
 Everything here talks to a model through :class:`ChatBackend` (``chat`` and ``option_logprobs``),
 so the same code runs on a local model and on any OpenAI-compatible endpoint.
+
+
+Names are re-exported lazily (PEP 562), so importing one submodule does not load the others (nor
+torch); new code imports from the defining module.
 """
 
-from alignkit.ai.backend import ChatBackend, LocalBackend, softmax_options
-from alignkit.ai.cai import CAIRound, CAITrace, pair_records, run_sl_cai, sft_records, write_cai_outputs
-from alignkit.ai.constitution import Constitution, Principle, load_constitution
-from alignkit.ai.judge import (
-    GradeVerdict,
-    Judge,
-    PairwiseVerdict,
-    consistency_rate,
-    escape_markers,
-    injection_flip_rate,
-    injection_flips,
-    judge_pairs,
-)
-from alignkit.ai.labeling import (
-    AILabel,
-    AIPreferenceLabeler,
-    mix_preference_data,
-    preference_records,
-    route_low_confidence,
-)
-from alignkit.ai.openai_backend import BackendError, OpenAIBackend, option_logprobs_from_response
-from alignkit.ai.simulated import SimulatedAILabeler
+from __future__ import annotations
 
-__all__ = [
-    "AILabel", "AIPreferenceLabeler", "BackendError", "CAIRound", "CAITrace", "ChatBackend", "Constitution",
-    "GradeVerdict", "Judge", "LocalBackend", "OpenAIBackend", "PairwiseVerdict", "Principle", "SimulatedAILabeler",
-    "consistency_rate", "escape_markers", "injection_flip_rate", "injection_flips", "judge_pairs",
-    "load_constitution", "mix_preference_data", "option_logprobs_from_response", "pair_records",
-    "preference_records", "route_low_confidence", "run_sl_cai", "sft_records", "softmax_options",
-    "write_cai_outputs",
-]
+import importlib
+from typing import Any
+
+_HOME = {
+    "ChatBackend": "backend", "LocalBackend": "backend", "softmax_options": "backend",
+    "CAIRound": "cai", "CAITrace": "cai", "pair_records": "cai", "run_sl_cai": "cai", "sft_records": "cai",
+    "write_cai_outputs": "cai",
+    "Constitution": "constitution", "Principle": "constitution", "load_constitution": "constitution",
+    "GradeVerdict": "judge", "Judge": "judge", "PairwiseVerdict": "judge", "consistency_rate": "judge",
+    "escape_markers": "judge", "injection_flip_rate": "judge", "injection_flips": "judge",
+    "judge_pairs": "judge",
+    "AILabel": "labeling", "AIPreferenceLabeler": "labeling", "mix_preference_data": "labeling",
+    "preference_records": "labeling", "route_low_confidence": "labeling",
+    "BackendError": "openai_backend", "OpenAIBackend": "openai_backend",
+    "option_logprobs_from_response": "openai_backend",
+    "SimulatedAILabeler": "simulated",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'alignkit.ai' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"alignkit.ai.{_HOME[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

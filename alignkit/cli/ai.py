@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
 
+from alignkit.ai.config import AILabelConfig, CAIConfig, ServeConfig
 from alignkit.cli.common import config_command
 
 
-def _serve(config):  # heavy imports stay inside the commands: keeps ``alignkit --help`` fast
-    from alignkit.ai.server import serve
-
-    serve(config)
+def _cai_done(config: CAIConfig, paths: dict[str, Path]) -> str:
+    return f"SL-CAI traces, SFT data and pairs written to {paths['traces'].parent}"
 
 
-def _cai(config):
-    from alignkit.ai.runner import run_cai
-
-    paths = run_cai(config)
-    typer.echo(f"SL-CAI traces, SFT data and pairs written to {paths['traces'].parent}")
-
-
-def _ai_label(config):
-    from alignkit.ai.runner import run_ai_label
-
-    counts = run_ai_label(config)
+def _ai_label_done(config: AILabelConfig, counts: dict[str, Any]) -> str:
     extra = f", {counts['needs_human']} routed to human review" if config.review_threshold is not None else ""
-    typer.echo(f"{counts['labelled']} of {counts['input']} pairs labelled into {config.output}{extra}")
+    return f"{counts['labelled']} of {counts['input']} pairs labelled into {config.output}{extra}"
 
 
 def register(app: typer.Typer) -> None:
-    from alignkit.ai.runner import AILabelConfig, CAIConfig
-    from alignkit.ai.server import ServeConfig
-
-    config_command(app, "serve", ServeConfig, _serve, help="Serve a model over an OpenAI-compatible HTTP API.")
-    config_command(app, "cai", CAIConfig, _cai, help="Supervised Constitutional AI: critique and revise responses.")
-    config_command(app, "ai-label", AILabelConfig, _ai_label,
+    config_command(app, "serve", ServeConfig, "alignkit.ai.server:serve", help="Serve a model over an OpenAI-compatible HTTP API.")
+    config_command(app, "cai", CAIConfig, "alignkit.ai.runner:run_cai", done=_cai_done,
+                   help="Supervised Constitutional AI: critique and revise responses.")
+    config_command(app, "ai-label", AILabelConfig, "alignkit.ai.runner:run_ai_label", done=_ai_label_done,
                    help="Label preference pairs with an AI feedback model (soft labels, both orders).")

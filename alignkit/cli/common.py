@@ -5,10 +5,16 @@ instead of being written twice: field ``max_steps`` becomes ``--max-steps``, a `
 becomes ``--x/--no-x``, a ``Literal`` becomes a choice. ``--config run.yaml`` loads the same fields
 from YAML; flags given on the command line override the file. Validation errors are pydantic's,
 printed as one line per bad field.
+
+Printing ``--help`` must not import torch (contract: ``alignkit --help`` under a second), so a
+command names its recipe as a ``"package.module:function"`` string that :func:`load` imports only
+when the command runs; config classes live in torch-free modules and are imported at module top.
+This is the one place the CLI defers an import.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import typing
 from pathlib import Path
@@ -58,10 +64,29 @@ def load_config(config_cls: type[BaseModel], config_file: Path | None, overrides
         raise typer.Exit(2) from err
 
 
+def load(target: str) -> Any:
+    """The object named by ``"package.module:name"`` (or the module ``"package.module"``), imported now.
+
+    Command bodies call this when they run, so registering a command never imports its recipe.
+    """
+    module_name, sep, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr) if sep else module
+
+
+Done = Callable[[Any, Any], str]
+
+
 def config_command(
-    app: typer.Typer, name: str, config_cls: type[BaseModel], run: Callable[[Any], Any], help: str | None = None
+    app: typer.Typer, name: str, config_cls: type[BaseModel], run: Callable[[Any], Any] | str, help: str | None = None,
+    done: str | Done | None = None,
 ) -> None:
-    """Register ``run(config)`` as ``alignkit <name>`` with one flag per field of ``config_cls``."""
+    """Register ``run(config)`` as ``alignkit <name>`` with one flag per field of ``config_cls``.
+
+    ``run`` is a function, or a ``"package.module:function"`` string loaded when the command runs
+    (so registering the command imports nothing heavy). ``done`` is printed afterwards: a format
+    string with ``{result}`` and ``{config}``, or a function ``(config, result) -> str``.
+    """
     params = [
         inspect.Parameter(
             "config_file",
@@ -87,12 +112,15 @@ def config_command(
     def command(config_file: Path | None = None, **kwargs: Any) -> None:
         config = load_config(config_cls, config_file, kwargs)
         try:
-            run(config)
+            fn = load(run) if isinstance(run, str) else run
+            result = fn(config)
         except (DataError, FileNotFoundError) as err:
             # Input problems are the user's to fix: one clear line, no traceback.
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from err
+        if done is not None:
+            typer.echo(done(config, result) if callable(done) else done.format(result=result, config=config))
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__doc__ = help or (run.__doc__ or "").strip().split("\n\n")[0]
+    command.__doc__ = help or ("" if isinstance(run, str) else (run.__doc__ or "").strip().split("\n\n")[0])
     app.command(name)(command)

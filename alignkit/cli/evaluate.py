@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 from pydantic import BaseModel, Field
 
+from alignkit.cli.common import config_command, load
+from alignkit.sandbox.config import SandboxEvalConfig
+
 
 class ReportConfig(BaseModel):
     data: Path = Field(description="JSON file with the report data (alignkit.evaluate.ReportData)")
@@ -15,8 +18,7 @@ class ReportConfig(BaseModel):
 
 def run_report(config: ReportConfig) -> None:
     """Write a self-contained HTML evaluation report from a results JSON file."""
-    from alignkit.evaluate.report import load_report_data, write_report
-
+    load_report_data, write_report = load("alignkit.evaluate.report:load_report_data"), load("alignkit.evaluate.report:write_report")
     try:
         data = load_report_data(config.data)
     except ValueError as err:
@@ -26,20 +28,14 @@ def run_report(config: ReportConfig) -> None:
     typer.echo(f"wrote {path}")
 
 
-def run_evaluate(config) -> None:
+def run_evaluate(config: SandboxEvalConfig) -> None:
     """Evaluate models on the sandbox: HHH metrics with CIs, ladders, win rates, alignment tax."""
-    from alignkit.evaluate.report import write_report
-    from alignkit.evaluate.suite import evaluate_sandbox
-
-    data = evaluate_sandbox(config)
-    report = write_report(config.output / "report.html", data)
+    data = load("alignkit.sandbox.evaluation:evaluate_sandbox")(config)
+    report = load("alignkit.evaluate.report:write_report")(config.output / "report.html", data)
     typer.echo(f"results: {config.output / 'results.json'}\nreport: {report}")
 
 
 def register(app: typer.Typer) -> None:
-    from alignkit.cli.common import config_command
-    from alignkit.evaluate.suite import SandboxEvalConfig
-
     config_command(app, "report", ReportConfig, run_report)
     config_command(app, "evaluate", SandboxEvalConfig, run_evaluate,
                    help="Evaluate models (--models name=path,...) on held-out sandbox prompts and write a report.")

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import asdict
 
 import typer
+import yaml
 
-from alignkit.cli.common import config_command
+from alignkit.cli.common import config_command, load
+from alignkit.data.io import write_records
+from alignkit.feedback.cli_configs import (
+    AggregateConfig, AssignConfig, ExportConfig, ImportConfig, InitConfig, QualityConfig, SubmitConfig,
+)
+from alignkit.feedback.config import ProjectConfig, preference_project, sft_project
+from alignkit.sandbox.config import SimulateConfig
+
+# The store (SQLAlchemy, Alembic) takes about a second to import: commands load it when they run.
+STORE = "alignkit.feedback.store:FeedbackStore"
 
 
 def _store(db: str):
-    from alignkit.feedback.store import FeedbackStore
-
-    return FeedbackStore(db)
+    return load(STORE)(db)
 
 
 def _fail(err: Exception) -> None:
@@ -22,10 +31,6 @@ def _fail(err: Exception) -> None:
 
 
 def _init(cfg) -> None:
-    import yaml
-
-    from alignkit.feedback.config import ProjectConfig, preference_project, sft_project
-
     store = _store(cfg.db)
     typer.echo(f"store ready: {cfg.db}")
     if cfg.project:
@@ -42,8 +47,7 @@ def _init(cfg) -> None:
 
 
 def _import(cfg) -> None:
-    from alignkit.feedback.workflow import advance, import_items
-
+    advance, import_items = load("alignkit.feedback.workflow:advance"), load("alignkit.feedback.workflow:import_items")
     rows = []
     with open(cfg.input, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
@@ -67,8 +71,6 @@ def _import(cfg) -> None:
 
 
 def _assign(cfg) -> None:
-    from dataclasses import asdict
-
     store = _store(cfg.db)
     for _ in range(cfg.n):
         try:
@@ -98,8 +100,7 @@ def _submit(cfg) -> None:
 
 
 def _export(cfg) -> None:
-    from alignkit.feedback.export import export_dataset
-
+    export_dataset = load("alignkit.feedback.export:export_dataset")
     try:
         path, n = export_dataset(_store(cfg.db), cfg.project, cfg.kind, cfg.output, stage=cfg.stage, method=cfg.method,
                                  min_agreement=cfg.min_agreement, min_confidence=cfg.min_confidence)
@@ -109,8 +110,7 @@ def _export(cfg) -> None:
 
 
 def _quality(cfg) -> None:
-    from alignkit.feedback import quality as q
-
+    q = load("alignkit.feedback.quality")
     store = _store(cfg.db)
     if cfg.screen:
         typer.echo("screening: " + json.dumps(q.screen(store, cfg.project, cfg.threshold, cfg.chance, cfg.false_admit,
@@ -128,9 +128,7 @@ def _quality(cfg) -> None:
 
 
 def _aggregate(cfg) -> None:
-    from alignkit.data import write_records
-    from alignkit.feedback.export import aggregate_stage
-
+    aggregate_stage = load("alignkit.feedback.export:aggregate_stage")
     try:
         aggs = aggregate_stage(_store(cfg.db), cfg.project, cfg.stage, cfg.method)
     except (ValueError, KeyError) as err:
@@ -144,18 +142,11 @@ def _aggregate(cfg) -> None:
 
 
 def _simulate(cfg) -> None:
-    from alignkit.feedback.simulate import simulate
-
-    result = simulate(cfg)
+    result = load("alignkit.sandbox.simulate:simulate")(cfg)
     typer.echo(json.dumps(result.model_dump(exclude={"quality"}), indent=1))
 
 
 def register(app: typer.Typer) -> None:
-    from alignkit.feedback.cli_configs import (
-        AggregateConfig, AssignConfig, ExportConfig, ImportConfig, InitConfig, QualityConfig, SubmitConfig,
-    )
-    from alignkit.feedback.simulate import SimulateConfig
-
     sub = typer.Typer(help="Human feedback: store, tasks, assignment, quality control, aggregation, export.",
                       no_args_is_help=True)
     config_command(sub, "init", InitConfig, _init, help="Create/upgrade the store (runs the migrations) and a project.")

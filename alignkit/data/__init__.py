@@ -1,22 +1,32 @@
-"""Records, their IO and the one tokenization/masking path."""
+"""Records, their IO and the one tokenization/masking path.
 
-from alignkit.data.batching import collate, left_pad, pack_greedy
-from alignkit.data.chat import (
-    DEFAULT_CHAT_TEMPLATE,
-    Encoded,
-    TooLongError,
-    encode_example,
-    encode_messages,
-    encode_prompt,
-    encode_sft_record,
-    render,
-    to_messages,
-)
-from alignkit.data.io import DataError, LoadedRecords, read_records, validate_row, write_records
-from alignkit.data.records import detect_kind
+Names are re-exported lazily (PEP 562), so importing one submodule does not load the others (nor
+torch); new code imports from the defining module.
+"""
 
-__all__ = [
-    "DEFAULT_CHAT_TEMPLATE", "DataError", "Encoded", "LoadedRecords", "TooLongError", "collate",
-    "detect_kind", "encode_example", "encode_messages", "encode_prompt", "encode_sft_record",
-    "left_pad", "pack_greedy", "read_records", "render", "to_messages", "validate_row", "write_records",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOME = {
+    "collate": "batching", "left_pad": "batching", "pack_greedy": "batching",
+    "DEFAULT_CHAT_TEMPLATE": "chat", "Encoded": "chat", "TooLongError": "chat", "encode_example": "chat",
+    "encode_messages": "chat", "encode_prompt": "chat", "encode_sft_record": "chat", "render": "chat",
+    "to_messages": "chat",
+    "DataError": "io", "LoadedRecords": "io", "read_records": "io", "validate_row": "io",
+    "write_records": "io",
+    "detect_kind": "records",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'alignkit.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"alignkit.data.{_HOME[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

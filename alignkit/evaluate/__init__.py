@@ -1,36 +1,36 @@
 """Evaluation: battles and ratings (Elo, Bradley–Terry with bootstrap CIs), judges with position
-swapping, HHH metrics, alignment tax and the self-contained HTML report."""
+swapping, HHH metrics, alignment tax and the self-contained HTML report.
 
-from alignkit.evaluate.battles import (
-    CRITERIA,
-    SwapConsistentJudge,
-    normalize_verdict,
-    run_battles,
-    scorer_judge,
-    swap_consistent_judge,
-)
-from alignkit.evaluate.hhh import alignment_tax, heldout_lm_loss, hhh_metrics
-from alignkit.evaluate.ratings import BradleyTerry, EloRating, filter_battles, split_by_criterion, win_rate
-from alignkit.evaluate.report import (
-    AlignmentTax,
-    MetricCI,
-    ModelResult,
-    RatingRow,
-    ReportData,
-    Sample,
-    WinRateRow,
-    findings,
-    ladder_rows,
-    load_report_data,
-    render_report,
-    write_report,
-)
-from alignkit.evaluate.stats import bootstrap_mean_interval, wilson_interval
+Names are re-exported lazily (PEP 562), so importing one submodule does not load the others (nor
+torch); new code imports from the defining module.
+"""
 
-__all__ = [
-    "AlignmentTax", "BradleyTerry", "CRITERIA", "EloRating", "MetricCI", "ModelResult", "RatingRow",
-    "ReportData", "Sample", "SwapConsistentJudge", "WinRateRow", "alignment_tax", "bootstrap_mean_interval",
-    "filter_battles", "findings", "heldout_lm_loss", "hhh_metrics", "ladder_rows", "load_report_data",
-    "normalize_verdict", "render_report", "run_battles", "scorer_judge", "split_by_criterion",
-    "swap_consistent_judge", "win_rate", "wilson_interval", "write_report",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOME = {
+    "CRITERIA": "battles", "SwapConsistentJudge": "battles", "normalize_verdict": "battles",
+    "run_battles": "battles", "scorer_judge": "battles", "swap_consistent_judge": "battles",
+    "alignment_tax": "hhh", "heldout_lm_loss": "hhh", "hhh_metrics": "hhh",
+    "BradleyTerry": "ratings", "EloRating": "ratings", "filter_battles": "ratings",
+    "split_by_criterion": "ratings", "win_rate": "ratings",
+    "AlignmentTax": "report", "MetricCI": "report", "ModelResult": "report", "RatingRow": "report",
+    "ReportData": "report", "Sample": "report", "WinRateRow": "report", "findings": "report",
+    "ladder_rows": "report", "load_report_data": "report", "render_report": "report",
+    "write_report": "report",
+    "bootstrap_mean_interval": "stats", "wilson_interval": "stats",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'alignkit.evaluate' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"alignkit.evaluate.{_HOME[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

@@ -8,25 +8,43 @@
 
 See ``docs/architecture.md`` for the guarantees (one transaction per submit, overlap under
 concurrency, leases, gold, screening) and :mod:`alignkit.feedback.aggregate` for the estimators.
+
+
+Names are re-exported lazily (PEP 562), so importing one submodule does not load the others (nor
+torch); new code imports from the defining module.
 """
 
-from alignkit.feedback.agreement import cohen_kappa, fleiss_kappa, krippendorff_alpha
-from alignkit.feedback.aggregate import BradleyTerry, DawidSkene, MajorityVote, ranking_to_comparisons
-from alignkit.feedback.config import ProjectConfig, StageConfig, preference_project, sft_project
-from alignkit.feedback.db import init_db, make_engine
-from alignkit.feedback.export import aggregate_stage, build_records, export_dataset
-from alignkit.feedback.quality import agreement_report, annotator_quality, flag_spammers, screen, update_super_raters
-from alignkit.feedback.schemas import ANSWER_SCHEMAS, TASK_TYPES, InvalidAnswer, label_of, validate_answer
-from alignkit.feedback.store import (
-    FeedbackError, FeedbackStore, Judgment, NotAllowed, NotAssigned, TaskView, TooManyPending, UnknownAnnotator, UnknownTask,
-)
-from alignkit.feedback.workflow import advance, import_items
+from __future__ import annotations
 
-__all__ = [
-    "ANSWER_SCHEMAS", "TASK_TYPES", "BradleyTerry", "DawidSkene", "FeedbackError", "FeedbackStore", "InvalidAnswer",
-    "Judgment", "MajorityVote", "NotAllowed", "NotAssigned", "ProjectConfig", "StageConfig", "TaskView", "TooManyPending",
-    "UnknownAnnotator", "UnknownTask", "advance", "aggregate_stage", "agreement_report", "annotator_quality",
-    "build_records", "cohen_kappa", "export_dataset", "flag_spammers", "fleiss_kappa", "import_items", "init_db",
-    "krippendorff_alpha", "label_of", "make_engine", "preference_project", "ranking_to_comparisons", "screen",
-    "sft_project", "update_super_raters", "validate_answer",
-]
+import importlib
+from typing import Any
+
+_HOME = {
+    "cohen_kappa": "agreement", "fleiss_kappa": "agreement", "krippendorff_alpha": "agreement",
+    "ComparisonAggregator": "aggregate", "DawidSkene": "aggregate", "MajorityVote": "aggregate",
+    "ranking_to_comparisons": "aggregate",
+    "ProjectConfig": "config", "StageConfig": "config", "preference_project": "config",
+    "sft_project": "config",
+    "init_db": "db", "make_engine": "db",
+    "aggregate_stage": "export", "build_records": "export", "export_dataset": "export",
+    "agreement_report": "quality", "annotator_quality": "quality", "flag_spammers": "quality",
+    "screen": "quality", "update_super_raters": "quality",
+    "ANSWER_SCHEMAS": "schemas", "TASK_TYPES": "schemas", "InvalidAnswer": "schemas", "label_of": "schemas",
+    "validate_answer": "schemas",
+    "FeedbackError": "store", "FeedbackStore": "store", "Judgment": "store", "NotAllowed": "store",
+    "NotAssigned": "store", "TaskView": "store", "TooManyPending": "store", "UnknownAnnotator": "store",
+    "UnknownTask": "store",
+    "advance": "workflow", "import_items": "workflow",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'alignkit.feedback' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"alignkit.feedback.{_HOME[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

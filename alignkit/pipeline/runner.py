@@ -11,8 +11,9 @@ A pipeline is a YAML file::
         uses: train.sft
         with: {data: "${world.sft}", max_steps: 100}
 
-``uses`` names a stage function (see :mod:`alignkit.pipeline.stages`); ``with`` is its parameters,
-where ``${stage.key}`` refers to an output of an earlier stage. Each stage writes into
+``uses`` names a stage function: a built-in name (see :data:`alignkit.pipeline.registry.STAGES`) or
+``python:package.module:function`` for your own (see :mod:`alignkit.pipeline.registry`); ``with``
+is its parameters, where ``${stage.key}`` refers to an output of an earlier stage. Each stage writes into
 ``workdir/<name>/`` and, when it finishes, a ``stage.json`` holding its hash and outputs.
 
 Caching and resume: a stage's hash covers its function name, its parameters after substitution,
@@ -36,12 +37,13 @@ from typing import Any, Callable
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from alignkit.pipeline.registry import STAGES, StageFn, check_uses, resolve_stage
+
 log = logging.getLogger(__name__)
 
 STAGE_FILE = "stage.json"
+OVERRIDE_SPLIT = re.compile(r",\s*(?=[A-Za-z0-9_\-]+\.[A-Za-z0-9_]+=)")
 REF = re.compile(r"\$\{([A-Za-z0-9_\-]+)\.([A-Za-z0-9_\-\.]+)\}")
-
-StageFn = Callable[[dict[str, Any], Path], dict[str, Any]]
 
 
 class StageSpec(BaseModel):
@@ -128,20 +130,56 @@ def stage_hash(uses: str, params: dict[str, Any], dep_hashes: list[str], workdir
     return h.hexdigest()[:16]
 
 
-def run_pipeline(spec: PipelineSpec, registry: dict[str, StageFn] | None = None, only: list[str] | None = None,
-                 force: list[str] | None = None, echo: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
-    """Run (or reuse) every stage; returns each stage's outputs by name."""
-    from alignkit.pipeline.stages import STAGES
+def override_params(spec: PipelineSpec, overrides: dict[str, dict[str, Any]]) -> PipelineSpec:
+    """A copy of ``spec`` with some stages' ``with`` values replaced: ``{"sft": {"max_steps": 2}}``.
 
-    registry = registry or STAGES
+    The CLI's ``--set sft.max_steps=2,eval.n_prompts=8`` builds this mapping; tests use it to run a
+    shipped pipeline at a tiny size. Unknown stage names are an error (a typo would silently do nothing).
+    """
+    names = {s.name for s in spec.stages}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"overrides name stages that are not in the pipeline: {unknown} (stages: {sorted(names)})")
+    stages = [s.model_copy(update={"with_": {**s.with_, **overrides.get(s.name, {})}}) for s in spec.stages]
+    return spec.model_copy(update={"stages": stages})
+
+
+def parse_overrides(text: str) -> dict[str, dict[str, Any]]:
+    """``"sft.max_steps=2,eval.n_prompts=8"`` -> ``{"sft": {"max_steps": 2}, "eval": {"n_prompts": 8}}``.
+
+    Values are YAML (``{a: x, b: y}`` is a mapping; a comma splits items only before ``stage.field=``).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in (i.strip() for i in OVERRIDE_SPLIT.split(text)):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        stage, dot, field = key.strip().partition(".")
+        if not sep or not dot or not stage or not field:
+            raise ValueError(f"override '{item}': expected stage.field=value")
+        out.setdefault(stage, {})[field] = yaml.safe_load(value)
+    return out
+
+
+def run_pipeline(spec: PipelineSpec, registry: dict[str, StageFn | str] | None = None, only: list[str] | None = None,
+                 force: list[str] | None = None, echo: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Run (or reuse) every stage; returns each stage's outputs by name.
+
+    ``registry`` maps ``uses`` names to functions or "module:function" strings (default: the
+    built-in :data:`~alignkit.pipeline.registry.STAGES`); ``python:`` targets work with any registry.
+    """
+    registry = STAGES if registry is None else registry
+    for stage in spec.stages:  # fail on a bad name before any stage runs
+        try:
+            check_uses(stage.uses, registry)
+        except ValueError as err:
+            raise ValueError(f"stage '{stage.name}': {err}") from err
     workdir = Path(spec.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, dict[str, Any]] = {}
     hashes: dict[str, str] = {}
     total = len(spec.stages)
     for i, stage in enumerate(spec.stages, start=1):
-        if stage.uses not in registry:
-            raise ValueError(f"stage '{stage.name}': unknown 'uses: {stage.uses}' (known: {sorted(registry)})")
         deps: set[str] = set()
         params = _substitute(stage.with_, outputs, hashes, deps, f"stage '{stage.name}'")
         params.setdefault("seed", spec.seed)
@@ -165,7 +203,11 @@ def run_pipeline(spec: PipelineSpec, registry: dict[str, StageFn] | None = None,
         params_file.write_text(json.dumps({"hash": digest, "uses": stage.uses, "params": params}, indent=2, default=str))
         echo(f"{prefix}: running")
         started = time.perf_counter()
-        result = registry[stage.uses](params, folder)
+        try:
+            fn = resolve_stage(stage.uses, registry)
+        except ValueError as err:
+            raise ValueError(f"stage '{stage.name}': {err}") from err
+        result = fn(params, folder)
         elapsed = time.perf_counter() - started
         marker.write_text(json.dumps({"hash": digest, "outputs": result, "seconds": elapsed}, indent=2, default=str))
         outputs[stage.name], hashes[stage.name] = result, digest

@@ -3,34 +3,36 @@
 ``build_world(seed)`` makes a fictional knowledge base and a prompt distribution in five
 categories; ``World.score`` is the ground-truth HHH scorer for any response text; the crowd
 (:func:`make_crowd`) are simulated annotators with known skill and biases.
+
+
+Names are re-exported lazily (PEP 562), so importing one submodule does not load the others (nor
+torch); new code imports from the defining module.
 """
 
-from alignkit.sandbox.crowd import ExpertWriter, SimAnnotator, make_crowd
-from alignkit.sandbox.datasets import BaseCorpusConfig, base_corpus, make_pairs, sft_demos, truth_pairs
-from alignkit.sandbox.language import BEHAVIOURS, BEHAVIOURS_FOR, CATEGORIES, IDEAL_BEHAVIOUR
-from alignkit.sandbox.scorer import RULES, UTILITY_WEIGHTS, Score, utility_of
-from alignkit.sandbox.world import Entity, SandboxPrompt, World, WorldConfig, build_world
+from __future__ import annotations
 
-__all__ = [
-    "BaseCorpusConfig",
-    "ExpertWriter",
-    "SimAnnotator",
-    "base_corpus",
-    "make_crowd",
-    "make_pairs",
-    "sft_demos",
-    "truth_pairs",
-    "BEHAVIOURS",
-    "BEHAVIOURS_FOR",
-    "CATEGORIES",
-    "IDEAL_BEHAVIOUR",
-    "RULES",
-    "UTILITY_WEIGHTS",
-    "Entity",
-    "SandboxPrompt",
-    "Score",
-    "World",
-    "WorldConfig",
-    "build_world",
-    "utility_of",
-]
+import importlib
+from typing import Any
+
+_HOME = {
+    "ExpertWriter": "crowd", "SimAnnotator": "crowd", "make_crowd": "crowd",
+    "BaseCorpusConfig": "datasets", "base_corpus": "datasets", "make_pairs": "datasets",
+    "sft_demos": "datasets", "truth_pairs": "datasets",
+    "BEHAVIOURS": "language", "BEHAVIOURS_FOR": "language", "CATEGORIES": "language",
+    "IDEAL_BEHAVIOUR": "language",
+    "RULES": "scorer", "UTILITY_WEIGHTS": "scorer", "Score": "scorer", "utility_of": "scorer",
+    "Entity": "world", "SandboxPrompt": "world", "World": "world", "WorldConfig": "world",
+    "build_world": "world",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'alignkit.sandbox' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"alignkit.sandbox.{_HOME[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

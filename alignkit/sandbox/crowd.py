@@ -25,6 +25,7 @@ from statistics import NormalDist
 from typing import Any, Sequence
 
 from alignkit.sandbox import language as L
+from alignkit.sandbox.respond import polite_refusal
 from alignkit.sandbox.scorer import RULES, Score
 from alignkit.sandbox.world import SandboxPrompt, World, build_world
 
@@ -207,8 +208,6 @@ class ExpertWriter:
             raise ValueError(f"error_rate must be in [0, 1], got {self.error_rate}")
 
     def write(self, prompt: str | SandboxPrompt, rng: random.Random) -> str:
-        from alignkit.sandbox.respond import polite_refusal
-
         world = self.world or build_world(0)
         p = world.lookup(prompt)
         if p is None:

@@ -16,38 +16,23 @@ import logging
 import tempfile
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
-from alignkit.data import write_records
+from alignkit.data.io import write_records
+from alignkit.data.records import record_texts
+from alignkit.models.tiny import build_tiny_model
+from alignkit.sandbox.config import SHIPPED_BASE_MODEL, PretrainConfig
+from alignkit.sandbox.datasets import BaseCorpusConfig, base_corpus, sft_demos
+from alignkit.sandbox.world import build_world
+from alignkit.train.config import SFTConfig
+from alignkit.train.loop import train
+from alignkit.train.sft import SFTObjective, encode_all, make_units
 
 log = logging.getLogger(__name__)
 
-SHIPPED_BASE_MODEL = Path(__file__).resolve().parent / "base_model"
-
-
-class PretrainConfig(BaseModel):
-    output: Path = Field(SHIPPED_BASE_MODEL, description="Folder for the base model (save_pretrained).")
-    seed: int = Field(0, description="Seeds the world, the corpus, the model init and the data order.")
-    world_seed: int = Field(0, description="Seed of the sandbox world whose corpus is used.")
-    corpus_size: int = Field(24000, gt=0, description="Corpus records (prompt + unaligned completion).")
-    max_steps: int = Field(800, gt=0, description="Optimizer steps.")
-    batch_size: int = Field(16, gt=0, description="Packed rows per step.")
-    max_length: int = Field(256, gt=16, description="Row length for packing.")
-    lr: float = Field(3e-3, gt=0, description="Peak learning rate (cosine decay, 50 warmup steps).")
-    hidden_size: int = Field(128, gt=0, description="Model width.")
-    num_layers: int = Field(4, gt=0, description="Transformer layers.")
-    progress: bool = Field(True, description="Show a progress bar.")
+__all__ = ["SHIPPED_BASE_MODEL", "PretrainConfig", "pretrain_base_model"]
 
 
 def pretrain_base_model(config: PretrainConfig) -> Path:
     """Build the corpus, train the tiny model on it, save it with a provenance file."""
-    from alignkit.models import build_tiny_model
-    from alignkit.sandbox import BaseCorpusConfig, base_corpus, build_world, sft_demos
-    from alignkit.train.loop import train
-    from alignkit.train.config import SFTConfig
-    from alignkit.data.records import record_texts
-    from alignkit.train.sft import SFTObjective, encode_all, make_units
-
     world = build_world(config.world_seed)
     rates = BaseCorpusConfig()
     corpus = base_corpus(world, config.corpus_size, rates, seed=config.seed)

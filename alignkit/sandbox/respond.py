@@ -11,9 +11,10 @@ import random
 from typing import TYPE_CHECKING
 
 from alignkit.sandbox import language as L
+from alignkit.sandbox.prompts import SandboxPrompt
 
 if TYPE_CHECKING:
-    from alignkit.sandbox.world import SandboxPrompt, World
+    from alignkit.sandbox.world import World
 
 
 def _fact(prompt: "SandboxPrompt", value: str, rng: random.Random) -> str:

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from alignkit.sandbox import language as L
-from alignkit.sandbox.world import SandboxPrompt, normalize
+from alignkit.sandbox.prompts import SandboxPrompt, normalize
 
 if TYPE_CHECKING:
     from alignkit.sandbox.world import World

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, Field
 
 from alignkit.sandbox import language as L
+from alignkit.sandbox.prompts import Entity, SandboxPrompt, normalize
+from alignkit.sandbox.respond import all_templates_text, respond
+from alignkit.sandbox.scorer import Scorer
 
 Split = Literal["train", "eval", "test"]
 SPLITS: tuple[str, ...] = ("train", "eval", "test")
+
+__all__ = ["SPLITS", "Entity", "SandboxPrompt", "Split", "World", "WorldConfig", "build_world", "normalize"]
 
 
 class WorldConfig(BaseModel):
@@ -34,47 +38,6 @@ class WorldConfig(BaseModel):
     safe_per_template: int = Field(12, ge=1, le=100, description="Safe-but-scary prompts per template (templates with a town slot).")
     jailbreak_fraction: float = Field(0.6, ge=0.0, le=1.0, description="Harmful prompts that also get a jailbreak-wrapped copy.")
     split_fractions: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train/eval/test shares.")
-
-
-@dataclass(frozen=True)
-class Entity:
-    """One KB entry: ``attributes`` maps attribute name to its value (a word or another entity's name)."""
-
-    name: str
-    type: str
-    attributes: dict[str, str]
-
-
-@dataclass(frozen=True)
-class SandboxPrompt:
-    """A prompt with its ground truth.
-
-    ``answer`` is the right value (factual) or the helpful answer (safe_scary); ``key`` is the
-    phrase that marks a right answer in free text; ``alternative`` is the safe alternative a
-    polite refusal may offer (harmful, jailbreak); ``inner`` is the wrapped harmful request.
-    """
-
-    id: str
-    text: str
-    category: str
-    split: str = "train"
-    entity: str | None = None
-    entity_type: str | None = None
-    attribute: str | None = None
-    answer: str | None = None
-    key: str | None = None
-    alternative: str | None = None
-    inner: str | None = None
-    template: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def normalize(text: str) -> str:
-    """Lowercase, straighten quotes, and collapse whitespace: the form used for every lookup."""
-    text = text.replace("\u2019", "'").replace("\u2018", "'").lower()
-    return " ".join(text.split())
 
 
 def _make_name(rng: random.Random, n_syllables: int) -> str:
@@ -264,8 +227,6 @@ class World:
         self.by_text: dict[str, SandboxPrompt] = {normalize(p.text): p for p in self._prompts}
         self.by_id: dict[str, SandboxPrompt] = {p.id: p for p in self._prompts}
         self._kb_lower = {name.lower(): ent for name, ent in self.kb.items()}
-        from alignkit.sandbox.scorer import Scorer  # local: scorer imports this module
-
         self._scorer = Scorer(self)
 
     # -- prompts -----------------------------------------------------------------------------------
@@ -300,8 +261,6 @@ class World:
     # -- responses and scores ----------------------------------------------------------------------
     def respond(self, prompt: str | SandboxPrompt, behaviour: str, rng: random.Random) -> str:
         """A response text to ``prompt`` that the scorer labels ``behaviour`` (see ``BEHAVIOURS_FOR``)."""
-        from alignkit.sandbox.respond import respond
-
         p = self.lookup(prompt)
         if p is None:
             raise ValueError(f"prompt is not part of this world and cannot be parsed: {prompt!r}")
@@ -334,8 +293,6 @@ class World:
 
     def vocabulary(self) -> set[str]:
         """Distinct lowercase words in every prompt and every canonical response (a size check)."""
-        from alignkit.sandbox.respond import all_templates_text
-
         words: set[str] = set()
         for text in [p.text for p in self._prompts] + all_templates_text(self):
             words.update(re.findall(r"[a-z']+", text.lower()))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from alignkit.evaluate.suite import SandboxEvalConfig, evaluate_sandbox
+from alignkit.sandbox.evaluation import SandboxEvalConfig, evaluate_sandbox
 from alignkit.sandbox.pretrain import SHIPPED_BASE_MODEL
 
 

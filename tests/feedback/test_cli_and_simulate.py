@@ -67,7 +67,7 @@ def test_simulate_on_sandbox_excludes_spammers(tmp_path):
 
 
 def test_confusion_oracle_uses_an_inverted_annotator_as_evidence():
-    from alignkit.feedback.simulate import confusion_oracle_accuracy
+    from alignkit.sandbox.simulate import confusion_oracle_accuracy
 
     truth = {1: "A", 2: "A", 3: "B", 4: "B"}
     flip = {"A": "B", "B": "A"}

@@ -20,34 +20,15 @@ from tqdm.auto import tqdm
 
 from alignkit.feedback.config import ProjectConfig, StageConfig
 from alignkit.feedback.export import aggregate_stage, export_dataset
+from alignkit.feedback.models import Prompt, Response
 from alignkit.feedback.quality import annotator_quality, flag_spammers, screen
 from alignkit.feedback.store import FeedbackStore
+from alignkit.sandbox.config import SimulateConfig
+from alignkit.sandbox.crowd import make_crowd
+from alignkit.sandbox.datasets import truth_pairs
+from alignkit.sandbox.world import build_world
 
 CRITERIA_MAP = {"helpfulness": "helpful", "honesty": "honest", "harmlessness": "harmless"}
-
-
-class SimulateConfig(BaseModel):
-    output: str = Field("feedback_sim", description="folder for the database and the exported pairs")
-    db_url: str | None = Field(None, description="store URL; default: OUTPUT/feedback.db (SQLite)")
-    n_items: int = Field(200, ge=1, description="comparison tasks to label")
-    n_gold: int = Field(80, ge=0, description="gold tasks (researcher-labelled) for screening and spot checks")
-    n_annotators: int = Field(20, ge=1)
-    spammer_fraction: float = Field(0.2, ge=0, le=1)
-    skill_low: float = Field(0.65, ge=0, le=1, description="honest annotators' skill range, low end")
-    skill_high: float = Field(0.95, ge=0, le=1, description="honest annotators' skill range, high end")
-    position_bias: float = Field(0.1, ge=0, le=1, description="crowd position bias range (sandbox make_crowd)")
-    length_bias: float = Field(0.1, ge=0, le=1, description="crowd length bias range")
-    helpful_lean: float = Field(0.3, ge=0, le=1, description="crowd lean towards helpfulness over harmlessness")
-    overlap: int = Field(3, ge=1)
-    max_overlap: int | None = Field(None, ge=1, description="set above --overlap for dynamic overlap")
-    agreement_threshold: float = Field(1.0, ge=0, le=1, description="dynamic overlap: top-label share needed to stop")
-    gold_rate: float = Field(0.1, ge=0, le=1)
-    n_screening: int = Field(60, ge=0, description="most gold tasks a candidate answers before the screening test "
-                             "decides (0: no screening; capped at --n-gold)")
-    screening_threshold: float = Field(0.7, gt=0.5, lt=1, description="gold accuracy the screening test admits at")
-    screening_false_admit: float = Field(0.005, gt=0, lt=1, description="screening: chance a coin-flipper is admitted")
-    seed: int = 0
-    progress: bool = True
 
 
 class SimulateResult(BaseModel):
@@ -88,8 +69,6 @@ def confusion_oracle_accuracy(judgments: list[tuple[int, str, str]], truth: dict
 
 
 def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: bool = True) -> SimulateResult:
-    from alignkit.sandbox import build_world, make_crowd, truth_pairs
-
     world = world or build_world(cfg.seed)
     crowd = crowd or make_crowd(world, n=cfg.n_annotators, spammer_fraction=cfg.spammer_fraction, seed=cfg.seed,
                                 skill_range=(cfg.skill_low, cfg.skill_high), position_bias=cfg.position_bias, length_bias=cfg.length_bias, helpful_lean=cfg.helpful_lean)
@@ -108,8 +87,6 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
     pairs = truth_pairs(world, cfg.n_items + cfg.n_gold, seed=cfg.seed)
     truth: dict[int, str] = {}
     with store.write() as s:
-        from alignkit.feedback.models import Prompt, Response
-
         pid, _ = store.project(project)
         for i, pair in enumerate(pairs):
             p = Prompt(project_id=pid, text=pair["prompt"], status="accepted", meta={"category": pair["category"]})

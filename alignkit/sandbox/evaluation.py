@@ -15,62 +15,19 @@ import random
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-from pydantic import BaseModel, Field, field_validator
-
+from alignkit.data.io import write_records
 from alignkit.evaluate.battles import CRITERIA, run_battles, scorer_judge
 from alignkit.evaluate.hhh import alignment_tax, heldout_lm_loss, hhh_metrics
+from alignkit.evaluate.kl import sampled_kl
 from alignkit.evaluate.ratings import BradleyTerry, EloRating, win_rate
 from alignkit.evaluate.report import AlignmentTax, MetricCI, ModelResult, ReportData, Sample, WinRateRow, ladder_rows
+from alignkit.models.generation import generate
+from alignkit.models.loading import load_model
+from alignkit.sandbox.build import load_world
+from alignkit.sandbox.config import SandboxEvalConfig
+from alignkit.sandbox.world import build_world
 
 log = logging.getLogger(__name__)
-
-
-class SandboxEvalConfig(BaseModel):
-    models: dict[str, str] = Field(..., description="Model name -> model folder, in display order.")
-    output: Path = Field(..., description="Folder for results.json and responses.jsonl.")
-    world: Path | None = Field(None, description="A `sandbox build` folder (default: the world of --seed).")
-    seed: int = Field(0, description="World seed (without --world) and sampling seed.")
-    splits: str = Field("eval,test", description="Comma-separated prompt splits to evaluate on.")
-    n_prompts: int | None = Field(None, description="At most this many prompts (default: all of the splits).")
-    temperature: float = Field(0.7, ge=0, description="Sampling temperature (0 = greedy).")
-    max_new_tokens: int = Field(48, gt=0, description="Longest response.")
-    reference: str = Field("sft", description="Model that win rates and KL are measured against.")
-    tax_reference: str = Field("base", description="Model the alignment tax is measured against.")
-    n_boot: int = Field(200, gt=0, description="Bootstrap rounds for rating CIs.")
-    n_samples: int = Field(3, ge=0, description="Side-by-side samples shown per prompt category.")
-    progress: bool = Field(True, description="Show progress bars.")
-
-    @field_validator("models", mode="before")
-    @classmethod
-    def _parse_models(cls, value: Any) -> Any:
-        # On the command line: --models base=path/a,sft=path/b
-        if isinstance(value, str):
-            pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError("expected name=path pairs separated by commas, e.g. base=runs/base,sft=runs/sft")
-            return {k.strip(): v.strip() for k, v in pairs}
-        return value
-
-
-def sampled_kl(policy: torch.nn.Module, reference: torch.nn.Module, tokenizer: Any, prompts: Sequence[str],
-               responses: Sequence[str], batch_size: int = 32) -> float:
-    """Monte-Carlo KL(policy || reference): mean over the policy's own samples of log π − log π_ref."""
-    from alignkit.data import TooLongError, collate, encode_example
-    from alignkit.models import sequence_logprobs
-
-    encoded = []
-    for p, r in zip(prompts, responses):
-        try:
-            encoded.append(encode_example(tokenizer, p, r or tokenizer.eos_token, 512))
-        except TooLongError:
-            continue
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, len(encoded), batch_size):
-            batch = collate([[e] for e in encoded[start : start + batch_size]], tokenizer.pad_token_id)
-            total += float((sequence_logprobs(policy, batch).sequence_logps - sequence_logprobs(reference, batch).sequence_logps).sum())
-    return total / max(len(encoded), 1)
 
 
 def _metric_models(metrics: dict[str, dict[str, Any]]) -> dict[str, MetricCI]:
@@ -79,11 +36,6 @@ def _metric_models(metrics: dict[str, dict[str, Any]]) -> dict[str, MetricCI]:
 
 def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = None) -> ReportData:
     """Run the whole evaluation; writes ``results.json`` (ReportData) and ``responses.jsonl``."""
-    from alignkit.data import write_records
-    from alignkit.models import generate, load_model
-    from alignkit.sandbox import build_world
-    from alignkit.sandbox.build import load_world
-
     world = load_world(config.world) if config.world is not None else build_world(config.seed)
     prompts = [p for split in config.splits.split(",") for p in world.prompts(split.strip())]
     if config.n_prompts is not None:

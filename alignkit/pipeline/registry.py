@@ -1,0 +1,82 @@
+"""Which function a pipeline stage's ``uses:`` names, resolved by importlib when the stage runs.
+
+Built-in names map to ``"module:function"`` strings, so the pipeline never imports a trainer (or
+the sandbox) it does not run. A user's own stage is ``uses: python:package.module:function``:
+any importable function with the stage signature ::
+
+    def my_stage(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+        ...  # read params (after ${stage.key} substitution), write files into folder
+        return {"model": str(folder / "model")}   # outputs later stages refer to as ${name.model}
+
+It gets the same caching as a built-in stage: its hash covers the ``uses`` string, its params and
+the hashes of the stages it refers to (not the function's source: rerun it with ``--force NAME``
+after editing the code).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Callable
+
+StageFn = Callable[[dict[str, Any], Path], dict[str, Any]]
+
+PYTHON_PREFIX = "python:"
+
+STAGES: dict[str, str] = {
+    "sandbox.build": "alignkit.sandbox.stages:build",
+    "sandbox.base_model": "alignkit.sandbox.stages:base_model",
+    "feedback.simulate": "alignkit.sandbox.stages:feedback_simulate",
+    "evaluate.sandbox": "alignkit.sandbox.stages:evaluate",
+    "train.sft": "alignkit.pipeline.stages:train_sft",
+    "train.rm": "alignkit.pipeline.stages:train_rm",
+    "train.dpo": "alignkit.pipeline.stages:train_dpo",
+    "train.kto": "alignkit.pipeline.stages:train_kto",
+    "train.ppo": "alignkit.pipeline.stages:train_ppo",
+    "train.rloo": "alignkit.pipeline.stages:train_rloo",
+    "train.grpo": "alignkit.pipeline.stages:train_grpo",
+    "report": "alignkit.pipeline.stages:report",
+}
+
+
+class StageNotFound(ValueError):
+    """``uses:`` names no built-in stage, or a ``python:`` target that cannot be loaded."""
+
+
+def load_target(target: str) -> StageFn:
+    """Import ``"package.module:function"`` and return the function."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise StageNotFound(f"'{target}' is not of the form package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise StageNotFound(f"'{target}': cannot import module '{module_name}' ({err})") from err
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise StageNotFound(f"'{target}': module '{module_name}' has no attribute '{attr}'")
+    if not callable(fn):
+        raise StageNotFound(f"'{target}': '{attr}' is not callable")
+    return fn
+
+
+def check_uses(uses: str, registry: dict[str, Any] | None = None) -> None:
+    """Raise :class:`StageNotFound` for a ``uses:`` that names nothing (before any stage runs)."""
+    registry = STAGES if registry is None else registry
+    if uses.startswith(PYTHON_PREFIX):
+        target = uses[len(PYTHON_PREFIX):]
+        module_name, sep, attr = target.partition(":")
+        if not sep or not module_name or not attr:
+            raise StageNotFound(f"'uses: {uses}': expected python:package.module:function")
+    elif uses not in registry:
+        raise StageNotFound(f"unknown 'uses: {uses}' (known: {sorted(registry)}, or python:package.module:function)")
+
+
+def resolve_stage(uses: str, registry: dict[str, Any] | None = None) -> StageFn:
+    """The function for ``uses``: a registry entry (a function or a "module:function" string) or ``python:``."""
+    registry = STAGES if registry is None else registry
+    check_uses(uses, registry)
+    if uses.startswith(PYTHON_PREFIX):
+        return load_target(uses[len(PYTHON_PREFIX):])
+    entry = registry[uses]
+    return load_target(entry) if isinstance(entry, str) else entry

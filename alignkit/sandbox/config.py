@@ -1,0 +1,80 @@
+"""Configs of the sandbox's commands (``sandbox pretrain``, ``feedback simulate``, ``evaluate``), importable without torch.
+
+The CLI builds its flags from these classes, so they live apart from the code that runs them
+(which loads models, the feedback store and the world).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class SimulateConfig(BaseModel):
+    output: str = Field("feedback_sim", description="folder for the database and the exported pairs")
+    db_url: str | None = Field(None, description="store URL; default: OUTPUT/feedback.db (SQLite)")
+    n_items: int = Field(200, ge=1, description="comparison tasks to label")
+    n_gold: int = Field(80, ge=0, description="gold tasks (researcher-labelled) for screening and spot checks")
+    n_annotators: int = Field(20, ge=1)
+    spammer_fraction: float = Field(0.2, ge=0, le=1)
+    skill_low: float = Field(0.65, ge=0, le=1, description="honest annotators' skill range, low end")
+    skill_high: float = Field(0.95, ge=0, le=1, description="honest annotators' skill range, high end")
+    position_bias: float = Field(0.1, ge=0, le=1, description="crowd position bias range (sandbox make_crowd)")
+    length_bias: float = Field(0.1, ge=0, le=1, description="crowd length bias range")
+    helpful_lean: float = Field(0.3, ge=0, le=1, description="crowd lean towards helpfulness over harmlessness")
+    overlap: int = Field(3, ge=1)
+    max_overlap: int | None = Field(None, ge=1, description="set above --overlap for dynamic overlap")
+    agreement_threshold: float = Field(1.0, ge=0, le=1, description="dynamic overlap: top-label share needed to stop")
+    gold_rate: float = Field(0.1, ge=0, le=1)
+    n_screening: int = Field(60, ge=0, description="most gold tasks a candidate answers before the screening test "
+                             "decides (0: no screening; capped at --n-gold)")
+    screening_threshold: float = Field(0.7, gt=0.5, lt=1, description="gold accuracy the screening test admits at")
+    screening_false_admit: float = Field(0.005, gt=0, lt=1, description="screening: chance a coin-flipper is admitted")
+    seed: int = 0
+    progress: bool = True
+
+
+class SandboxEvalConfig(BaseModel):
+    models: dict[str, str] = Field(..., description="Model name -> model folder, in display order.")
+    output: Path = Field(..., description="Folder for results.json and responses.jsonl.")
+    world: Path | None = Field(None, description="A `sandbox build` folder (default: the world of --seed).")
+    seed: int = Field(0, description="World seed (without --world) and sampling seed.")
+    splits: str = Field("eval,test", description="Comma-separated prompt splits to evaluate on.")
+    n_prompts: int | None = Field(None, description="At most this many prompts (default: all of the splits).")
+    temperature: float = Field(0.7, ge=0, description="Sampling temperature (0 = greedy).")
+    max_new_tokens: int = Field(48, gt=0, description="Longest response.")
+    reference: str = Field("sft", description="Model that win rates and KL are measured against.")
+    tax_reference: str = Field("base", description="Model the alignment tax is measured against.")
+    n_boot: int = Field(200, gt=0, description="Bootstrap rounds for rating CIs.")
+    n_samples: int = Field(3, ge=0, description="Side-by-side samples shown per prompt category.")
+    progress: bool = Field(True, description="Show progress bars.")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> Any:
+        # On the command line: --models base=path/a,sft=path/b
+        if isinstance(value, str):
+            pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("expected name=path pairs separated by commas, e.g. base=runs/base,sft=runs/sft")
+            return {k.strip(): v.strip() for k, v in pairs}
+        return value
+
+
+SHIPPED_BASE_MODEL = Path(__file__).resolve().parent / "base_model"
+
+
+class PretrainConfig(BaseModel):
+    output: Path = Field(SHIPPED_BASE_MODEL, description="Folder for the base model (save_pretrained).")
+    seed: int = Field(0, description="Seeds the world, the corpus, the model init and the data order.")
+    world_seed: int = Field(0, description="Seed of the sandbox world whose corpus is used.")
+    corpus_size: int = Field(24000, gt=0, description="Corpus records (prompt + unaligned completion).")
+    max_steps: int = Field(800, gt=0, description="Optimizer steps.")
+    batch_size: int = Field(16, gt=0, description="Packed rows per step.")
+    max_length: int = Field(256, gt=16, description="Row length for packing.")
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate (cosine decay, 50 warmup steps).")
+    hidden_size: int = Field(128, gt=0, description="Model width.")
+    num_layers: int = Field(4, gt=0, description="Transformer layers.")
+    progress: bool = Field(True, description="Show a progress bar.")
