@@ -134,6 +134,11 @@
         return;
       }
       if (e.ctrlKey || e.altKey || e.metaKey) return;
+      if (e.key === "/") {  // jump to the first text field (rationale, edit, reason)
+        const field = form.querySelector("textarea, input:not([type=radio]):not([type=checkbox]):not([type=hidden])");
+        if (field) { e.preventDefault(); field.focus(); }
+        return;
+      }
       const el = form.querySelector(`[data-key="${CSS.escape(e.key)}"]`);
       if (el) { e.preventDefault(); el.click(); if (el.type === "radio" || el.type === "checkbox") saveSoon(); }
     });
