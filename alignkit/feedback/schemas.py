@@ -8,13 +8,22 @@ type and field, e.g. ``compare answer: criteria.brand_tone: not a criterion of t
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Literal
+from collections.abc import Hashable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 TaskType = Literal[
-    "write_prompt", "verify_prompt", "write_completion", "review_completion",
-    "compare", "rank", "rate", "binary", "rules", "qa",
+    "write_prompt",
+    "verify_prompt",
+    "write_completion",
+    "review_completion",
+    "compare",
+    "rank",
+    "rate",
+    "binary",
+    "rules",
+    "qa",
 ]
 TASK_TYPES: tuple[str, ...] = TaskType.__args__  # type: ignore[attr-defined]
 Choice = Literal["A", "B", "tie"]
@@ -50,7 +59,7 @@ class VerifyPromptAnswer(_Answer):
     reason: str | None = None
 
     @model_validator(mode="after")
-    def _reason(self) -> "VerifyPromptAnswer":
+    def _reason(self) -> VerifyPromptAnswer:
         if not self.accept and not (self.reason or "").strip():
             raise ValueError("a rejected prompt needs a reason")
         return self
@@ -66,7 +75,7 @@ class ReviewCompletionAnswer(_Answer):
     reason: str | None = None
 
     @model_validator(mode="after")
-    def _edit(self) -> "ReviewCompletionAnswer":
+    def _edit(self) -> ReviewCompletionAnswer:
         if self.decision == "edit" and not (self.edited_text or "").strip():
             raise ValueError("decision 'edit' needs edited_text")
         if self.decision != "edit" and self.edited_text is not None:
@@ -85,7 +94,7 @@ class CompareAnswer(_Answer):
     rationale: str | None = None
 
     @model_validator(mode="after")
-    def _known(self, info: ValidationInfo) -> "CompareAnswer":
+    def _known(self, info: ValidationInfo) -> CompareAnswer:
         ctx = _ctx(info)
         allowed = ctx.get("criteria")
         if allowed is not None:
@@ -107,7 +116,7 @@ class RankAnswer(_Answer):
     order: list[int] = Field(description="indices of the task's responses, best first")
 
     @model_validator(mode="after")
-    def _perm(self, info: ValidationInfo) -> "RankAnswer":
+    def _perm(self, info: ValidationInfo) -> RankAnswer:
         k = _ctx(info).get("k", len(self.order))
         if sorted(self.order) != list(range(k)):
             raise ValueError(f"order must be a permutation of 0..{k - 1} (the {k} responses), got {self.order}")
@@ -118,7 +127,7 @@ class RateAnswer(_Answer):
     score: int
 
     @model_validator(mode="after")
-    def _scale(self, info: ValidationInfo) -> "RateAnswer":
+    def _scale(self, info: ValidationInfo) -> RateAnswer:
         lo, hi = _ctx(info).get("scale", (1, 7))
         if not lo <= self.score <= hi:
             raise ValueError(f"score must be in {lo}..{hi}, got {self.score}")
@@ -133,7 +142,7 @@ class RulesAnswer(_Answer):
     violations: dict[str, bool]
 
     @model_validator(mode="after")
-    def _rules(self, info: ValidationInfo) -> "RulesAnswer":
+    def _rules(self, info: ValidationInfo) -> RulesAnswer:
         rules = _ctx(info).get("rules")
         if rules is not None:
             extra = sorted(set(self.violations) - set(rules))
@@ -147,7 +156,7 @@ class QAAnswer(_Answer):
     answers: dict[str, str]
 
     @model_validator(mode="after")
-    def _questions(self, info: ValidationInfo) -> "QAAnswer":
+    def _questions(self, info: ValidationInfo) -> QAAnswer:
         questions = _ctx(info).get("questions")
         if questions is None:
             return self

@@ -25,19 +25,31 @@ import random
 import secrets
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import exists, func, not_, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from alignkit.feedback.config import ProjectConfig, StageConfig
-from alignkit.feedback.db import init_db, make_engine
+from alignkit.feedback.db import get_row, init_db, make_engine
 from alignkit.feedback.models import (
-    Annotation, Annotator, Assignment, Base, Criterion, GoldAnswer, Guideline, Project, Prompt, Response, Task, utcnow,
+    Annotation,
+    Annotator,
+    Assignment,
+    Base,
+    Criterion,
+    GoldAnswer,
+    Guideline,
+    Project,
+    Prompt,
+    Response,
+    Task,
+    utcnow,
 )
 from alignkit.feedback.schemas import InvalidAnswer, label_of, validate_answer
 
@@ -130,13 +142,13 @@ class FeedbackStore:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction (SQLite: BEGIN IMMEDIATE); commits on success, rolls back on error."""
-        with Session(self._write_engine, expire_on_commit=False) as s:
-            with s.begin():
-                yield s
+        with Session(self._write_engine, expire_on_commit=False) as s, s.begin():
+            yield s
 
     # -- projects, people, items ---------------------------------------------------------------------
-    def create_project(self, name: str, config: ProjectConfig | None = None, exist_ok: bool = False,
-                       gold_key: str | None = None) -> int:
+    def create_project(
+        self, name: str, config: ProjectConfig | None = None, exist_ok: bool = False, gold_key: str | None = None
+    ) -> int:
         """``gold_key``: the secret that places gold tasks (random when None; simulations pass a
         fixed one so a seed reproduces a run)."""
         config = config or ProjectConfig()
@@ -198,7 +210,9 @@ class FeedbackStore:
             s.flush()
             return a.id
 
-    def set_annotator(self, name: str, status: str | None = None, super_rater: bool | None = None, role: str | None = None) -> None:
+    def set_annotator(
+        self, name: str, status: str | None = None, super_rater: bool | None = None, role: str | None = None
+    ) -> None:
         """Change an annotator's status/role. Excluding or flagging someone also returns the slots
         their judgments held on label tasks, so other people are asked instead (their raw
         judgments stay in the store, marked by their status, and are left out of aggregation)."""
@@ -214,9 +228,16 @@ class FeedbackStore:
                 a.role = role
 
     def _discount(self, s: Session, ann: Annotator) -> None:
-        rows = s.execute(select(Assignment, Task).join(Task, Task.id == Assignment.task_id).where(
-            Assignment.annotator_id == ann.id, Assignment.status.in_(("pending", "submitted")), Task.is_gold.is_(False),
-            Task.type.in_(LABEL_TASKS))).all()
+        rows = s.execute(
+            select(Assignment, Task)
+            .join(Task, Task.id == Assignment.task_id)
+            .where(
+                Assignment.annotator_id == ann.id,
+                Assignment.status.in_(("pending", "submitted")),
+                Task.is_gold.is_(False),
+                Task.type.in_(LABEL_TASKS),
+            )
+        ).all()
         for asg, task in rows:
             s.refresh(task, with_for_update=True)
             task.n_active -= 1
@@ -230,7 +251,9 @@ class FeedbackStore:
         with self.read() as s:
             return list(s.scalars(select(Annotator).order_by(Annotator.id)))
 
-    def add_prompt(self, project: str, text: str, status: str = "pending", source: str = "import", meta: dict | None = None) -> int:
+    def add_prompt(
+        self, project: str, text: str, status: str = "pending", source: str = "import", meta: dict | None = None
+    ) -> int:
         pid, _ = self.project(project)
         with self.write() as s:
             p = Prompt(project_id=pid, text=text, status=status, source=source, meta=meta or {})
@@ -238,7 +261,9 @@ class FeedbackStore:
             s.flush()
             return p.id
 
-    def add_response(self, prompt_id: int, text: str, model: str | None = None, status: str = "pending", meta: dict | None = None) -> int:
+    def add_response(
+        self, prompt_id: int, text: str, model: str | None = None, status: str = "pending", meta: dict | None = None
+    ) -> int:
         with self.write() as s:
             if s.get(Prompt, prompt_id) is None:
                 raise FeedbackError(f"no prompt with id {prompt_id}")
@@ -247,20 +272,41 @@ class FeedbackStore:
             s.flush()
             return r.id
 
-    def add_task(self, project: str, stage: str, prompt_id: int | None = None, response_ids: Sequence[int] = (),
-                 gold: dict[str, Any] | None = None, prelabel: dict[str, Any] | None = None,
-                 confidence: float | None = None, author_ids: Sequence[int] = (), payload: dict[str, Any] | None = None) -> int:
+    def add_task(
+        self,
+        project: str,
+        stage: str,
+        prompt_id: int | None = None,
+        response_ids: Sequence[int] = (),
+        gold: dict[str, Any] | None = None,
+        prelabel: dict[str, Any] | None = None,
+        confidence: float | None = None,
+        author_ids: Sequence[int] = (),
+        payload: dict[str, Any] | None = None,
+    ) -> int:
         """Create one task of ``stage``. ``gold``: the researcher's answer (makes it a gold task);
         ``prelabel`` + ``confidence``: a model's answer; at or above the stage's
         ``auto_label_confidence`` the task is labelled automatically and never shown to people."""
         pid, cfg = self.project(project)
         st = cfg.stage(stage)
         with self.write() as s:
-            return self._add_task(s, pid, st, prompt_id, list(response_ids), gold, prelabel, confidence, list(author_ids), payload)
+            return self._add_task(
+                s, pid, st, prompt_id, list(response_ids), gold, prelabel, confidence, list(author_ids), payload
+            )
 
-    def _add_task(self, s: Session, project_id: int, st: StageConfig, prompt_id: int | None, response_ids: list[int],
-                  gold: dict | None, prelabel: dict | None, confidence: float | None, author_ids: list[int],
-                  payload: dict | None = None) -> int:
+    def _add_task(
+        self,
+        s: Session,
+        project_id: int,
+        st: StageConfig,
+        prompt_id: int | None,
+        response_ids: list[int],
+        gold: dict | None,
+        prelabel: dict | None,
+        confidence: float | None,
+        author_ids: list[int],
+        payload: dict | None = None,
+    ) -> int:
         p = st.task_payload() | (payload or {})
         if st.task_type == "rank":
             p["k"] = len(response_ids)
@@ -270,13 +316,28 @@ class FeedbackStore:
             gold = validate_answer(st.task_type, gold, p)
         if prelabel is not None:
             prelabel = validate_answer(st.task_type, prelabel, p)
-        auto = prelabel is not None and confidence is not None and st.auto_label_confidence is not None \
+        auto = (
+            prelabel is not None
+            and confidence is not None
+            and st.auto_label_confidence is not None
             and confidence >= st.auto_label_confidence
-        t = Task(project_id=project_id, stage=st.name, type=st.task_type, prompt_id=prompt_id, response_ids=response_ids,
-                 payload=p, author_ids=author_ids, overlap=GOLD_OVERLAP if gold is not None else st.overlap,
-                 max_overlap=GOLD_OVERLAP if gold is not None else (st.max_overlap or st.overlap), is_gold=gold is not None,
-                 status="auto" if auto else "open", prelabel=prelabel, prelabel_confidence=confidence,
-                 completed_at=utcnow() if auto else None)
+        )
+        t = Task(
+            project_id=project_id,
+            stage=st.name,
+            type=st.task_type,
+            prompt_id=prompt_id,
+            response_ids=response_ids,
+            payload=p,
+            author_ids=author_ids,
+            overlap=GOLD_OVERLAP if gold is not None else st.overlap,
+            max_overlap=GOLD_OVERLAP if gold is not None else (st.max_overlap or st.overlap),
+            is_gold=gold is not None,
+            status="auto" if auto else "open",
+            prelabel=prelabel,
+            prelabel_confidence=confidence,
+            completed_at=utcnow() if auto else None,
+        )
         s.add(t)
         s.flush()
         if gold is not None:
@@ -288,12 +349,16 @@ class FeedbackStore:
         """Return the slots of assignments whose lease ran out; the count expired."""
         now = now or utcnow()
         with self.write() as s:
-            stale = list(s.scalars(select(Assignment).where(Assignment.status == "pending", Assignment.lease_expires_at < now)
-                                   .with_for_update(skip_locked=True)))
+            stale = list(
+                s.scalars(
+                    select(Assignment)
+                    .where(Assignment.status == "pending", Assignment.lease_expires_at < now)
+                    .with_for_update(skip_locked=True)
+                )
+            )
             for a in stale:
                 a.status = "expired"
-                task = s.get(Task, a.task_id, with_for_update=True)
-                task.n_active -= 1
+                get_row(s, Task, a.task_id, for_update=True).n_active -= 1
             return len(stale)
 
     def next_task(self, project: str, annotator: str, stage: str | None = None, now: datetime | None = None) -> TaskView | None:
@@ -319,11 +384,16 @@ class FeedbackStore:
                 raise UnknownAnnotator(f"no annotator {annotator!r}")
             if ann.status in ("excluded", "flagged"):
                 raise NotAllowed(f"annotator {annotator!r} is {ann.status} and gets no tasks")
-            pending = s.scalar(select(func.count()).select_from(Assignment).where(
-                Assignment.annotator_id == ann.id, Assignment.status == "pending"))
+            pending = s.execute(
+                select(func.count())
+                .select_from(Assignment)
+                .where(Assignment.annotator_id == ann.id, Assignment.status == "pending")
+            ).scalar_one()
             if pending >= cfg.max_pending:
-                raise TooManyPending(f"annotator {annotator!r} already has {pending} pending tasks (limit {cfg.max_pending}); submit some first")
-            n_seen = s.scalar(select(func.count()).select_from(Assignment).where(Assignment.annotator_id == ann.id))
+                raise TooManyPending(
+                    f"annotator {annotator!r} already has {pending} pending tasks (limit {cfg.max_pending}); submit some first"
+                )
+            n_seen = s.execute(select(func.count()).select_from(Assignment).where(Assignment.annotator_id == ann.id)).scalar_one()
             draw = self._gold_draw(s, pid, ann.id, n_seen)
             for st in stages:
                 if st.role == "reviewer" and ann.role == "annotator":
@@ -346,7 +416,7 @@ class FeedbackStore:
 
     def _gold_draw(self, s: Session, project_id: int, annotator_id: int, n_seen: int) -> float:
         """A uniform number in [0, 1) that only the holder of the project's secret can compute."""
-        project = s.get(Project, project_id)
+        project = get_row(s, Project, project_id)
         if project.gold_key is None:  # a project created before the key existed
             project.gold_key = secrets.token_hex(32)
         # random.Random seeds from the SHA-512 of the string, so without the 256-bit key the draw is
@@ -356,16 +426,28 @@ class FeedbackStore:
 
     def _claim(self, s: Session, project_id: int, stage: str, annotator_id: int, gold: bool) -> Task | None:
         mine = exists().where(Assignment.task_id == Task.id, Assignment.annotator_id == annotator_id)
-        base = (select(Task).where(Task.project_id == project_id, Task.stage == stage, Task.status == "open",
-                                   Task.is_gold == gold, Task.n_active < Task.overlap, not_(mine))
-                .order_by(Task.n_active.desc(), Task.id))
+        base = (
+            select(Task)
+            .where(
+                Task.project_id == project_id,
+                Task.stage == stage,
+                Task.status == "open",
+                Task.is_gold == gold,
+                Task.n_active < Task.overlap,
+                not_(mine),
+            )
+            .order_by(Task.n_active.desc(), Task.id)
+        )
         rejected: set[int] = set()
 
         def usable(task: Task) -> bool:
             if annotator_id in (task.author_ids or []):
                 return False  # never review (or compare) your own output
-            live = s.scalar(select(func.count()).select_from(Assignment).where(
-                Assignment.task_id == task.id, Assignment.status.in_(("pending", "submitted"))))
+            live = s.execute(
+                select(func.count())
+                .select_from(Assignment)
+                .where(Assignment.task_id == task.id, Assignment.status.in_(("pending", "submitted")))
+            ).scalar_one()
             return live < task.overlap  # recount under the row lock
 
         # First pass, SKIP LOCKED: a row another assigner holds is skipped, not waited for (PostgreSQL).
@@ -392,17 +474,29 @@ class FeedbackStore:
             rejected.add(task.id)
 
     def _view(self, s: Session, task: Task, lease: datetime, draft: dict | None = None) -> TaskView:
-        prompt = s.get(Prompt, task.prompt_id).text if task.prompt_id else None
-        texts = [s.get(Response, r).text for r in task.response_ids or []]
-        return TaskView(id=task.id, type=task.type, stage=task.stage, prompt=prompt, responses=texts,
-                        payload=dict(task.payload or {}), lease_expires_at=lease, draft=draft)
+        prompt = get_row(s, Prompt, task.prompt_id).text if task.prompt_id else None
+        texts = [get_row(s, Response, r).text for r in task.response_ids or []]
+        return TaskView(
+            id=task.id,
+            type=task.type,
+            stage=task.stage,
+            prompt=prompt,
+            responses=texts,
+            payload=dict(task.payload or {}),
+            lease_expires_at=lease,
+            draft=draft,
+        )
 
     def pending(self, annotator: str) -> list[TaskView]:
         """The annotator's open assignments (to resume after a crash or a reload)."""
         with self.read() as s:
             ann = self._annotator(s, annotator)
-            rows = s.execute(select(Assignment, Task).join(Task, Task.id == Assignment.task_id).where(
-                Assignment.annotator_id == ann.id, Assignment.status == "pending").order_by(Assignment.id)).all()
+            rows = s.execute(
+                select(Assignment, Task)
+                .join(Task, Task.id == Assignment.task_id)
+                .where(Assignment.annotator_id == ann.id, Assignment.status == "pending")
+                .order_by(Assignment.id)
+            ).all()
             return [self._view(s, t, a.lease_expires_at, a.draft) for a, t in rows]
 
     def save_draft(self, annotator: str, task_id: int, draft: dict[str, Any]) -> None:
@@ -417,7 +511,7 @@ class FeedbackStore:
         with self.write() as s:
             asg = self._assignment(s, annotator, task_id)
             asg.status, asg.draft = "skipped", None
-            s.get(Task, task_id).n_active -= 1
+            get_row(s, Task, task_id).n_active -= 1
 
     # -- submission ------------------------------------------------------------------------------------
     def _annotator(self, s: Session, name: str) -> Annotator:
@@ -431,15 +525,23 @@ class FeedbackStore:
         if task is None:
             raise UnknownTask(f"no task with id {task_id}")
         ann = self._annotator(s, annotator)
-        asg = s.scalar(select(Assignment).where(Assignment.task_id == task_id, Assignment.annotator_id == ann.id).with_for_update())
+        asg = s.scalar(
+            select(Assignment).where(Assignment.task_id == task_id, Assignment.annotator_id == ann.id).with_for_update()
+        )
         if asg is None:
             raise NotAssigned(f"task {task_id} is not assigned to annotator {annotator!r}")
         if asg.status != "pending":
             raise LeaseExpired(f"task {task_id}: annotator {annotator!r}'s assignment is {asg.status}, not pending")
         return asg
 
-    def submit(self, annotator: str, task_id: int, answer: dict[str, Any], now: datetime | None = None,
-               idempotency_key: str | None = None) -> int:
+    def submit(
+        self,
+        annotator: str,
+        task_id: int,
+        answer: dict[str, Any],
+        now: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
         """Record one answer (one transaction); returns the annotation id. Raises UnknownTask /
         NotAssigned (also when the lease ran out) / NotAllowed / InvalidAnswer and writes nothing then.
         With ``idempotency_key``, a repeat of a submit that already committed returns its id."""
@@ -450,8 +552,9 @@ class FeedbackStore:
                 raise UnknownTask(f"no task with id {task_id}")
             ann = self._annotator(s, annotator)
             if idempotency_key is not None:
-                prior = s.scalar(select(Annotation).where(Annotation.annotator_id == ann.id,
-                                                          Annotation.idempotency_key == idempotency_key))
+                prior = s.scalar(
+                    select(Annotation).where(Annotation.annotator_id == ann.id, Annotation.idempotency_key == idempotency_key)
+                )
                 if prior is not None:
                     if prior.task_id != task_id:
                         raise FeedbackError(f"idempotency key {idempotency_key!r} was used for task {prior.task_id}")
@@ -462,8 +565,14 @@ class FeedbackStore:
             if asg.lease_expires_at < now:
                 raise LeaseExpired(f"task {task_id}: the lease of annotator {annotator!r} expired at {asg.lease_expires_at}")
             clean = validate_answer(task.type, answer, task.payload)
-            note = Annotation(task_id=task.id, annotator_id=ann.id, assignment_id=asg.id, answer=clean, created_at=now,
-                              idempotency_key=idempotency_key)
+            note = Annotation(
+                task_id=task.id,
+                annotator_id=ann.id,
+                assignment_id=asg.id,
+                answer=clean,
+                created_at=now,
+                idempotency_key=idempotency_key,
+            )
             s.add(note)
             asg.status, asg.submitted_at, asg.draft = "submitted", now, None
             task.n_done += 1
@@ -483,8 +592,13 @@ class FeedbackStore:
             s.add(Response(prompt_id=task.prompt_id, text=answer["text"], author_id=ann.id, domain=answer["domain"]))
 
     def _maybe_close(self, s: Session, task: Task, now: datetime) -> None:
-        answers = list(s.scalars(select(Annotation.answer).join(Assignment, Assignment.id == Annotation.assignment_id)
-                                 .where(Annotation.task_id == task.id, Assignment.status == "submitted")))
+        answers = list(
+            s.scalars(
+                select(Annotation.answer)
+                .join(Assignment, Assignment.id == Annotation.assignment_id)
+                .where(Annotation.task_id == task.id, Assignment.status == "submitted")
+            )
+        )
         labels = [label_of(task.type, a) for a in answers]
         top, share = None, 1.0
         if labels and labels[0] is not None:
@@ -493,45 +607,82 @@ class FeedbackStore:
             # a tie at the top is not agreement
             if sum(1 for c in Counter(labels).values() if c == count) > 1:
                 top, share = None, min(share, 0.5)
-        project = s.get(Project, task.project_id)
+        project = get_row(s, Project, task.project_id)
         st = ProjectConfig.model_validate(project.config).stage(task.stage)
         if share < st.agreement_threshold and task.overlap < task.max_overlap:
             task.overlap += 1  # dynamic overlap: ask one more person
             return
         task.status, task.completed_at = "done", now
         if task.type == "verify_prompt" and task.prompt_id is not None:
-            s.get(Prompt, task.prompt_id).status = "accepted" if top == "accept" else "rejected"
+            get_row(s, Prompt, task.prompt_id).status = "accepted" if top == "accept" else "rejected"
         elif task.type == "review_completion" and task.response_ids:
-            resp = s.get(Response, task.response_ids[0])
+            resp = get_row(s, Response, task.response_ids[0])
             if top == "edit":
                 edits = [a["edited_text"] for a in answers if a["decision"] == "edit"]
                 resp.status = "rejected"
-                s.add(Response(prompt_id=resp.prompt_id, text=edits[-1], author_id=resp.author_id, domain=resp.domain,
-                               status="accepted", parent_id=resp.id, meta={"edited_by_review": task.id}))
+                s.add(
+                    Response(
+                        prompt_id=resp.prompt_id,
+                        text=edits[-1],
+                        author_id=resp.author_id,
+                        domain=resp.domain,
+                        status="accepted",
+                        parent_id=resp.id,
+                        meta={"edited_by_review": task.id},
+                    )
+                )
             else:
                 resp.status = "accepted" if top == "accept" else "rejected"
 
     # -- reading back --------------------------------------------------------------------------------
-    def judgments(self, project: str, stage: str | None = None, include_gold: bool = True,
-                  statuses: Sequence[str] = ("active", "candidate")) -> list[Judgment]:
+    def judgments(
+        self, project: str, stage: str | None = None, include_gold: bool = True, statuses: Sequence[str] = ("active", "candidate")
+    ) -> list[Judgment]:
         """Every raw judgment (oldest first) by annotators whose status is in ``statuses``."""
         pid, _ = self.project(project)
         with self.read() as s:
-            q = (select(Annotation.task_id, Annotation.answer, Annotation.created_at, Task.type, Task.stage, Task.is_gold,
-                        Task.prompt_id, Task.response_ids, Annotator.name, Annotator.id, GoldAnswer.answer)
-                 .join(Task, Task.id == Annotation.task_id).join(Annotator, Annotator.id == Annotation.annotator_id)
-                 .outerjoin(GoldAnswer, GoldAnswer.task_id == Task.id)
-                 .where(Task.project_id == pid, Annotator.status.in_(list(statuses))).order_by(Annotation.id))
+            q = (
+                select(
+                    Annotation.task_id,
+                    Annotation.answer,
+                    Annotation.created_at,
+                    Task.type,
+                    Task.stage,
+                    Task.is_gold,
+                    Task.prompt_id,
+                    Task.response_ids,
+                    Annotator.name,
+                    Annotator.id,
+                    GoldAnswer.answer,
+                )
+                .join(Task, Task.id == Annotation.task_id)
+                .join(Annotator, Annotator.id == Annotation.annotator_id)
+                .outerjoin(GoldAnswer, GoldAnswer.task_id == Task.id)
+                .where(Task.project_id == pid, Annotator.status.in_(list(statuses)))
+                .order_by(Annotation.id)
+            )
             if stage:
                 q = q.where(Task.stage == stage)
             if not include_gold:
                 q = q.where(Task.is_gold.is_(False))
             out = []
             for tid, answer, created, ttype, tstage, is_gold, prompt_id, rids, name, aid, gold in s.execute(q).all():
-                out.append(Judgment(task_id=tid, annotator=name, annotator_id=aid, task_type=ttype, stage=tstage,
-                                    answer=answer, label=label_of(ttype, answer), is_gold=is_gold, created_at=created,
-                                    gold_label=label_of(ttype, gold) if gold is not None else None,
-                                    prompt_id=prompt_id, response_ids=list(rids or [])))
+                out.append(
+                    Judgment(
+                        task_id=tid,
+                        annotator=name,
+                        annotator_id=aid,
+                        task_type=ttype,
+                        stage=tstage,
+                        answer=answer,
+                        label=label_of(ttype, answer),
+                        is_gold=is_gold,
+                        created_at=created,
+                        gold_label=label_of(ttype, gold) if gold is not None else None,
+                        prompt_id=prompt_id,
+                        response_ids=list(rids or []),
+                    )
+                )
             return out
 
     def tasks(self, project: str, stage: str | None = None, include_gold: bool = False) -> list[Task]:
@@ -553,12 +704,12 @@ class FeedbackStore:
                 q = q.where(Task.stage == stage)
             if status:
                 q = q.where(Task.status == status)
-            return s.scalar(q)
+            return s.execute(q).scalar_one()
 
     def counts(self) -> dict[str, int]:
         """Row count of every table (tests use it to prove a refused request changed nothing)."""
         with self.read() as s:
-            return {t.name: s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
+            return {t.name: s.execute(select(func.count()).select_from(t)).scalar_one() for t in Base.metadata.sorted_tables}
 
     def snapshot(self) -> dict[str, list[tuple]]:
         """Every row of every table, for exact before/after comparisons in tests."""
@@ -566,5 +717,16 @@ class FeedbackStore:
             return {t.name: sorted(tuple(map(repr, r)) for r in s.execute(select(t)).all()) for t in Base.metadata.sorted_tables}
 
 
-__all__ = ["FeedbackStore", "FeedbackError", "UnknownTask", "UnknownAnnotator", "NotAssigned", "TooManyPending",
-           "NotAllowed", "LeaseExpired", "InvalidAnswer", "TaskView", "Judgment"]
+__all__ = [
+    "FeedbackStore",
+    "FeedbackError",
+    "UnknownTask",
+    "UnknownAnnotator",
+    "NotAssigned",
+    "TooManyPending",
+    "NotAllowed",
+    "LeaseExpired",
+    "InvalidAnswer",
+    "TaskView",
+    "Judgment",
+]
