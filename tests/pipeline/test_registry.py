@@ -120,3 +120,17 @@ def test_overrides_replace_stage_params_and_reject_unknown_stages(tmp_path: Path
     assert changed.stages[1].with_ == spec.stages[1].with_
     with pytest.raises(ValueError, match=r"not in the pipeline: \['c'\]"):
         override_params(spec, {"c": {"x": 1}})
+
+
+def test_cli_run_applies_set_overrides_to_a_user_stage(tmp_path: Path, user_module: str) -> None:
+    from typer.testing import CliRunner
+
+    from alignkit.cli import app
+
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(f"workdir: {tmp_path / 'run'}\nstages:\n  - name: a\n    uses: python:mystages.steps:double\n    with: {{x: 1}}\n")
+    result = CliRunner().invoke(app, ["run", "--pipeline", str(pipeline), "--set", "a.x=21"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "a" / "stage.json").read_text())["outputs"]["value"] == 42
+    bad = CliRunner().invoke(app, ["run", "--pipeline", str(pipeline), "--set", "b.x=1"])
+    assert bad.exit_code != 0 and "not in the pipeline" in bad.output
