@@ -11,28 +11,24 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from alignkit.ai.backend import ChatBackend, LocalBackend
+from alignkit.ai.config import AILabelConfig, BackendSettings, CAIConfig
 from alignkit.data.io import DataError, read_jsonl_objects
 
+__all__ = [
+    "AILabelConfig",
+    "BackendSettings",
+    "CAIConfig",
+    "make_backend",
+    "read_pairs",
+    "read_prompts",
+    "run_ai_label",
+    "run_cai",
+]
+
 log = logging.getLogger(__name__)
-
-
-class BackendSettings(BaseModel):
-    model: str = Field("tiny", description="Local model folder or 'tiny'; with --backend-url, the endpoint's model name.")
-    backend_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's API key.")
-    timeout: float = Field(60.0, gt=0, description="Seconds per HTTP request before it is retried.")
-    max_retries: int = Field(4, ge=0, description="Retries on 5xx, rate limits and timeouts (exponential backoff).")
-    concurrency: int = Field(8, ge=1, description="Concurrent HTTP requests.")
-    top_logprobs: int = Field(20, ge=1, description="Top log-probs requested per answer (OpenAI allows up to 20).")
-    cache_dir: Path | None = Field(None, description="On-disk request cache (default: next to the output).")
-    allow_download: bool = Field(False, description="Allow fetching a local model from the Hugging Face hub.")
-    dtype: str = Field("float32", description="Local model dtype.")
-    progress: bool = Field(True, description="Show progress bars.")
 
 
 def make_backend(settings: BackendSettings, default_cache: Path) -> ChatBackend:
@@ -40,9 +36,14 @@ def make_backend(settings: BackendSettings, default_cache: Path) -> ChatBackend:
         from alignkit.ai.openai_backend import OpenAIBackend
 
         return OpenAIBackend(
-            settings.backend_url, api_key=os.environ.get(settings.api_key_env, "EMPTY"), model=settings.model,
-            timeout=settings.timeout, max_retries=settings.max_retries, concurrency=settings.concurrency,
-            cache_dir=settings.cache_dir or default_cache, top_logprobs=settings.top_logprobs,
+            settings.backend_url,
+            api_key=os.environ.get(settings.api_key_env, "EMPTY"),
+            model=settings.model,
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+            concurrency=settings.concurrency,
+            cache_dir=settings.cache_dir or default_cache,
+            top_logprobs=settings.top_logprobs,
             progress=settings.progress,
         )
     from alignkit.models import load_model
@@ -86,23 +87,11 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
             if not isinstance(value, str) or not value.strip():
                 if name == "prompt" and isinstance(value, list) and value:
                     continue  # a conversation prompt (message list) is fine
-                raise DataError(path, i, name, "a non-empty string (a pair needs prompt and response_a/response_b "
-                                               "or chosen/rejected)")
+                raise DataError(
+                    path, i, name, "a non-empty string (a pair needs prompt and response_a/response_b or chosen/rejected)"
+                )
         pairs.append(row)
     return pairs
-
-
-class CAIConfig(BackendSettings):
-    """Supervised Constitutional AI: critique and revise responses to (red-team) prompts."""
-
-    prompts: Path = Field(description="Prompts: JSONL with a 'prompt' field, or a .txt file with one per line.")
-    output: Path = Field(description="Folder for traces.jsonl, sft.jsonl and pairs.jsonl.")
-    constitution: Path | None = Field(None, description="Constitution YAML (default: the shipped HHH one).")
-    rounds: int = Field(1, ge=0, description="Critique/revision rounds per prompt.")
-    seed: int = 0
-    max_tokens: int = Field(256, ge=1, description="Max tokens per response, critique and revision.")
-    temperature: float = Field(0.0, ge=0.0, description="Sampling temperature (0 = greedy).")
-    limit: int | None = Field(None, ge=1, description="Use only the first N prompts.")
 
 
 def run_cai(config: CAIConfig) -> dict[str, Path]:
@@ -112,28 +101,18 @@ def run_cai(config: CAIConfig) -> dict[str, Path]:
     prompts = read_prompts(config.prompts)[: config.limit]
     constitution = load_constitution(config.constitution)
     backend = make_backend(config, config.output / "cache")
-    traces = run_sl_cai(backend, prompts, constitution, rounds=config.rounds, seed=config.seed,
-                        max_tokens=config.max_tokens, temperature=config.temperature)
+    traces = run_sl_cai(
+        backend,
+        prompts,
+        constitution,
+        rounds=config.rounds,
+        seed=config.seed,
+        max_tokens=config.max_tokens,
+        temperature=config.temperature,
+    )
     paths = write_cai_outputs(traces, config.output)
     (config.output / "config.json").write_text(config.model_dump_json(indent=2))
     return paths
-
-
-class AILabelConfig(BackendSettings):
-    """Label preference pairs with an AI feedback model (RL-CAI / RLAIF soft labels)."""
-
-    pairs: Path = Field(description="JSONL pairs: prompt + response_a/response_b (or chosen/rejected).")
-    output: Path = Field(description="JSONL of labelled pairs (chosen/rejected, confidence, margin, principle).")
-    constitution: Path | None = Field(None, description="Constitution YAML (default: the shipped HHH one).")
-    criterion: Literal["all", "helpfulness", "honesty", "harmlessness"] = Field(
-        "all", description="Use only the principles serving this criterion.")
-    seed: int = 0
-    swap_positions: bool = Field(True, description="Judge both presentation orders and average (cancels position bias).")
-    chain_of_thought: bool = Field(False, description="Reason before answering; labels clamped to [0.4, 0.6].")
-    cot_max_tokens: int = Field(256, ge=1)
-    review_threshold: float | None = Field(
-        None, ge=0.5, le=1.0,
-        description="Labels below this confidence go to <output>.needs_human.jsonl instead of the output.")
 
 
 def run_ai_label(config: AILabelConfig) -> dict[str, Any]:
@@ -147,8 +126,14 @@ def run_ai_label(config: AILabelConfig) -> dict[str, Any]:
         constitution = constitution.only(config.criterion)
     cache = config.output.with_name(config.output.name + ".cache")
     backend = make_backend(config, cache)
-    labeler = AIPreferenceLabeler(backend, constitution, seed=config.seed, swap_positions=config.swap_positions,
-                                  chain_of_thought=config.chain_of_thought, cot_max_tokens=config.cot_max_tokens)
+    labeler = AIPreferenceLabeler(
+        backend,
+        constitution,
+        seed=config.seed,
+        swap_positions=config.swap_positions,
+        chain_of_thought=config.chain_of_thought,
+        cot_max_tokens=config.cot_max_tokens,
+    )
     records = preference_records(labeler.label(pairs))
     needs_human: list[dict[str, Any]] = []
     if config.review_threshold is not None:

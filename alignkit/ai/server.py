@@ -28,18 +28,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
-class ServeConfig(BaseModel):
-    """Serve a model over an OpenAI-compatible API."""
-
-    model: str = Field("tiny", description="Local model folder, a hub id (with --allow-download) or 'tiny'.")
-    model_name: str | None = Field(None, description="Name reported by /v1/models (default: the --model value).")
-    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes it to the network.")
-    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 picks a free one).")
-    dtype: str = Field("float32", description="Weights dtype: float32, bfloat16, float16 or auto.")
-    allow_download: bool = Field(False, description="Allow fetching the model from the Hugging Face hub.")
-    tiny_texts: Path | None = Field(None, description="Text file to train the tiny model's tokenizer on (model 'tiny' only).")
-    seed: int = Field(0, description="Seed for building the tiny model.")
+from alignkit.ai.config import ServeConfig
 
 
 class ChatMessage(BaseModel):
@@ -94,8 +83,9 @@ class Decoder:
         return self.worker.submit(self._decode, *args, **kwargs).result()
 
     @torch.no_grad()
-    def _decode(self, prompt_ids: list[int], max_tokens: int, temperature: float, top_p: float, seed: int,
-                top_logprobs: int = 0) -> tuple[list[int], list[dict[str, Any]], str]:
+    def _decode(
+        self, prompt_ids: list[int], max_tokens: int, temperature: float, top_p: float, seed: int, top_logprobs: int = 0
+    ) -> tuple[list[int], list[dict[str, Any]], str]:
         if self.max_context is not None and len(prompt_ids) + max_tokens > self.max_context:
             max_tokens = self.max_context - len(prompt_ids)
             if max_tokens < 1:
@@ -175,16 +165,16 @@ def make_app(model: torch.nn.Module, tokenizer: Any, model_name: str = "alignkit
                 app.state.stats["failed_on_purpose"] += 1
                 return error(500, "injected failure (fail_first_n)", "server_error")
         if body.model not in (None, model_name):
-            return error(404, f"model {body.model!r} is not served here; this server serves {model_name!r}",
-                         "invalid_request_error")
+            return error(
+                404, f"model {body.model!r} is not served here; this server serves {model_name!r}", "invalid_request_error"
+            )
         if body.n != 1:
             return error(400, "only n=1 is supported", "invalid_request_error")
         try:
             prompt_ids = encode_prompt(tokenizer, [m.model_dump() for m in body.messages])
             top = (body.top_logprobs or 0) if body.logprobs else 0
             max_tokens = body.max_completion_tokens or body.max_tokens or 256
-            ids, entries, finish = decoder.decode(prompt_ids, max_tokens, body.temperature, body.top_p,
-                                                  body.seed or 0, top)
+            ids, entries, finish = decoder.decode(prompt_ids, max_tokens, body.temperature, body.top_p, body.seed or 0, top)
         except ValueError as err:
             return error(400, str(err), "invalid_request_error")
         text = tokenizer.decode(ids, skip_special_tokens=True)
@@ -197,14 +187,19 @@ def make_app(model: torch.nn.Module, tokenizer: Any, model_name: str = "alignkit
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model_name,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": finish,
-                "logprobs": {"content": entries} if body.logprobs else None,
-            }],
-            "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": len(ids),
-                      "total_tokens": len(prompt_ids) + len(ids)},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                    "logprobs": {"content": entries} if body.logprobs else None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": len(prompt_ids),
+                "completion_tokens": len(ids),
+                "total_tokens": len(prompt_ids) + len(ids),
+            },
         }
 
     return app
@@ -231,7 +226,7 @@ class BackgroundServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self, timeout: float = 10.0) -> "BackgroundServer":
+    def start(self, timeout: float = 10.0) -> BackgroundServer:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
@@ -245,7 +240,7 @@ class BackgroundServer:
         self.thread.join(timeout=10)
         self.socket.close()
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -263,7 +258,8 @@ def serve(config: ServeConfig) -> None:
     from alignkit.models import load_model
 
     texts = _read_texts(config.tiny_texts) if config.tiny_texts else ()
-    model, tokenizer = load_model(config.model, allow_download=config.allow_download, dtype=config.dtype,
-                                  tiny_texts=texts, seed=config.seed)
+    model, tokenizer = load_model(
+        config.model, allow_download=config.allow_download, dtype=config.dtype, tiny_texts=texts, seed=config.seed
+    )
     app = make_app(model, tokenizer, config.model_name or config.model)
     uvicorn.run(app, host=config.host, port=config.port, log_level="info")

@@ -7,7 +7,8 @@ penalty controls, Ouyang et al. 2022), so it puts models on a common reward-vs-K
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -16,8 +17,14 @@ from alignkit.data.chat import TooLongError, encode_example
 from alignkit.models.logprobs import sequence_logprobs
 
 
-def sampled_kl(policy: torch.nn.Module, reference: torch.nn.Module, tokenizer: Any, prompts: Sequence[str],
-               responses: Sequence[str], batch_size: int = 32) -> float:
+def sampled_kl(
+    policy: torch.nn.Module,
+    reference: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    batch_size: int = 32,
+) -> float:
     """Monte-Carlo KL(policy || reference): mean over the policy's own samples of log π − log π_ref."""
     encoded = []
     for p, r in zip(prompts, responses):
@@ -29,5 +36,7 @@ def sampled_kl(policy: torch.nn.Module, reference: torch.nn.Module, tokenizer: A
     with torch.no_grad():
         for start in range(0, len(encoded), batch_size):
             batch = collate([[e] for e in encoded[start : start + batch_size]], tokenizer.pad_token_id)
-            total += float((sequence_logprobs(policy, batch).sequence_logps - sequence_logprobs(reference, batch).sequence_logps).sum())
+            total += float(
+                (sequence_logprobs(policy, batch).sequence_logps - sequence_logprobs(reference, batch).sequence_logps).sum()
+            )
     return total / max(len(encoded), 1)
