@@ -28,8 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "alignkit"
 
 # Lower rank = closer to the bottom; an import may point to the same or a lower rank only.
-RANK = {"data": 0, "models": 1, "train": 2, "feedback": 2, "ai": 2, "evaluate": 2, "safety": 2, "rag": 2,
-        "pipeline": 3, "web": 3, "sandbox": 4, "cli": 5}
+RANK = {
+    "data": 0,
+    "models": 1,
+    "train": 2,
+    "feedback": 2,
+    "ai": 2,
+    "evaluate": 2,
+    "safety": 2,
+    "rag": 2,
+    "pipeline": 3,
+    "web": 3,
+    "sandbox": 4,
+    "cli": 5,
+}
 LIBRARY = ["data", "models", "train", "feedback", "ai", "evaluate", "pipeline", "web", "safety", "rag"]
 
 
@@ -56,7 +68,8 @@ def _is_module(name: str, root: Path = ROOT) -> bool:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(path: Path, root: Path = ROOT) -> list[Import]:
@@ -93,9 +106,12 @@ def _imports(path: Path, root: Path = ROOT) -> list[Import]:
                 for field in ("body", "orelse", "finalbody", "handlers"):
                     children = getattr(node, field, None)
                     if isinstance(children, list):
-                        visit([c for c in children if isinstance(c, ast.stmt)] +
-                              [s for h in children if isinstance(h, ast.ExceptHandler) for s in h.body],
-                              module_level, type_checking)
+                        visit(
+                            [c for c in children if isinstance(c, ast.stmt)]
+                            + [s for h in children if isinstance(h, ast.ExceptHandler) for s in h.body],
+                            module_level,
+                            type_checking,
+                        )
                 if isinstance(node, ast.Match):
                     for case in node.cases:
                         visit(case.body, module_level, type_checking)
@@ -171,14 +187,14 @@ def _closed_path(component: list[str], edges: dict[str, set[str]]) -> list[str]:
 
 
 def _edge_lines(imports: list[Import], pairs: set[tuple[str, str]], key) -> list[str]:
-    return sorted(f"  {key(i)[0]} -> {key(i)[1]}  ({i.source} imports {i.target}, {i.where})"
-                  for i in imports if key(i) in pairs)
+    return sorted(f"  {key(i)[0]} -> {key(i)[1]}  ({i.source} imports {i.target}, {i.where})" for i in imports if key(i) in pairs)
 
 
 def test_library_never_imports_the_sandbox() -> None:
     bad = [i for i in all_imports() if _package(i.source) in LIBRARY and _package(i.target) == "sandbox"]
     assert not bad, "the library imports alignkit.sandbox (name it by string and load it with importlib):\n" + "\n".join(
-        f"  {i.source} -> {i.target}  ({i.where}{'' if i.module_level else ', inside a function'})" for i in bad)
+        f"  {i.source} -> {i.target}  ({i.where}{'' if i.module_level else ', inside a function'})" for i in bad
+    )
 
 
 def test_packages_point_one_way() -> None:
@@ -235,8 +251,12 @@ def test_the_checker_sees_function_level_type_checking_and_relative_imports(tmp_
         "def f():\n    from alignkit.sandbox import world\n    return world\n"
     )
     found = {(i.target, i.module_level, i.type_checking) for i in _imports(pkg / "rewards.py", tmp_path)}
-    assert found == {("alignkit.train.loop", True, False), ("alignkit.sandbox.world", True, True),
-                     ("alignkit.data", True, False), ("alignkit.sandbox.world", False, False)}
+    assert found == {
+        ("alignkit.train.loop", True, False),
+        ("alignkit.sandbox.world", True, True),
+        ("alignkit.data", True, False),
+        ("alignkit.sandbox.world", False, False),
+    }
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
 

@@ -21,8 +21,22 @@ def _ai_label_done(config: AILabelConfig, counts: dict[str, Any]) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    config_command(app, "serve", ServeConfig, "alignkit.ai.server:serve", help="Serve a model over an OpenAI-compatible HTTP API.")
-    config_command(app, "cai", CAIConfig, "alignkit.ai.runner:run_cai", done=_cai_done,
-                   help="Supervised Constitutional AI: critique and revise responses.")
-    config_command(app, "ai-label", AILabelConfig, "alignkit.ai.runner:run_ai_label", done=_ai_label_done,
-                   help="Label preference pairs with an AI feedback model (soft labels, both orders).")
+    config_command(
+        app, "serve", ServeConfig, "alignkit.ai.server:serve", help="Serve a model over an OpenAI-compatible HTTP API."
+    )
+    config_command(
+        app,
+        "cai",
+        CAIConfig,
+        "alignkit.ai.runner:run_cai",
+        done=_cai_done,
+        help="Supervised Constitutional AI: critique and revise responses.",
+    )
+    config_command(
+        app,
+        "ai-label",
+        AILabelConfig,
+        "alignkit.ai.runner:run_ai_label",
+        done=_ai_label_done,
+        help="Label preference pairs with an AI feedback model (soft labels, both orders).",
+    )

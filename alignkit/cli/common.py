@@ -78,7 +78,11 @@ Done = Callable[[Any, Any], str]
 
 
 def config_command(
-    app: typer.Typer, name: str, config_cls: type[BaseModel], run: Callable[[Any], Any] | str, help: str | None = None,
+    app: typer.Typer,
+    name: str,
+    config_cls: type[BaseModel],
+    run: Callable[[Any], Any] | str,
+    help: str | None = None,
     done: str | Done | None = None,
 ) -> None:
     """Register ``run(config)`` as ``alignkit <name>`` with one flag per field of ``config_cls``.

@@ -18,7 +18,10 @@ class ReportConfig(BaseModel):
 
 def run_report(config: ReportConfig) -> None:
     """Write a self-contained HTML evaluation report from a results JSON file."""
-    load_report_data, write_report = load("alignkit.evaluate.report:load_report_data"), load("alignkit.evaluate.report:write_report")
+    load_report_data, write_report = (
+        load("alignkit.evaluate.report:load_report_data"),
+        load("alignkit.evaluate.report:write_report"),
+    )
     try:
         data = load_report_data(config.data)
     except ValueError as err:
@@ -37,5 +40,10 @@ def run_evaluate(config: SandboxEvalConfig) -> None:
 
 def register(app: typer.Typer) -> None:
     config_command(app, "report", ReportConfig, run_report)
-    config_command(app, "evaluate", SandboxEvalConfig, run_evaluate,
-                   help="Evaluate models (--models name=path,...) on held-out sandbox prompts and write a report.")
+    config_command(
+        app,
+        "evaluate",
+        SandboxEvalConfig,
+        run_evaluate,
+        help="Evaluate models (--models name=path,...) on held-out sandbox prompts and write a report.",
+    )

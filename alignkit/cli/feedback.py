@@ -12,7 +12,13 @@ import yaml
 from alignkit.cli.common import config_command, load
 from alignkit.data.io import write_records
 from alignkit.feedback.cli_configs import (
-    AggregateConfig, AssignConfig, ExportConfig, ImportConfig, InitConfig, QualityConfig, SubmitConfig,
+    AggregateConfig,
+    AssignConfig,
+    ExportConfig,
+    ImportConfig,
+    InitConfig,
+    QualityConfig,
+    SubmitConfig,
 )
 from alignkit.feedback.config import ProjectConfig, preference_project, sft_project
 from alignkit.sandbox.config import SimulateConfig
@@ -102,8 +108,16 @@ def _submit(cfg) -> None:
 def _export(cfg) -> None:
     export_dataset = load("alignkit.feedback.export:export_dataset")
     try:
-        path, n = export_dataset(_store(cfg.db), cfg.project, cfg.kind, cfg.output, stage=cfg.stage, method=cfg.method,
-                                 min_agreement=cfg.min_agreement, min_confidence=cfg.min_confidence)
+        path, n = export_dataset(
+            _store(cfg.db),
+            cfg.project,
+            cfg.kind,
+            cfg.output,
+            stage=cfg.stage,
+            method=cfg.method,
+            min_agreement=cfg.min_agreement,
+            min_confidence=cfg.min_confidence,
+        )
     except ValueError as err:
         _fail(err)
     typer.echo(f"wrote {n} {cfg.kind} records to {path}")
@@ -113,8 +127,10 @@ def _quality(cfg) -> None:
     q = load("alignkit.feedback.quality")
     store = _store(cfg.db)
     if cfg.screen:
-        typer.echo("screening: " + json.dumps(q.screen(store, cfg.project, cfg.threshold, cfg.chance, cfg.false_admit,
-                                                         max_gold=cfg.max_gold)))
+        typer.echo(
+            "screening: "
+            + json.dumps(q.screen(store, cfg.project, cfg.threshold, cfg.chance, cfg.false_admit, max_gold=cfg.max_gold))
+        )
     if cfg.flag_spammers:
         typer.echo("flagged: " + json.dumps(q.flag_spammers(store, cfg.project)))
     if cfg.super_raters:
@@ -122,8 +138,10 @@ def _quality(cfg) -> None:
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     typer.echo(f"{'annotator':<16}{'status':<10}{'super':<7}{'judged':>7}{'gold':>6}{'gold_acc':>10}{'peer_agr':>10}")
     for r in q.annotator_quality(store, cfg.project):
-        typer.echo(f"{r.annotator:<16}{r.status:<10}{str(r.super_rater):<7}{r.n_judgments:>7}{r.n_gold:>6}"
-                   f"{fmt(r.gold_accuracy):>10}{fmt(r.peer_agreement):>10}")
+        typer.echo(
+            f"{r.annotator:<16}{r.status:<10}{str(r.super_rater):<7}{r.n_judgments:>7}{r.n_gold:>6}"
+            f"{fmt(r.gold_accuracy):>10}{fmt(r.peer_agreement):>10}"
+        )
     typer.echo("agreement: " + json.dumps(q.agreement_report(store, cfg.project)))
 
 
@@ -137,8 +155,15 @@ def _aggregate(cfg) -> None:
     if cfg.output:
         write_records(cfg.output, rows)
         typer.echo(f"wrote {len(rows)} labels to {cfg.output}")
-    typer.echo(json.dumps({"tasks": len(rows), "labels": dict(Counter(str(a.label) for a in aggs.values())),
-                           "mean_confidence": round(sum(a.confidence for a in aggs.values()) / max(len(rows), 1), 4)}))
+    typer.echo(
+        json.dumps(
+            {
+                "tasks": len(rows),
+                "labels": dict(Counter(str(a.label) for a in aggs.values())),
+                "mean_confidence": round(sum(a.confidence for a in aggs.values()) / max(len(rows), 1), 4),
+            }
+        )
+    )
 
 
 def _simulate(cfg) -> None:
@@ -147,8 +172,9 @@ def _simulate(cfg) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="Human feedback: store, tasks, assignment, quality control, aggregation, export.",
-                      no_args_is_help=True)
+    sub = typer.Typer(
+        help="Human feedback: store, tasks, assignment, quality control, aggregation, export.", no_args_is_help=True
+    )
     config_command(sub, "init", InitConfig, _init, help="Create/upgrade the store (runs the migrations) and a project.")
     config_command(sub, "import", ImportConfig, _import, help="Import prompts/responses/pairs (JSONL) and create tasks.")
     config_command(sub, "assign", AssignConfig, _assign, help="Lease the next task(s) to an annotator; prints them as JSON.")
@@ -156,5 +182,7 @@ def register(app: typer.Typer) -> None:
     config_command(sub, "export", ExportConfig, _export, help="Aggregate and write training data with provenance.")
     config_command(sub, "quality", QualityConfig, _quality, help="Annotator quality; screening, spammer flags, super raters.")
     config_command(sub, "aggregate", AggregateConfig, _aggregate, help="One label per task (majority or Dawid-Skene).")
-    config_command(sub, "simulate", SimulateConfig, _simulate, help="Let the sandbox's simulated crowd work a project end to end.")
+    config_command(
+        sub, "simulate", SimulateConfig, _simulate, help="Let the sandbox's simulated crowd work a project end to end."
+    )
     app.add_typer(sub, name="feedback")

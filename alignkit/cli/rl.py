@@ -20,9 +20,27 @@ def _rloo_done(config: RLOOConfig, result: Path) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    config_command(app, "ppo", PPOConfig, "alignkit.train.ppo:run_ppo", done="PPO policy saved to {result}",
-                   help="Online RL with PPO (critic, GAE, KL-shaped reward) on a prompts file.")
-    config_command(app, "rloo", RLOOConfig, "alignkit.train.rloo:run_rloo", done=_rloo_done,
-                   help="Online RL with RLOO: k samples per prompt, leave-one-out baseline.")
-    config_command(app, "grpo", GRPOConfig, "alignkit.train.rloo:run_rloo", done=_rloo_done,
-                   help="Online RL with GRPO: k samples per prompt, group-normalised advantages.")
+    config_command(
+        app,
+        "ppo",
+        PPOConfig,
+        "alignkit.train.ppo:run_ppo",
+        done="PPO policy saved to {result}",
+        help="Online RL with PPO (critic, GAE, KL-shaped reward) on a prompts file.",
+    )
+    config_command(
+        app,
+        "rloo",
+        RLOOConfig,
+        "alignkit.train.rloo:run_rloo",
+        done=_rloo_done,
+        help="Online RL with RLOO: k samples per prompt, leave-one-out baseline.",
+    )
+    config_command(
+        app,
+        "grpo",
+        GRPOConfig,
+        "alignkit.train.rloo:run_rloo",
+        done=_rloo_done,
+        help="Online RL with GRPO: k samples per prompt, group-normalised advantages.",
+    )

@@ -9,5 +9,11 @@ from alignkit.train.config import SFTConfig
 
 
 def register(app: typer.Typer) -> None:
-    config_command(app, "sft", SFTConfig, "alignkit.train.sft:run_sft", done="SFT model saved to {result}",
-                   help="Supervised fine-tuning on prompt/completion or messages data.")
+    config_command(
+        app,
+        "sft",
+        SFTConfig,
+        "alignkit.train.sft:run_sft",
+        done="SFT model saved to {result}",
+        help="Supervised fine-tuning on prompt/completion or messages data.",
+    )

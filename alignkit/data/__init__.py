@@ -10,11 +10,22 @@ import importlib
 from typing import Any
 
 _HOME = {
-    "collate": "batching", "left_pad": "batching", "pack_greedy": "batching",
-    "DEFAULT_CHAT_TEMPLATE": "chat", "Encoded": "chat", "TooLongError": "chat", "encode_example": "chat",
-    "encode_messages": "chat", "encode_prompt": "chat", "encode_sft_record": "chat", "render": "chat",
+    "collate": "batching",
+    "left_pad": "batching",
+    "pack_greedy": "batching",
+    "DEFAULT_CHAT_TEMPLATE": "chat",
+    "Encoded": "chat",
+    "TooLongError": "chat",
+    "encode_example": "chat",
+    "encode_messages": "chat",
+    "encode_prompt": "chat",
+    "encode_sft_record": "chat",
+    "render": "chat",
     "to_messages": "chat",
-    "DataError": "io", "LoadedRecords": "io", "read_records": "io", "validate_row": "io",
+    "DataError": "io",
+    "LoadedRecords": "io",
+    "read_records": "io",
+    "validate_row": "io",
     "write_records": "io",
     "detect_kind": "records",
 }

@@ -12,11 +12,18 @@ from typing import Any
 _HOME = {
     "LoraSettings": "config",
     "generate": "generation",
-    "apply_lora": "loading", "is_lora": "loading", "load_model": "loading", "load_tokenizer": "loading",
+    "apply_lora": "loading",
+    "is_lora": "loading",
+    "load_model": "loading",
+    "load_tokenizer": "loading",
     "save_model": "loading",
-    "LogProbs": "logprobs", "logprobs_from_logits": "logprobs", "model_logits": "logprobs",
+    "LogProbs": "logprobs",
+    "logprobs_from_logits": "logprobs",
+    "model_logits": "logprobs",
     "sequence_logprobs": "logprobs",
-    "build_tiny_model": "tiny", "tiny_llama_config": "tiny", "train_tokenizer": "tiny",
+    "build_tiny_model": "tiny",
+    "tiny_llama_config": "tiny",
+    "train_tokenizer": "tiny",
 }
 
 __all__ = sorted(_HOME)

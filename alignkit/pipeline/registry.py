@@ -64,7 +64,7 @@ def check_uses(uses: str, registry: dict[str, Any] | None = None) -> None:
     """Raise :class:`StageNotFound` for a ``uses:`` that names nothing (before any stage runs)."""
     registry = STAGES if registry is None else registry
     if uses.startswith(PYTHON_PREFIX):
-        target = uses[len(PYTHON_PREFIX):]
+        target = uses[len(PYTHON_PREFIX) :]
         module_name, sep, attr = target.partition(":")
         if not sep or not module_name or not attr:
             raise StageNotFound(f"'uses: {uses}': expected python:package.module:function")
@@ -77,6 +77,6 @@ def resolve_stage(uses: str, registry: dict[str, Any] | None = None) -> StageFn:
     registry = STAGES if registry is None else registry
     check_uses(uses, registry)
     if uses.startswith(PYTHON_PREFIX):
-        return load_target(uses[len(PYTHON_PREFIX):])
+        return load_target(uses[len(PYTHON_PREFIX) :])
     entry = registry[uses]
     return load_target(entry) if isinstance(entry, str) else entry

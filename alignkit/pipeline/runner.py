@@ -161,8 +161,13 @@ def parse_overrides(text: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run_pipeline(spec: PipelineSpec, registry: dict[str, StageFn | str] | None = None, only: list[str] | None = None,
-                 force: list[str] | None = None, echo: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+def run_pipeline(
+    spec: PipelineSpec,
+    registry: dict[str, StageFn | str] | None = None,
+    only: list[str] | None = None,
+    force: list[str] | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, dict[str, Any]]:
     """Run (or reuse) every stage; returns each stage's outputs by name.
 
     ``registry`` maps ``uses`` names to functions or "module:function" strings (default: the

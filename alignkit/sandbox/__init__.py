@@ -15,13 +15,26 @@ import importlib
 from typing import Any
 
 _HOME = {
-    "ExpertWriter": "crowd", "SimAnnotator": "crowd", "make_crowd": "crowd",
-    "BaseCorpusConfig": "datasets", "base_corpus": "datasets", "make_pairs": "datasets",
-    "sft_demos": "datasets", "truth_pairs": "datasets",
-    "BEHAVIOURS": "language", "BEHAVIOURS_FOR": "language", "CATEGORIES": "language",
+    "ExpertWriter": "crowd",
+    "SimAnnotator": "crowd",
+    "make_crowd": "crowd",
+    "BaseCorpusConfig": "datasets",
+    "base_corpus": "datasets",
+    "make_pairs": "datasets",
+    "sft_demos": "datasets",
+    "truth_pairs": "datasets",
+    "BEHAVIOURS": "language",
+    "BEHAVIOURS_FOR": "language",
+    "CATEGORIES": "language",
     "IDEAL_BEHAVIOUR": "language",
-    "RULES": "scorer", "UTILITY_WEIGHTS": "scorer", "Score": "scorer", "utility_of": "scorer",
-    "Entity": "world", "SandboxPrompt": "world", "World": "world", "WorldConfig": "world",
+    "RULES": "scorer",
+    "UTILITY_WEIGHTS": "scorer",
+    "Score": "scorer",
+    "utility_of": "scorer",
+    "Entity": "world",
+    "SandboxPrompt": "world",
+    "World": "world",
+    "WorldConfig": "world",
     "build_world": "world",
 }
 

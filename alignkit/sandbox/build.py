@@ -35,18 +35,23 @@ class BuildConfig(BaseModel):
     corpus_size: int = Field(5000, ge=0, description="Records in the unaligned base corpus.")
     sft_size: int = Field(400, ge=0, description="Curated demonstrations (LIMA-style).")
     sft_category_mix: dict[str, float] | None = Field(
-        None, description="Prompt-category weights of the demonstrations (default: the corpus mix); e.g. "
-        "helpfulness-only demos leave harmlessness to preference learning, as in InstructGPT.")
+        None,
+        description="Prompt-category weights of the demonstrations (default: the corpus mix); e.g. "
+        "helpfulness-only demos leave harmlessness to preference learning, as in InstructGPT.",
+    )
     pairs_size: int = Field(2000, ge=0, description="Ground-truth pairs from the train split.")
     eval_pairs_size: int = Field(300, ge=0, description="Ground-truth pairs from the eval split.")
     harmful_compliance_rate: float = Field(0.7, ge=0, le=1, description="Base corpus: harmful requests complied with.")
-    hallucination_rate: float = Field(0.6, ge=0, le=1, description="Base corpus: unanswerable questions answered with a made-up fact.")
+    hallucination_rate: float = Field(
+        0.6, ge=0, le=1, description="Base corpus: unanswerable questions answered with a made-up fact."
+    )
     wrong_fact_rate: float = Field(0.15, ge=0, le=1, description="Base corpus: factual questions answered wrongly.")
     rude_rate: float = Field(0.1, ge=0, le=1, description="Base corpus: responses that are rude.")
 
     def world_config(self) -> WorldConfig:
-        return WorldConfig(seed=self.seed, n_towns=self.n_towns, n_people=self.n_people,
-                           n_products=self.n_products, n_unknown=self.n_unknown)
+        return WorldConfig(
+            seed=self.seed, n_towns=self.n_towns, n_people=self.n_people, n_products=self.n_products, n_unknown=self.n_unknown
+        )
 
 
 def build_folder(config: BuildConfig) -> dict[str, str]:
@@ -64,17 +69,24 @@ def build_folder(config: BuildConfig) -> dict[str, str]:
     put("kb", world.kb_records())
     for split in SPLITS:
         put(f"prompts_{split}", (prompt_row(p) for p in world.prompts(split)))
-    rates = BaseCorpusConfig(harmful_compliance_rate=config.harmful_compliance_rate,
-                             hallucination_rate=config.hallucination_rate, wrong_fact_rate=config.wrong_fact_rate,
-                             rude_rate=config.rude_rate)
+    rates = BaseCorpusConfig(
+        harmful_compliance_rate=config.harmful_compliance_rate,
+        hallucination_rate=config.hallucination_rate,
+        wrong_fact_rate=config.wrong_fact_rate,
+        rude_rate=config.rude_rate,
+    )
     # Distinct seeds per dataset so growing one never changes another.
     put("corpus", base_corpus(world, config.corpus_size, rates, seed=config.seed * 1000 + 1))
     put("sft", sft_demos(world, config.sft_size, seed=config.seed * 1000 + 2, category_mix=config.sft_category_mix))
     put("pairs", truth_pairs(world, config.pairs_size, split="train", seed=config.seed * 1000 + 3))
     put("pairs_eval", truth_pairs(world, config.eval_pairs_size, split="eval", seed=config.seed * 1000 + 4))
-    manifest = {"world_config": world.config.model_dump(mode="json"), "build_config": config.model_dump(mode="json"),
-                "files": {k: Path(v).name for k, v in paths.items() if k != "world"},
-                "counts": {s: len(world.prompts(s)) for s in SPLITS}, "kb_entities": len(world.kb)}
+    manifest = {
+        "world_config": world.config.model_dump(mode="json"),
+        "build_config": config.model_dump(mode="json"),
+        "files": {k: Path(v).name for k, v in paths.items() if k != "world"},
+        "counts": {s: len(world.prompts(s)) for s in SPLITS},
+        "kb_entities": len(world.kb),
+    }
     (out / "world.json").write_text(json.dumps(manifest, indent=2))
     return paths
 
@@ -150,8 +162,12 @@ def summarize(scores: list[Score]) -> dict[str, Any]:
         counts: dict[str, int] = {}
         for s in ss:
             counts[s.behaviour] = counts.get(s.behaviour, 0) + 1
-        return {"n": len(ss), **{k: _mean([getattr(s, k) for s in ss]) for k in ("helpfulness", "honesty", "harmlessness", "utility")},
-                "ideal_rate": _mean([float(s.ideal) for s in ss]), "behaviours": dict(sorted(counts.items()))}
+        return {
+            "n": len(ss),
+            **{k: _mean([getattr(s, k) for s in ss]) for k in ("helpfulness", "honesty", "harmlessness", "utility")},
+            "ideal_rate": _mean([float(s.ideal) for s in ss]),
+            "behaviours": dict(sorted(counts.items())),
+        }
 
     def rate(cats: tuple[str, ...], behaviours: tuple[str, ...]) -> float | None:
         ss = [s for s in scores if s.category in cats]
@@ -172,8 +188,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [head, "-" * len(head)]
     rows = [*summary["by_category"].items(), ("all", summary["overall"])]
     for name, b in rows:
-        lines.append(f"{name:<14}{b['n']:>6}{b['helpfulness']:>8.3f}{b['honesty']:>8.3f}{b['harmlessness']:>10.3f}"
-                     f"{b['utility']:>9.3f}{b['ideal_rate']:>8.3f}")
+        lines.append(
+            f"{name:<14}{b['n']:>6}{b['helpfulness']:>8.3f}{b['honesty']:>8.3f}{b['harmlessness']:>10.3f}"
+            f"{b['utility']:>9.3f}{b['ideal_rate']:>8.3f}"
+        )
     for key in ("harmful_compliance_rate", "hallucination_rate", "over_refusal_rate"):
         v = summary[key]
         lines.append(f"{key}: {'n/a' if v is None else f'{v:.3f}'}")

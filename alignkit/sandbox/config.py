@@ -28,8 +28,11 @@ class SimulateConfig(BaseModel):
     max_overlap: int | None = Field(None, ge=1, description="set above --overlap for dynamic overlap")
     agreement_threshold: float = Field(1.0, ge=0, le=1, description="dynamic overlap: top-label share needed to stop")
     gold_rate: float = Field(0.1, ge=0, le=1)
-    n_screening: int = Field(60, ge=0, description="most gold tasks a candidate answers before the screening test "
-                             "decides (0: no screening; capped at --n-gold)")
+    n_screening: int = Field(
+        60,
+        ge=0,
+        description="most gold tasks a candidate answers before the screening test decides (0: no screening; capped at --n-gold)",
+    )
     screening_threshold: float = Field(0.7, gt=0.5, lt=1, description="gold accuracy the screening test admits at")
     screening_false_admit: float = Field(0.005, gt=0, lt=1, description="screening: chance a coin-flipper is admitted")
     seed: int = 0

@@ -150,9 +150,16 @@ class SimAnnotator:
         return "accept" if ok else "reject"
 
 
-def make_crowd(world: World, n: int = 20, spammer_fraction: float = 0.2, seed: int = 0,
-               skill_range: tuple[float, float] = (0.65, 0.95), position_bias: float = 0.1,
-               length_bias: float = 0.1, helpful_lean: float = 0.3) -> list[SimAnnotator]:
+def make_crowd(
+    world: World,
+    n: int = 20,
+    spammer_fraction: float = 0.2,
+    seed: int = 0,
+    skill_range: tuple[float, float] = (0.65, 0.95),
+    position_bias: float = 0.1,
+    length_bias: float = 0.1,
+    helpful_lean: float = 0.3,
+) -> list[SimAnnotator]:
     """A crowd of ``n`` annotators, ``round(n * spammer_fraction)`` of them spammers.
 
     Honest workers draw skill uniformly in ``skill_range``, position bias uniformly in
@@ -174,14 +181,16 @@ def make_crowd(world: World, n: int = 20, spammer_fraction: float = 0.2, seed: i
         if is_spammer:
             crowd.append(SimAnnotator(id=f"ann-{i:03d}", skill=0.5, is_spammer=True, world=world))
             continue
-        crowd.append(SimAnnotator(
-            id=f"ann-{i:03d}",
-            skill=round(rng.uniform(lo, hi), 4),
-            position_bias=round(rng.uniform(-position_bias, position_bias), 4),
-            length_bias=round(rng.uniform(0, length_bias), 4),
-            helpful_lean=round(rng.uniform(0, helpful_lean), 4),
-            world=world,
-        ))
+        crowd.append(
+            SimAnnotator(
+                id=f"ann-{i:03d}",
+                skill=round(rng.uniform(lo, hi), 4),
+                position_bias=round(rng.uniform(-position_bias, position_bias), 4),
+                length_bias=round(rng.uniform(0, length_bias), 4),
+                helpful_lean=round(rng.uniform(0, helpful_lean), 4),
+                world=world,
+            )
+        )
     return crowd
 
 

@@ -45,7 +45,9 @@ class BaseCorpusConfig(BaseModel):
     dont_know_rate: float = Field(0.05, ge=0, le=1, description="Factual prompts answered with 'I don't know'.")
     over_refusal_rate: float = Field(0.15, ge=0, le=1, description="Safe-but-scary prompts refused.")
     rude_rate: float = Field(0.1, ge=0, le=1, description="Any prompt answered rudely.")
-    fact_sheet_fraction: float = Field(0.2, ge=0, le=1, description="Records that state an entity's KB entry ('Tell me about X.').")
+    fact_sheet_fraction: float = Field(
+        0.2, ge=0, le=1, description="Records that state an entity's KB entry ('Tell me about X.')."
+    )
     category_mix: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MIX), description="Prompt category weights.")
 
     @model_validator(mode="after")
@@ -103,11 +105,18 @@ def fact_sheet(world: World, name: str, rng: random.Random) -> dict[str, Any]:
     facts = [rng.choice(L.FACT_TEMPLATES[a][:2]).format(e=ent.name, v=v) for a, v in ent.attributes.items()]
     rng.shuffle(facts)
     shown = f"the {ent.name}" if ent.type == "product" else ent.name
-    return {"prompt": rng.choice(FACT_SHEET_PROMPTS).format(e=shown), "completion": " ".join(facts),
-            "category": "fact_sheet", "behaviour": "correct", "prompt_id": None}
+    return {
+        "prompt": rng.choice(FACT_SHEET_PROMPTS).format(e=shown),
+        "completion": " ".join(facts),
+        "category": "fact_sheet",
+        "behaviour": "correct",
+        "prompt_id": None,
+    }
 
 
-def base_corpus(world: World, n: int, rates: BaseCorpusConfig | None = None, seed: int = 0, split: str = "train") -> list[dict[str, Any]]:
+def base_corpus(
+    world: World, n: int, rates: BaseCorpusConfig | None = None, seed: int = 0, split: str = "train"
+) -> list[dict[str, Any]]:
     """``n`` SFT-shaped records of an unaligned assistant (behaviour rates from ``rates``)."""
     cfg = rates or BaseCorpusConfig()
     rng = random.Random(seed)
@@ -129,8 +138,9 @@ def _record(world: World, p: SandboxPrompt, behaviour: str, rng: random.Random) 
     return {"prompt": p.text, "completion": text, "category": p.category, "behaviour": behaviour, "prompt_id": p.id}
 
 
-def sft_demos(world: World, n: int = 400, seed: int = 0, split: str = "train",
-              category_mix: dict[str, float] | None = None) -> list[dict[str, Any]]:
+def sft_demos(
+    world: World, n: int = 400, seed: int = 0, split: str = "train", category_mix: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
     """A small curated set of ideal demonstrations (LIMA-style: few, every one right).
 
     Refusals always offer the safe alternative; answers use the canonical wording.
@@ -166,8 +176,13 @@ def pair_record(prompt: str, chosen: str, rejected: str, sc: Score, sr: Score) -
     }
 
 
-def make_pairs(world: World, prompts: Sequence[str | SandboxPrompt], responses_a: Sequence[str],
-               responses_b: Sequence[str], drop_ties: bool = True) -> list[dict[str, Any]]:
+def make_pairs(
+    world: World,
+    prompts: Sequence[str | SandboxPrompt],
+    responses_a: Sequence[str],
+    responses_b: Sequence[str],
+    drop_ties: bool = True,
+) -> list[dict[str, Any]]:
     """Pairs from any two policies' responses, ordered by ground-truth utility.
 
     A tie (equal utility) is dropped by default; with ``drop_ties=False`` it is kept with
@@ -175,7 +190,9 @@ def make_pairs(world: World, prompts: Sequence[str | SandboxPrompt], responses_a
     always dropped: they fail pair-record validation and carry no usable preference.
     """
     if not (len(prompts) == len(responses_a) == len(responses_b)):
-        raise ValueError(f"prompts, responses_a and responses_b differ in length: {len(prompts)}, {len(responses_a)}, {len(responses_b)}")
+        raise ValueError(
+            f"prompts, responses_a and responses_b differ in length: {len(prompts)}, {len(responses_a)}, {len(responses_b)}"
+        )
     out = []
     for prompt, a, b in zip(prompts, responses_a, responses_b):
         if a == b or not str(a).strip() or not str(b).strip():
@@ -191,8 +208,14 @@ def make_pairs(world: World, prompts: Sequence[str | SandboxPrompt], responses_a
     return out
 
 
-def truth_pairs(world: World, n: int, split: str = "train", seed: int = 0, ideal_share: float = 0.6,
-                category_mix: dict[str, float] | None = None) -> list[dict[str, Any]]:
+def truth_pairs(
+    world: World,
+    n: int,
+    split: str = "train",
+    seed: int = 0,
+    ideal_share: float = 0.6,
+    category_mix: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
     """``n`` ground-truth-labelled pairs from the world's own behaviours (no ties).
 
     With probability ``ideal_share`` one side is the ideal behaviour, so the set holds both

@@ -50,8 +50,16 @@ def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = N
     for name, path in config.models.items():
         model, tok = load_model(str(path))
         loaded[name] = (model, tok)
-        responses[name] = generate(model, tok, texts, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                                   seed=config.seed, batch_size=64, progress=config.progress)
+        responses[name] = generate(
+            model,
+            tok,
+            texts,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            seed=config.seed,
+            batch_size=64,
+            progress=config.progress,
+        )
         scores = world.score_many(list(zip(texts, responses[name])))
         losses[name] = heldout_lm_loss(model, tok, facts, batch_size=32)
         results.append(ModelResult(name=name, metrics=_metric_models(hhh_metrics(scores, seed=config.seed))))
@@ -81,8 +89,19 @@ def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = N
             if name == config.reference:
                 continue
             w = win_rate(battles, name, config.reference, seed=config.seed)
-            win_rates.append(WinRateRow(model=name, reference=config.reference, win_rate=w["win_rate"], ci_low=w["ci_low"],
-                                        ci_high=w["ci_high"], n=w["n"], win=w["win"], tie=w["tie"], loss=w["loss"]))
+            win_rates.append(
+                WinRateRow(
+                    model=name,
+                    reference=config.reference,
+                    win_rate=w["win_rate"],
+                    ci_low=w["ci_low"],
+                    ci_high=w["ci_high"],
+                    n=w["n"],
+                    win=w["win"],
+                    tie=w["tie"],
+                    loss=w["loss"],
+                )
+            )
 
     rng = random.Random(config.seed)
     samples = []
@@ -94,18 +113,29 @@ def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = N
     extra = extra or {}
     data = ReportData(
         title=extra.get("title", "alignkit sandbox evaluation"),
-        summary=extra.get("summary", f"{len(config.models)} models, {len(texts)} held-out sandbox prompts "
-                          f"({config.splits}), sampled at T={config.temperature}, scored by the ground-truth scorer."),
+        summary=extra.get(
+            "summary",
+            f"{len(config.models)} models, {len(texts)} held-out sandbox prompts "
+            f"({config.splits}), sampled at T={config.temperature}, scored by the ground-truth scorer.",
+        ),
         baseline=config.reference if config.reference in config.models else None,
-        models=results, ladders=ladders, win_rates=win_rates, samples=samples,
+        models=results,
+        ladders=ladders,
+        win_rates=win_rates,
+        samples=samples,
         reward_kl={m: [(kl[m], next(r for r in results if r.name == m).metrics["utility"].value)] for m in kl},
         annotators=extra.get("annotators", []),
         reward_kl_label="ground-truth utility (KL to the reference on the model's own samples)",
     )
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
-    write_records(out / "responses.jsonl", [{"prompt": t, "category": p.category, **{m: responses[m][i] for m in responses}}
-                                            for i, (t, p) in enumerate(zip(texts, prompts))])
+    write_records(
+        out / "responses.jsonl",
+        [
+            {"prompt": t, "category": p.category, **{m: responses[m][i] for m in responses}}
+            for i, (t, p) in enumerate(zip(texts, prompts))
+        ],
+    )
     (out / "results.json").write_text(data.model_dump_json(indent=2))
     (out / "battles.json").write_text(json.dumps(battles))
     return data

@@ -41,15 +41,29 @@ def pretrain_base_model(config: PretrainConfig) -> Path:
     vocab_texts = record_texts(corpus) + [p.text for s in ("train", "eval", "test") for p in world.prompts(s)]
     vocab_texts += record_texts(sft_demos(world, seed=config.seed))
     model, tokenizer = build_tiny_model(
-        vocab_texts, seed=config.seed, hidden_size=config.hidden_size, num_layers=config.num_layers,
+        vocab_texts,
+        seed=config.seed,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
         intermediate_size=int(config.hidden_size * 2.6875),
     )
     encoded, too_long = encode_all(tokenizer, corpus, config.max_length, "chat")
     with tempfile.TemporaryDirectory() as scratch:
         train_config = SFTConfig(
-            model="tiny", data=Path(scratch) / "corpus.jsonl", output=Path(scratch) / "run", max_steps=config.max_steps,
-            batch_size=config.batch_size, lr=config.lr, warmup_steps=50, lr_schedule="cosine", packing=True,
-            max_length=config.max_length, seed=config.seed, save_every=10**9, progress=config.progress, weight_decay=0.01,
+            model="tiny",
+            data=Path(scratch) / "corpus.jsonl",
+            output=Path(scratch) / "run",
+            max_steps=config.max_steps,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            warmup_steps=50,
+            lr_schedule="cosine",
+            packing=True,
+            max_length=config.max_length,
+            seed=config.seed,
+            save_every=10**9,
+            progress=config.progress,
+            weight_decay=0.01,
         )
         result = train(train_config, model, SFTObjective(tokenizer.pad_token_id), make_units(encoded, True, config.max_length))
     output = Path(config.output)
@@ -57,11 +71,19 @@ def pretrain_base_model(config: PretrainConfig) -> Path:
     result.model.save_pretrained(output)
     tokenizer.save_pretrained(output)
     write_records(output / "corpus_sample.jsonl", corpus[:50])
-    (output / "alignkit_base_model.json").write_text(json.dumps({
-        "what": "alignkit sandbox base model: tiny Llama pretrained on the unaligned sandbox corpus",
-        "config": json.loads(config.model_dump_json()), "corpus_rates": rates.model_dump(),
-        "corpus_records": len(corpus), "skipped_too_long": too_long,
-        "final_loss": result.history[-1]["loss"], "parameters": sum(p.numel() for p in result.model.parameters()),
-    }, indent=2))
+    (output / "alignkit_base_model.json").write_text(
+        json.dumps(
+            {
+                "what": "alignkit sandbox base model: tiny Llama pretrained on the unaligned sandbox corpus",
+                "config": json.loads(config.model_dump_json()),
+                "corpus_rates": rates.model_dump(),
+                "corpus_records": len(corpus),
+                "skipped_too_long": too_long,
+                "final_loss": result.history[-1]["loss"],
+                "parameters": sum(p.numel() for p in result.model.parameters()),
+            },
+            indent=2,
+        )
+    )
     log.info("base model saved to %s (final loss %.3f)", output, result.history[-1]["loss"])
     return output

@@ -99,9 +99,7 @@ def respond(world: "World", prompt: "SandboxPrompt", behaviour: str, rng: random
     """Write a response to ``prompt`` showing ``behaviour``; raise if it cannot occur in that category."""
     allowed = L.BEHAVIOURS_FOR.get(prompt.category, [])
     if behaviour not in allowed:
-        raise ValueError(
-            f"behaviour {behaviour!r} cannot occur for a {prompt.category!r} prompt; expected one of {allowed}"
-        )
+        raise ValueError(f"behaviour {behaviour!r} cannot occur for a {prompt.category!r} prompt; expected one of {allowed}")
     return _WRITERS[behaviour](world, prompt, rng)
 
 

@@ -70,8 +70,16 @@ def confusion_oracle_accuracy(judgments: list[tuple[int, str, str]], truth: dict
 
 def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: bool = True) -> SimulateResult:
     world = world or build_world(cfg.seed)
-    crowd = crowd or make_crowd(world, n=cfg.n_annotators, spammer_fraction=cfg.spammer_fraction, seed=cfg.seed,
-                                skill_range=(cfg.skill_low, cfg.skill_high), position_bias=cfg.position_bias, length_bias=cfg.length_bias, helpful_lean=cfg.helpful_lean)
+    crowd = crowd or make_crowd(
+        world,
+        n=cfg.n_annotators,
+        spammer_fraction=cfg.spammer_fraction,
+        seed=cfg.seed,
+        skill_range=(cfg.skill_low, cfg.skill_high),
+        position_bias=cfg.position_bias,
+        length_bias=cfg.length_bias,
+        helpful_lean=cfg.helpful_lean,
+    )
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     url = cfg.db_url or str(out / "feedback.db")
@@ -80,8 +88,14 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
             Path(url + suffix).unlink(missing_ok=True)  # a fresh run each time
     store = FeedbackStore(url)
     project = f"sim-{cfg.seed}"
-    stage = StageConfig(name="compare", task_type="compare", overlap=cfg.overlap, max_overlap=cfg.max_overlap,
-                        agreement_threshold=cfg.agreement_threshold, gold_rate=cfg.gold_rate)
+    stage = StageConfig(
+        name="compare",
+        task_type="compare",
+        overlap=cfg.overlap,
+        max_overlap=cfg.max_overlap,
+        agreement_threshold=cfg.agreement_threshold,
+        gold_rate=cfg.gold_rate,
+    )
     store.create_project(project, ProjectConfig(stages=[stage], seed=cfg.seed, max_pending=8), gold_key=str(cfg.seed))
     rng = random.Random(cfg.seed)
     pairs = truth_pairs(world, cfg.n_items + cfg.n_gold, seed=cfg.seed)
@@ -131,8 +145,9 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
                     store.submit(a.id, view.id, answer(a, view))
                     answered += 1
             screening_answers += answered
-            decided = screen(store, project, threshold=cfg.screening_threshold, false_admit=cfg.screening_false_admit,
-                             max_gold=max_gold)
+            decided = screen(
+                store, project, threshold=cfg.screening_threshold, false_admit=cfg.screening_false_admit, max_gold=max_gold
+            )
             excluded += [n for n, st in decided.items() if st == "excluded"]
             undecided = [a for a in undecided if a.id not in decided]
             if not answered and not decided:
@@ -177,16 +192,25 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
     # "Best single annotator" as a practitioner would pick one: highest gold accuracy (ties: more
     # gold answered). Picking by accuracy on the items themselves would be upward biased (the max
     # of many noisy estimates), so that "oracle" number is reported separately.
-    gold_acc = {q.annotator: (q.gold_accuracy or 0.0, q.n_gold) for q in annotator_quality(store, project)
-                if q.annotator in singles and q.n_gold}
+    gold_acc = {
+        q.annotator: (q.gold_accuracy or 0.0, q.n_gold)
+        for q in annotator_quality(store, project)
+        if q.annotator in singles and q.n_gold
+    }
     best = max(gold_acc, key=gold_acc.get) if gold_acc else None
     acc["best_single"] = singles[best] if best else float("nan")
     acc["best_single_oracle"] = max(singles.values()) if singles else float("nan")
-    result = SimulateResult(n_items=len(truth), judgments_per_item=n_judgments / max(len(truth), 1),
-                            spammers=sorted(a.id for a in crowd if a.is_spammer), excluded=excluded, flagged=flagged,
-                            accuracy=acc, best_single=best,
-                            screening_gold_per_candidate=screening_answers / len(crowd),
-                            quality=[q.model_dump() for q in annotator_quality(store, project)])
+    result = SimulateResult(
+        n_items=len(truth),
+        judgments_per_item=n_judgments / max(len(truth), 1),
+        spammers=sorted(a.id for a in crowd if a.is_spammer),
+        excluded=excluded,
+        flagged=flagged,
+        accuracy=acc,
+        best_single=best,
+        screening_gold_per_candidate=screening_answers / len(crowd),
+        quality=[q.model_dump() for q in annotator_quality(store, project)],
+    )
     if export:
         path, n = export_dataset(store, project, "pairs", out / "pairs.jsonl")
         result.export_path, result.export_rows = str(path), n

@@ -36,13 +36,33 @@ def feedback_simulate(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     spammers = set(result.spammers)
     rows = []
     for q in result.quality:
-        status = "excluded at screening" if q["annotator"] in result.excluded else "flagged" if q["annotator"] in result.flagged else q.get("status", "")
-        rows.append({"annotator": q["annotator"], "status": status, "spammer (truth)": q["annotator"] in spammers,
-                     **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in q.items() if k in ("n_judgments", "n_gold", "gold_accuracy", "peer_agreement", "super_rater")}})
+        status = (
+            "excluded at screening"
+            if q["annotator"] in result.excluded
+            else "flagged"
+            if q["annotator"] in result.flagged
+            else q.get("status", "")
+        )
+        rows.append(
+            {
+                "annotator": q["annotator"],
+                "status": status,
+                "spammer (truth)": q["annotator"] in spammers,
+                **{
+                    k: (round(v, 3) if isinstance(v, float) else v)
+                    for k, v in q.items()
+                    if k in ("n_judgments", "n_gold", "gold_accuracy", "peer_agreement", "super_rater")
+                },
+            }
+        )
     (folder / "annotators.json").write_text(json.dumps(rows, indent=2))
     (folder / "result.json").write_text(result.model_dump_json(indent=2))
-    return {"pairs": result.export_path, "annotators": str(folder / "annotators.json"), "accuracy": result.accuracy,
-            "judgments_per_item": result.judgments_per_item}
+    return {
+        "pairs": result.export_path,
+        "annotators": str(folder / "annotators.json"),
+        "accuracy": result.accuracy,
+        "judgments_per_item": result.judgments_per_item,
+    }
 
 
 def evaluate(params: dict[str, Any], folder: Path) -> dict[str, Any]:

@@ -35,7 +35,9 @@ class WorldConfig(BaseModel):
     n_products: int = Field(30, ge=1, le=200, description="Products in the knowledge base.")
     n_unknown: int = Field(30, ge=1, le=200, description="Made-up entities NOT in the KB (for unanswerable prompts).")
     harmful_per_template: int = Field(14, ge=1, le=100, description="Harmful prompts per harmful template.")
-    safe_per_template: int = Field(12, ge=1, le=100, description="Safe-but-scary prompts per template (templates with a town slot).")
+    safe_per_template: int = Field(
+        12, ge=1, le=100, description="Safe-but-scary prompts per template (templates with a town slot)."
+    )
     jailbreak_fraction: float = Field(0.6, ge=0.0, le=1.0, description="Harmful prompts that also get a jailbreak-wrapped copy.")
     split_fractions: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train/eval/test shares.")
 
@@ -142,13 +144,27 @@ def _build_prompts(config: WorldConfig, kb: dict[str, Entity], unknown: list[Ent
     for ent in kb.values():
         for attr, value in ent.attributes.items():
             for t, template in enumerate(L.QUESTION_TEMPLATES[attr]):
-                add(text=template.format(e=ent.name), category="factual", entity=ent.name, entity_type=ent.type,
-                    attribute=attr, answer=value, key=value, template=t)
+                add(
+                    text=template.format(e=ent.name),
+                    category="factual",
+                    entity=ent.name,
+                    entity_type=ent.type,
+                    attribute=attr,
+                    answer=value,
+                    key=value,
+                    template=t,
+                )
     for ent in unknown:
         for attr in L.ENTITY_TYPES[ent.type]:
             t = rng.randrange(len(L.QUESTION_TEMPLATES[attr]))
-            add(text=L.QUESTION_TEMPLATES[attr][t].format(e=ent.name), category="unanswerable", entity=ent.name,
-                entity_type=ent.type, attribute=attr, template=t)
+            add(
+                text=L.QUESTION_TEMPLATES[attr][t].format(e=ent.name),
+                category="unanswerable",
+                entity=ent.name,
+                entity_type=ent.type,
+                attribute=attr,
+                template=t,
+            )
 
     towns = [e for e in kb.values() if e.type == "town"]
     people = [e for e in kb.values() if e.type == "person"]
@@ -159,25 +175,44 @@ def _build_prompts(config: WorldConfig, kb: dict[str, Entity], unknown: list[Ent
             slots = {"town": town.name, "person": person.name, "export": rng.choice(L.EXPORTS)}
             entity = person.name if "{person}" in template else town.name
             before = len(prompts)
-            add(text=template.format(**slots), category="harmful", entity=entity, alternative=alternative.format(**slots),
-                template=t)
+            add(
+                text=template.format(**slots),
+                category="harmful",
+                entity=entity,
+                alternative=alternative.format(**slots),
+                template=t,
+            )
             if len(prompts) > before:
                 harmful.append(prompts[-1])
     for t, (template, answer, key) in enumerate(L.SAFE_SCARY_TEMPLATES):
         reps = config.safe_per_template if "{town}" in template else 1
         for _ in range(reps):
             town = rng.choice(towns)
-            add(text=template.format(town=town.name), category="safe_scary",
-                entity=town.name if "{town}" in template else None, answer=answer, key=key, template=t)
+            add(
+                text=template.format(town=town.name),
+                category="safe_scary",
+                entity=town.name if "{town}" in template else None,
+                answer=answer,
+                key=key,
+                template=t,
+            )
     for inner in harmful:
         if rng.random() < config.jailbreak_fraction:
             w = rng.randrange(len(L.JAILBREAK_WRAPPERS))
-            add(text=L.JAILBREAK_WRAPPERS[w].format(inner=inner.text), category="jailbreak", entity=inner.entity,
-                alternative=inner.alternative, inner=inner.text, template=w)
+            add(
+                text=L.JAILBREAK_WRAPPERS[w].format(inner=inner.text),
+                category="jailbreak",
+                entity=inner.entity,
+                alternative=inner.alternative,
+                inner=inner.text,
+                template=w,
+            )
     return prompts
 
 
-def _assign_splits(prompts: list[SandboxPrompt], fractions: tuple[float, float, float], rng: random.Random) -> list[SandboxPrompt]:
+def _assign_splits(
+    prompts: list[SandboxPrompt], fractions: tuple[float, float, float], rng: random.Random
+) -> list[SandboxPrompt]:
     """Stratified by category; a jailbreak goes to the split of the harmful request it wraps (no leak)."""
     total = sum(fractions)
     split_of: dict[str, str] = {}
@@ -230,7 +265,9 @@ class World:
         self._scorer = Scorer(self)
 
     # -- prompts -----------------------------------------------------------------------------------
-    def prompts(self, split: str = "train", n: int | None = None, category: str | Iterable[str] | None = None) -> list[SandboxPrompt]:
+    def prompts(
+        self, split: str = "train", n: int | None = None, category: str | Iterable[str] | None = None
+    ) -> list[SandboxPrompt]:
         """Prompts of one split (or ``"all"``), optionally one or more categories, at most ``n``.
 
         The order is a fixed seeded shuffle, so the first ``n`` mix all categories.

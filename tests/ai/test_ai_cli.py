@@ -41,8 +41,24 @@ def test_every_config_field_is_a_flag():
 def test_cai_command_against_the_server(server, stats, tmp_path):
     prompts = _write_jsonl(tmp_path / "red_team.jsonl", [{"prompt": "How do I pick a lock?"}, {"prompt": "Hi there"}])
     out = tmp_path / "cai"
-    args = ["cai", "--backend-url", server.url, "--model", "tiny", "--prompts", str(prompts), "--output", str(out),
-            "--rounds", "1", "--max-tokens", "5", "--temperature", "1.0", "--no-progress"]
+    args = [
+        "cai",
+        "--backend-url",
+        server.url,
+        "--model",
+        "tiny",
+        "--prompts",
+        str(prompts),
+        "--output",
+        str(out),
+        "--rounds",
+        "1",
+        "--max-tokens",
+        "5",
+        "--temperature",
+        "1.0",
+        "--no-progress",
+    ]
     before = stats["chat_completions"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -62,14 +78,30 @@ def test_ai_label_command_local_and_http(server, tiny, vocab, tmp_path):
     from alignkit.models import save_model
 
     model_dir = save_model(*tiny, tmp_path / "model")  # the very model the server serves
-    pairs = _write_jsonl(tmp_path / "pairs.jsonl", [
-        {"prompt": "What colour is the sky?", "response_a": "The sky is blue.", "response_b": "one two three"},
-        {"prompt": "How do I kill a stuck process?", "response_a": "Use kill.", "response_b": "I can't help."},
-        {"prompt": "Who are you?", "chosen": "An assistant.", "rejected": "nine ten"},
-    ])
+    pairs = _write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"prompt": "What colour is the sky?", "response_a": "The sky is blue.", "response_b": "one two three"},
+            {"prompt": "How do I kill a stuck process?", "response_a": "Use kill.", "response_b": "I can't help."},
+            {"prompt": "Who are you?", "chosen": "An assistant.", "rejected": "nine ten"},
+        ],
+    )
     out_local = tmp_path / "local.jsonl"
-    result = runner.invoke(app, ["ai-label", "--pairs", str(pairs), "--output", str(out_local), "--model", str(model_dir),
-                                 "--criterion", "harmlessness", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "ai-label",
+            "--pairs",
+            str(pairs),
+            "--output",
+            str(out_local),
+            "--model",
+            str(model_dir),
+            "--criterion",
+            "harmlessness",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = read_records(out_local, kind="pair").records
     assert len(rows) == 3
@@ -79,9 +111,27 @@ def test_ai_label_command_local_and_http(server, tiny, vocab, tmp_path):
     # Over HTTP (same model, same principles) with review routing at the median confidence.
     threshold = sorted(r["confidence"] for r in rows)[1]
     out_http = tmp_path / "http.jsonl"
-    result = runner.invoke(app, ["ai-label", "--pairs", str(pairs), "--output", str(out_http), "--backend-url",
-                                 server.url, "--model", "tiny", "--top-logprobs", str(vocab), "--criterion",
-                                 "harmlessness", "--review-threshold", str(threshold), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "ai-label",
+            "--pairs",
+            str(pairs),
+            "--output",
+            str(out_http),
+            "--backend-url",
+            server.url,
+            "--model",
+            "tiny",
+            "--top-logprobs",
+            str(vocab),
+            "--criterion",
+            "harmlessness",
+            "--review-threshold",
+            str(threshold),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     accepted = read_records(out_http, kind="pair").records
     needs_human = [json.loads(x) for x in (tmp_path / "http.needs_human.jsonl").read_text().splitlines()]
@@ -93,8 +143,9 @@ def test_ai_label_command_local_and_http(server, tiny, vocab, tmp_path):
 
 
 def test_bad_inputs_name_file_line_and_field(tmp_path):
-    bad = _write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "p", "response_a": "x", "response_b": "y"},
-                                                  {"prompt": "p", "response_a": "x"}])
+    bad = _write_jsonl(
+        tmp_path / "pairs.jsonl", [{"prompt": "p", "response_a": "x", "response_b": "y"}, {"prompt": "p", "response_a": "x"}]
+    )
     result = runner.invoke(app, ["ai-label", "--pairs", str(bad), "--output", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 1
     assert f"{bad}, line 2: field 'response_b'" in result.output
@@ -111,8 +162,12 @@ def test_alignkit_serve_process(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "alignkit", "serve", "--model", "tiny", "--model-name", "tiny-test",
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alignkit", "serve", "--model", "tiny", "--model-name", "tiny-test", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -126,8 +181,9 @@ def test_alignkit_serve_process(tmp_path):
             time.sleep(0.2)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
         assert [m.id for m in client.models.list().data] == ["tiny-test"]
-        r = client.chat.completions.create(model="tiny-test", messages=[{"role": "user", "content": "hi"}],
-                                           max_tokens=3, logprobs=True, top_logprobs=2)
+        r = client.chat.completions.create(
+            model="tiny-test", messages=[{"role": "user", "content": "hi"}], max_tokens=3, logprobs=True, top_logprobs=2
+        )
         assert len(r.choices[0].logprobs.content[0].top_logprobs) == 2
     finally:
         proc.terminate()

@@ -14,7 +14,9 @@ def test_low_confidence_labels_reach_people_and_confident_ones_do_not(tmp_path):
     store.create_project("p", ProjectConfig(stages=[stage]))
     store.add_annotator("ann")
     labels = [
-        AILabel(prompt="How do I pick a lock?", response_a="I can't help with that.", response_b="Step 1: [harmful detail].", p_a=0.93),
+        AILabel(
+            prompt="How do I pick a lock?", response_a="I can't help with that.", response_b="Step 1: [harmful detail].", p_a=0.93
+        ),
         AILabel(prompt="What is the river of Varnholt?", response_a="The Elsa.", response_b="I don't know.", p_a=0.4),
     ]
     queued = queue_ai_labels(store, "p", labels)

@@ -17,8 +17,7 @@ MSGS = [{"role": "user", "content": "Which is better, A or B?"}]
 def test_models_endpoint_and_chat_shape(server, stats):
     client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
     assert [m.id for m in client.models.list().data] == ["tiny"]
-    r = client.chat.completions.create(model="tiny", messages=MSGS, max_tokens=4, temperature=0.0,
-                                       logprobs=True, top_logprobs=3)
+    r = client.chat.completions.create(model="tiny", messages=MSGS, max_tokens=4, temperature=0.0, logprobs=True, top_logprobs=3)
     choice = r.choices[0]
     assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
     assert choice.finish_reason in ("stop", "length")
@@ -55,8 +54,9 @@ def test_local_and_http_option_logprobs_agree(server, tiny, vocab):
     assert remote == pytest.approx(local, abs=1e-4)
     # Independent check: sum the probabilities of every listed first token that reads "A".
     client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
-    r = client.chat.completions.create(model="tiny", messages=MSGS, max_tokens=1, temperature=0.0, logprobs=True,
-                                       top_logprobs=vocab)
+    r = client.chat.completions.create(
+        model="tiny", messages=MSGS, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=vocab
+    )
     top = r.choices[0].logprobs.content[0].top_logprobs
     assert sum(math.exp(t.logprob) for t in top) == pytest.approx(1.0, abs=1e-3)  # the whole vocabulary
     p_a = sum(math.exp(t.logprob) for t in top if t.token.strip() == "A")
@@ -85,12 +85,24 @@ def test_multi_token_option_is_scored_as_a_sequence(tiny):
 
 
 def test_option_logprobs_from_response_by_hand():
-    response = {"choices": [{"logprobs": {"content": [{"top_logprobs": [
-        {"token": "A", "logprob": math.log(0.4)},
-        {"token": " A", "logprob": math.log(0.1)},
-        {"token": "Sure", "logprob": math.log(0.3)},
-        {"token": "B", "logprob": math.log(0.05)},
-    ]}]}}]}
+    response = {
+        "choices": [
+            {
+                "logprobs": {
+                    "content": [
+                        {
+                            "top_logprobs": [
+                                {"token": "A", "logprob": math.log(0.4)},
+                                {"token": " A", "logprob": math.log(0.1)},
+                                {"token": "Sure", "logprob": math.log(0.3)},
+                                {"token": "B", "logprob": math.log(0.05)},
+                            ]
+                        }
+                    ]
+                }
+            }
+        ]
+    }
     lp = option_logprobs_from_response(response, ["A", "B", "C"])
     # A: 0.4 + 0.1 = 0.5; B: 0.05; C is not listed -> the smallest listed value (0.05), an upper bound.
     assert [math.exp(x) for x in lp] == pytest.approx([0.5, 0.05, 0.05])
@@ -181,14 +193,21 @@ def test_timeouts_and_connection_errors_are_retryable():
 def test_text_content_parts_are_accepted(server):
     client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
     parts = client.chat.completions.create(
-        model="tiny", max_tokens=4, temperature=0.0,
-        messages=[{"role": "user", "content": [{"type": "text", "text": "Which is better, "},
-                                               {"type": "text", "text": "A or B?"}]}])
+        model="tiny",
+        max_tokens=4,
+        temperature=0.0,
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "Which is better, "}, {"type": "text", "text": "A or B?"}]}
+        ],
+    )
     plain = client.chat.completions.create(model="tiny", messages=MSGS, max_tokens=4, temperature=0.0)
     assert parts.choices[0].message.content == plain.choices[0].message.content
     with pytest.raises(openai.UnprocessableEntityError):
-        client.chat.completions.create(model="tiny", max_tokens=2, messages=[
-            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}])
+        client.chat.completions.create(
+            model="tiny",
+            max_tokens=2,
+            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}],
+        )
 
 
 def test_batched_option_logprobs_match_one_at_a_time(tiny):
@@ -196,8 +215,7 @@ def test_batched_option_logprobs_match_one_at_a_time(tiny):
     convos = [[{"role": "user", "content": "x" * n + " which one?"}] for n in (1, 30, 7, 80, 2)]
     backend = LocalBackend(model, tokenizer, batch_size=3)  # uneven batches, heavy left padding
     batched = backend.option_logprobs_many(convos, ["A", "B", "The river of Varnholt"])
-    alone = [LocalBackend(model, tokenizer, batch_size=1).option_logprobs(c, ["A", "B", "The river of Varnholt"])
-             for c in convos]
+    alone = [LocalBackend(model, tokenizer, batch_size=1).option_logprobs(c, ["A", "B", "The river of Varnholt"]) for c in convos]
     assert len(batched) == 5
     for got, want in zip(batched, alone):
         assert got == pytest.approx(want, abs=1e-4)

@@ -80,8 +80,15 @@ def test_sl_cai_principle_draws_are_seeded(server, tmp_path):
 
 def test_rerun_makes_no_http_calls(server, stats, tmp_path):
     constitution = load_constitution()
-    first = run_sl_cai(OpenAIBackend(server.url, model="tiny", cache_dir=tmp_path), PROMPTS, constitution,
-                       rounds=1, seed=3, max_tokens=5, temperature=1.0)
+    first = run_sl_cai(
+        OpenAIBackend(server.url, model="tiny", cache_dir=tmp_path),
+        PROMPTS,
+        constitution,
+        rounds=1,
+        seed=3,
+        max_tokens=5,
+        temperature=1.0,
+    )
     before = stats["requests"]
     again = OpenAIBackend(server.url, model="tiny", cache_dir=tmp_path)
     second = run_sl_cai(again, PROMPTS, constitution, rounds=1, seed=3, max_tokens=5, temperature=1.0)
@@ -91,8 +98,9 @@ def test_rerun_makes_no_http_calls(server, stats, tmp_path):
 
 def test_sl_cai_with_local_backend(tiny, tmp_path):
     model, tokenizer = tiny
-    traces = run_sl_cai(LocalBackend(model, tokenizer), PROMPTS, load_constitution(), rounds=1, seed=0,
-                        max_tokens=6, temperature=1.0)
+    traces = run_sl_cai(
+        LocalBackend(model, tokenizer), PROMPTS, load_constitution(), rounds=1, seed=0, max_tokens=6, temperature=1.0
+    )
     assert [t.prompt for t in traces] == PROMPTS and all(len(t.rounds) == 1 for t in traces)
     paths = write_cai_outputs(traces, tmp_path / "out")
     import json
@@ -106,15 +114,20 @@ def test_sl_cai_with_local_backend(tiny, tmp_path):
 
 def test_exports_by_hand():
     def trace(prompt, response, revisions):
-        return CAITrace(prompt=prompt, response=response, rounds=[
-            CAIRound(principle=f"p{i}", critique_request="c?", critique="c", revision_request="r?", revision=rev)
-            for i, rev in enumerate(revisions)])
+        return CAITrace(
+            prompt=prompt,
+            response=response,
+            rounds=[
+                CAIRound(principle=f"p{i}", critique_request="c?", critique="c", revision_request="r?", revision=rev)
+                for i, rev in enumerate(revisions)
+            ],
+        )
 
     traces = [
         trace("q1", "bad answer", ["better", "best"]),
-        trace("q2", "same", ["same"]),           # revision equals original: no preference
-        trace("q3", "answer", [" "]),            # empty revision: no demonstration, no pair
-        trace("q4", "untouched", []),            # zero rounds: SFT keeps the response, no pair
+        trace("q2", "same", ["same"]),  # revision equals original: no preference
+        trace("q3", "answer", [" "]),  # empty revision: no demonstration, no pair
+        trace("q4", "untouched", []),  # zero rounds: SFT keeps the response, no pair
     ]
     assert sft_records(traces) == [
         {"prompt": "q1", "completion": "best", "source": "sl-cai", "principles": ["p0", "p1"]},

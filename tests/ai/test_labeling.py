@@ -28,8 +28,9 @@ PAIRS = [
 
 def test_soft_label_math_against_server_top_logprobs(server, vocab, tmp_path):
     constitution = load_constitution()
-    labeler = AIPreferenceLabeler(OpenAIBackend(server.url, model="tiny", top_logprobs=vocab, cache_dir=tmp_path),
-                                  constitution, seed=11)
+    labeler = AIPreferenceLabeler(
+        OpenAIBackend(server.url, model="tiny", top_logprobs=vocab, cache_dir=tmp_path), constitution, seed=11
+    )
     labels = labeler.label(PAIRS)
     principles = labeler.principles_for(len(PAIRS))
     client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
@@ -37,8 +38,13 @@ def test_soft_label_math_against_server_top_logprobs(server, vocab, tmp_path):
     def p_first(prompt, first, second, question):
         """P(first shown is better) from the raw top_logprobs: pA / (pA + pB), probabilities summed by hand."""
         r = client.chat.completions.create(
-            model="tiny", max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=vocab,
-            messages=[{"role": "user", "content": pairwise_prompt(prompt, first, second, question)}])
+            model="tiny",
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=vocab,
+            messages=[{"role": "user", "content": pairwise_prompt(prompt, first, second, question)}],
+        )
         top = r.choices[0].logprobs.content[0].top_logprobs
         pa = sum(math.exp(t.logprob) for t in top if t.token.strip() == "A")
         pb = sum(math.exp(t.logprob) for t in top if t.token.strip() == "B")
@@ -56,8 +62,7 @@ def test_local_backend_gives_the_same_labels_as_http(server, tiny, vocab):
     model, tokenizer = tiny
     constitution = load_constitution()
     local = AIPreferenceLabeler(LocalBackend(model, tokenizer), constitution, seed=4).label(PAIRS)
-    remote = AIPreferenceLabeler(OpenAIBackend(server.url, model="tiny", top_logprobs=vocab), constitution,
-                                 seed=4).label(PAIRS)
+    remote = AIPreferenceLabeler(OpenAIBackend(server.url, model="tiny", top_logprobs=vocab), constitution, seed=4).label(PAIRS)
     assert [x.p_a for x in local] == pytest.approx([x.p_a for x in remote], abs=1e-5)
 
 
@@ -136,8 +141,8 @@ def test_preference_records_by_hand():
     labels = [
         AILabel(prompt="p", response_a="x", response_b="y", p_a=0.8, p_a_by_order=[0.7, 0.9], principle="k"),
         AILabel(prompt="p", response_a="x", response_b="y", p_a=0.25, p_a_by_order=[0.2, 0.3], principle="k"),
-        AILabel(prompt="p", response_a="x", response_b="y", p_a=0.5, p_a_by_order=[0.5, 0.5]),   # tie: dropped
-        AILabel(prompt="p", response_a="x", response_b="x", p_a=0.9),                             # identical: dropped
+        AILabel(prompt="p", response_a="x", response_b="y", p_a=0.5, p_a_by_order=[0.5, 0.5]),  # tie: dropped
+        AILabel(prompt="p", response_a="x", response_b="x", p_a=0.9),  # identical: dropped
     ]
     rows = preference_records(labels)
     assert len(rows) == 2

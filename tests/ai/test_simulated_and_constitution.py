@@ -55,8 +55,7 @@ def test_accuracy_and_calibration_are_as_configured():
 def test_extremes_ties_criterion_and_determinism():
     pairs = _pairs(200)
     perfect = SimulatedAILabeler(FakeWorld(), accuracy=1.0).label(pairs)
-    assert all((lab.p_a == 1.0) == (float(a.split()[-1]) > float(b.split()[-1]))
-               for lab, (_, a, b) in zip(perfect, pairs))
+    assert all((lab.p_a == 1.0) == (float(a.split()[-1]) > float(b.split()[-1])) for lab, (_, a, b) in zip(perfect, pairs))
     assert {lab.p_a for lab in SimulatedAILabeler(FakeWorld(), accuracy=0.5).label(pairs)} == {0.5}
     [tie] = SimulatedAILabeler(FakeWorld(), accuracy=0.9).label([("q", "answer 3", "also 3")])
     assert tie.p_a == 0.5
@@ -96,8 +95,10 @@ def test_bad_constitution_errors_name_file_and_field(tmp_path):
     bad.write_text("principles:\n  - name: x\n    critique_request: c\n    revision_request: r\n")
     with pytest.raises(ValueError, match=r"c\.yaml.*principles\.0\.comparison"):
         load_constitution(bad)
-    bad.write_text("principles:\n  - name: x\n    critique_request: c\n    revision_request: r\n    comparison: q\n"
-                   "    criteria: [kindness]\n")
+    bad.write_text(
+        "principles:\n  - name: x\n    critique_request: c\n    revision_request: r\n    comparison: q\n"
+        "    criteria: [kindness]\n"
+    )
     with pytest.raises(ValueError, match=r"criteria"):
         load_constitution(bad)
     bad.write_text("- just a list\n")
@@ -106,8 +107,10 @@ def test_bad_constitution_errors_name_file_and_field(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         load_constitution(tmp_path / "missing.yaml")
     good = tmp_path / "g.yaml"
-    good.write_text("name: mine\nprinciples:\n  - {name: a, critique_request: c, revision_request: r, comparison: q}\n"
-                    "  - {name: a, critique_request: c, revision_request: r, comparison: q}\n")
+    good.write_text(
+        "name: mine\nprinciples:\n  - {name: a, critique_request: c, revision_request: r, comparison: q}\n"
+        "  - {name: a, critique_request: c, revision_request: r, comparison: q}\n"
+    )
     with pytest.raises(ValueError, match="unique"):
         load_constitution(good)
 
@@ -119,7 +122,9 @@ def test_prompt_objects_and_message_lists():
         text = "What is the river?"
 
     assert prompt_text(SandboxLike()) == "What is the river?"
-    assert prompt_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]) == \
-        "system: Be brief.\nuser: Hi"
+    assert (
+        prompt_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+        == "system: Be brief.\nuser: Hi"
+    )
     [lab] = SimulatedAILabeler(FakeWorld(), accuracy=1.0).label([(SandboxLike(), "answer 2", "answer 1")])
     assert lab.p_a == 1.0

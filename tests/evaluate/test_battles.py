@@ -65,7 +65,12 @@ def fake_score(prompt, response):
     honesty = 0.0 if "lie" in response else 1.0
     harmless = 0.0 if "bomb" in response else 1.0
     helpful = min(len(response) / 10, 1.0)
-    return SimpleNamespace(helpfulness=helpful, honesty=honesty, harmlessness=harmless, utility=min(harmless, honesty) * 0.5 + 0.5 * helpful * harmless)
+    return SimpleNamespace(
+        helpfulness=helpful,
+        honesty=honesty,
+        harmlessness=harmless,
+        utility=min(harmless, honesty) * 0.5 + 0.5 * helpful * harmless,
+    )
 
 
 def test_scorer_judge_overall_and_per_criterion():

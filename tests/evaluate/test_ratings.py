@@ -146,7 +146,13 @@ def test_bad_battles_raise_with_index():
 
 
 def test_win_rate_counts_both_positions_and_ties():
-    battles = [b("m", "r", "model_a"), b("r", "m", "model_a"), b("r", "m", "tie"), b("m", "r", "model_a"), b("m", "other", "model_b")]
+    battles = [
+        b("m", "r", "model_a"),
+        b("r", "m", "model_a"),
+        b("r", "m", "tie"),
+        b("m", "r", "model_a"),
+        b("m", "other", "model_b"),
+    ]
     # m: 2 wins, 1 loss, 1 tie vs r  ->  (2 + 0.5) / 4 = 0.625
     out = win_rate(battles, "m", "r", seed=0)
     assert (out["win"], out["tie"], out["loss"], out["n"]) == (2, 1, 1, 4)

@@ -15,7 +15,16 @@ def test_report_is_self_contained_with_plots(tmp_path, report_data):
     path = write_report(tmp_path / "sub" / "report.html", report_data)
     page = path.read_text()
     assert page.startswith("<!DOCTYPE html>")
-    for heading in ["Summary", "Findings", "Metrics", "Ratings", "Win rates", "Reward vs KL", "Annotator quality", "Sample responses"]:
+    for heading in [
+        "Summary",
+        "Findings",
+        "Metrics",
+        "Ratings",
+        "Win rates",
+        "Reward vs KL",
+        "Annotator quality",
+        "Sample responses",
+    ]:
         assert f"<h2>{heading}</h2>" in page
     # ladder x2, HHH rates, reward-vs-KL: four inline PNGs, and nothing fetched from elsewhere.
     assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', page)) == 4
@@ -108,7 +117,13 @@ def test_ladder_interval_not_containing_the_estimate_still_renders(tmp_path):
     """Percentile bootstrap (and order-dependent Elo) intervals may exclude the point estimate."""
     from alignkit.evaluate.report import RatingRow, ReportData, write_report
 
-    data = ReportData(ladders={"Elo": [RatingRow(model="a", rating=1010, ci_low=1012, ci_high=1030),
-                                       RatingRow(model="b", rating=990, ci_low=970, ci_high=988)]})
+    data = ReportData(
+        ladders={
+            "Elo": [
+                RatingRow(model="a", rating=1010, ci_low=1012, ci_high=1030),
+                RatingRow(model="b", rating=990, ci_low=970, ci_high=988),
+            ]
+        }
+    )
     html = write_report(tmp_path / "r.html", data).read_text()
     assert "data:image/png;base64," in html

@@ -11,8 +11,15 @@ from alignkit.sandbox.pretrain import SHIPPED_BASE_MODEL
 
 
 def test_identical_models_tie_everywhere(tmp_path):
-    config = SandboxEvalConfig(models={"base": str(SHIPPED_BASE_MODEL), "sft": str(SHIPPED_BASE_MODEL)}, output=tmp_path,
-                               n_prompts=24, temperature=0.0, max_new_tokens=12, n_boot=20, progress=False)
+    config = SandboxEvalConfig(
+        models={"base": str(SHIPPED_BASE_MODEL), "sft": str(SHIPPED_BASE_MODEL)},
+        output=tmp_path,
+        n_prompts=24,
+        temperature=0.0,
+        max_new_tokens=12,
+        n_boot=20,
+        progress=False,
+    )
     data = evaluate_sandbox(config)
     base, sft = data.models
     # Greedy decoding of the same weights: same responses, same metrics, every battle a tie.

@@ -17,7 +17,11 @@ def _crowd(n_items=150, seed=0):
     for i, t in enumerate(truth):
         for w, sk in skills.items():
             if rng.random() < 0.7:  # not everybody labels everything
-                lab = int(rng.integers(0, 3)) if sk is None else (int(t) if rng.random() < sk else int((t + rng.integers(1, 3)) % 3))
+                lab = (
+                    int(rng.integers(0, 3))
+                    if sk is None
+                    else (int(t) if rng.random() < sk else int((t + rng.integers(1, 3)) % 3))
+                )
                 rows.append((i, w, lab))
     return rows, truth
 

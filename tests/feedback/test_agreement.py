@@ -30,8 +30,18 @@ def test_cohen_kappa_matches_sklearn():
 
 def test_fleiss_kappa_wikipedia_example():
     # The worked example of Fleiss (1971) as reproduced on Wikipedia: 10 items, 14 raters -> 0.210
-    table = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-             [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    table = [
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
     assert fleiss_kappa(table) == pytest.approx(0.210, abs=5e-4)
 
 
@@ -47,8 +57,16 @@ def test_krippendorff_alpha_by_hand():
     # Items: u1 = (a, a), u2 = (a, b), u3 = (b, b, b). Coincidences (pairs within item / (m_u - 1)):
     # u1: o_aa += 2; u2: o_ab += 1, o_ba += 1; u3: o_bb += 6 / 2 = 3. n_a = 3, n_b = 4, n = 7.
     # D_o = 2 / 7; D_e = (49 - 9 - 16) / (7 * 6) = 24 / 42 -> alpha = 1 - (2/7) / (24/42) = 0.5
-    triples = [(1, "x", "a"), (1, "y", "a"), (2, "x", "a"), (2, "y", "b"), (3, "x", "b"), (3, "y", "b"), (3, "z", "b"),
-               (4, "x", "a")]  # item 4 has one judgment: not pairable, ignored
+    triples = [
+        (1, "x", "a"),
+        (1, "y", "a"),
+        (2, "x", "a"),
+        (2, "y", "b"),
+        (3, "x", "b"),
+        (3, "y", "b"),
+        (3, "z", "b"),
+        (4, "x", "a"),
+    ]  # item 4 has one judgment: not pairable, ignored
     assert krippendorff_alpha(triples) == pytest.approx(0.5)
 
 

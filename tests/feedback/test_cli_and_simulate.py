@@ -18,23 +18,30 @@ def _ok(args):
 def test_cli_init_import_assign_submit_quality_aggregate_export(tmp_path):
     db = str(tmp_path / "fb.db")
     _ok(["init", "--db", db, "--project", "p", "--overlap", "2", "--gold-rate", "0"])
-    rows = [{"prompt": f"q{i}", "responses": [{"text": f"good {i}", "model": "m1"}, {"text": f"bad {i}", "model": "m2"}]}
-            for i in range(3)]
+    rows = [
+        {"prompt": f"q{i}", "responses": [{"text": f"good {i}", "model": "m1"}, {"text": f"bad {i}", "model": "m2"}]}
+        for i in range(3)
+    ]
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in rows))
     out = _ok(["import", "--db", db, "--project", "p", "--input", str(src), "--annotators", "ann1,ann2"])
     assert json.loads(out.strip().splitlines()[-1])["tasks_by_stage"] == {"compare": 3}
     answers = []
     for name in ("ann1", "ann2"):
-        views = [json.loads(x) for x in _ok(["assign", "--db", db, "--project", "p", "--annotator", name, "--n", "5"]).splitlines()
-                 if x.startswith("{")]
+        views = [
+            json.loads(x)
+            for x in _ok(["assign", "--db", db, "--project", "p", "--annotator", name, "--n", "5"]).splitlines()
+            if x.startswith("{")
+        ]
         assert len(views) == 3 and "is_gold" not in views[0]
         answers += [{"annotator": name, "task_id": v["id"], "answer": {"overall": "A"}} for v in views]
     ans = tmp_path / "answers.jsonl"
     ans.write_text("\n".join(json.dumps(a) for a in answers))
     assert "stored 6 answers" in _ok(["submit", "--db", db, "--input", str(ans)])
     assert "ann1" in _ok(["quality", "--db", db, "--project", "p"])
-    agg = json.loads(_ok(["aggregate", "--db", db, "--project", "p", "--stage", "compare", "--method", "majority"]).splitlines()[-1])
+    agg = json.loads(
+        _ok(["aggregate", "--db", db, "--project", "p", "--stage", "compare", "--method", "majority"]).splitlines()[-1]
+    )
     assert agg == {"tasks": 3, "labels": {"A": 3}, "mean_confidence": 1.0}
     out_path = tmp_path / "pairs.jsonl"
     assert "wrote 3 pairs records" in _ok(["export", "--db", db, "--project", "p", "--output", str(out_path)])
@@ -55,10 +62,27 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
 
 
 def test_simulate_on_sandbox_excludes_spammers(tmp_path):
-    out = _ok(["simulate", "--output", str(tmp_path / "sim"), "--n-items", "40", "--n-gold", "40", "--n-annotators", "8",
-               "--spammer-fraction", "0.25", "--n-screening", "40", "--no-progress",
-               "--seed", "0"])
-    result = json.loads(out[out.index("{"):])
+    out = _ok(
+        [
+            "simulate",
+            "--output",
+            str(tmp_path / "sim"),
+            "--n-items",
+            "40",
+            "--n-gold",
+            "40",
+            "--n-annotators",
+            "8",
+            "--spammer-fraction",
+            "0.25",
+            "--n-screening",
+            "40",
+            "--no-progress",
+            "--seed",
+            "0",
+        ]
+    )
+    result = json.loads(out[out.index("{") :])
     assert result["spammers"] and set(result["spammers"]) <= set(result["excluded"]) | set(result["flagged"])
     assert result["n_items"] == 40 and result["export_rows"] > 30
     assert result["accuracy"]["dawid_skene"] > 0.7 and result["accuracy"]["majority"] > 0.7

@@ -5,8 +5,15 @@ import random
 import pytest
 
 from alignkit.feedback.config import ProjectConfig, StageConfig
-from alignkit.feedback.quality import (_log_likelihood_ratio, agreement_report, annotator_quality, flag_spammers, screen,
-                                      screening_decision, update_super_raters)
+from alignkit.feedback.quality import (
+    _log_likelihood_ratio,
+    agreement_report,
+    annotator_quality,
+    flag_spammers,
+    screen,
+    screening_decision,
+    update_super_raters,
+)
 
 
 def _project(store, n_gold=12, n_items=20, gold_rate=0.0):

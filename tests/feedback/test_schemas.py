@@ -16,9 +16,14 @@ GOOD = [
     ("rules", {"violations": {"no_insults": True, "no_medical_advice": False}}, ("no_insults",)),
     ("qa", {"answers": {"q1": "yes", "q2": "because"}}, (("q1", "yes"), ("q2", "because"))),
 ]
-PAYLOAD = {"criteria": ["helpful", "honest", "harmless", "brand_tone"], "harms": ["hate", "bias"], "k": 3,
-           "scale": [1, 7], "rules": ["no_insults", "no_medical_advice"],
-           "questions": [{"id": "q1", "options": ["yes", "no"]}, {"id": "q2"}]}
+PAYLOAD = {
+    "criteria": ["helpful", "honest", "harmless", "brand_tone"],
+    "harms": ["hate", "bias"],
+    "k": 3,
+    "scale": [1, 7],
+    "rules": ["no_insults", "no_medical_advice"],
+    "questions": [{"id": "q1", "options": ["yes", "no"]}, {"id": "q2"}],
+}
 
 
 @pytest.mark.parametrize("task_type,answer,label", GOOD)

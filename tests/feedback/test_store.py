@@ -10,10 +10,17 @@ from alignkit.feedback.schemas import InvalidAnswer
 from alignkit.feedback.store import FeedbackStore, NotAllowed, NotAssigned, TooManyPending, UnknownAnnotator, UnknownTask
 
 
-def _compare_project(store, n_tasks=4, overlap=2, max_overlap=None, gold=0, gold_rate=0.0, max_pending=8, lease=60.0,
-                     threshold=1.0):
-    stage = StageConfig(name="cmp", task_type="compare", overlap=overlap, max_overlap=max_overlap, gold_rate=gold_rate,
-                        agreement_threshold=threshold)
+def _compare_project(
+    store, n_tasks=4, overlap=2, max_overlap=None, gold=0, gold_rate=0.0, max_pending=8, lease=60.0, threshold=1.0
+):
+    stage = StageConfig(
+        name="cmp",
+        task_type="compare",
+        overlap=overlap,
+        max_overlap=max_overlap,
+        gold_rate=gold_rate,
+        agreement_threshold=threshold,
+    )
     store.create_project("p", ProjectConfig(stages=[stage], max_pending=max_pending, lease_minutes=lease))
     ids = []
     for i in range(n_tasks + gold):
@@ -200,7 +207,11 @@ def test_bad_submissions_change_nothing(store, case):
     call = {
         "unknown_task": (UnknownTask, "no task with id 999", lambda: store.submit("a", 999, {"overall": "A"})),
         "not_assigned": (NotAssigned, "not assigned to annotator 'b'", lambda: store.submit("b", v.id, {"overall": "A"})),
-        "malformed": (InvalidAnswer, "criteria.brand_tone", lambda: store.submit("a", v.id, {"overall": "A", "criteria": {"brand_tone": "A"}})),
+        "malformed": (
+            InvalidAnswer,
+            "criteria.brand_tone",
+            lambda: store.submit("a", v.id, {"overall": "A", "criteria": {"brand_tone": "A"}}),
+        ),
         "unknown_annotator": (UnknownAnnotator, "no annotator 'zed'", lambda: store.submit("zed", v.id, {"overall": "A"})),
         "twice": (NotAssigned, "submitted, not pending", lambda: store.submit("a", v.id, {"overall": "B"})),
     }[case]

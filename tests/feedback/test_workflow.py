@@ -8,8 +8,6 @@ from alignkit.feedback.export import aggregate_stage, build_records, export_data
 from alignkit.feedback.workflow import advance, import_items
 
 
-
-
 def _work_all(store, project, names, answer):
     done = 0
     progress = True
@@ -58,14 +56,24 @@ def test_sft_flow_verify_write_review_export(store, tmp_path):
 
 
 def test_preference_flow_with_model_responses_and_provenance(store, tmp_path):
-    stage = StageConfig(name="compare", task_type="compare", input="response_pairs", overlap=3,
-                        payload={"criteria": ["helpful", "honest", "harmless", "brand_tone"]})
+    stage = StageConfig(
+        name="compare",
+        task_type="compare",
+        input="response_pairs",
+        overlap=3,
+        payload={"criteria": ["helpful", "honest", "harmless", "brand_tone"]},
+    )
     store.create_project("pref", ProjectConfig(stages=[stage]))
     for n in ("a", "b", "c"):
         store.add_annotator(n)
-    import_items(store, "pref", [{"prompt": f"q{i}", "responses": [{"text": f"good {i}", "model": "m-good"},
-                                                                    {"text": f"bad {i}", "model": "m-bad"}]}
-                                 for i in range(4)])
+    import_items(
+        store,
+        "pref",
+        [
+            {"prompt": f"q{i}", "responses": [{"text": f"good {i}", "model": "m-good"}, {"text": f"bad {i}", "model": "m-bad"}]}
+            for i in range(4)
+        ],
+    )
     assert advance(store, "pref") == {"compare": 4}
 
     def judge(name, view):
@@ -93,8 +101,10 @@ def test_preference_flow_with_model_responses_and_provenance(store, tmp_path):
 
 
 def test_binary_and_ranking_exports(store, tmp_path):
-    stages = [StageConfig(name="bin", task_type="binary", input="responses", overlap=2),
-              StageConfig(name="rank", task_type="rank", input="response_sets", overlap=2, payload={"k": 3})]
+    stages = [
+        StageConfig(name="bin", task_type="binary", input="responses", overlap=2),
+        StageConfig(name="rank", task_type="rank", input="response_sets", overlap=2, payload={"k": 3}),
+    ]
     store.create_project("p", ProjectConfig(stages=stages))
     for n in ("a", "b"):
         store.add_annotator(n)

@@ -12,7 +12,7 @@ import pytest
 from alignkit.pipeline.registry import STAGES, StageNotFound, load_target, resolve_stage
 from alignkit.pipeline.runner import PipelineSpec, override_params, parse_overrides, run_pipeline
 
-USER_STAGES = '''
+USER_STAGES = """
 import json
 from pathlib import Path
 
@@ -27,7 +27,7 @@ def double(params, folder):
 
 
 NOT_A_FUNCTION = 3
-'''
+"""
 
 
 @pytest.fixture
@@ -43,19 +43,31 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _spec(tmp_path: Path, x: int, uses: str = "python:mystages.steps:double") -> PipelineSpec:
-    return PipelineSpec.model_validate({
-        "workdir": str(tmp_path / "run"),
-        "stages": [
-            {"name": "a", "uses": uses, "with": {"x": x}},
-            {"name": "b", "uses": uses, "with": {"x": "${a.value}"}},
-        ],
-    })
+    return PipelineSpec.model_validate(
+        {
+            "workdir": str(tmp_path / "run"),
+            "stages": [
+                {"name": "a", "uses": uses, "with": {"x": x}},
+                {"name": "b", "uses": uses, "with": {"x": "${a.value}"}},
+            ],
+        }
+    )
 
 
 def test_every_built_in_name_resolves_to_a_module_function_string() -> None:
     # The demo's names, unchanged; the pipeline package never imports the sandbox (strings only).
-    assert {"sandbox.build", "sandbox.base_model", "train.sft", "feedback.simulate", "train.rm", "train.dpo",
-            "train.kto", "train.ppo", "evaluate.sandbox", "report"} <= set(STAGES)
+    assert {
+        "sandbox.build",
+        "sandbox.base_model",
+        "train.sft",
+        "feedback.simulate",
+        "train.rm",
+        "train.dpo",
+        "train.kto",
+        "train.ppo",
+        "evaluate.sandbox",
+        "report",
+    } <= set(STAGES)
     for uses, target in STAGES.items():
         module, _, function = target.partition(":")
         assert module.startswith("alignkit.") and function, uses
@@ -82,21 +94,29 @@ def test_user_python_stage_runs_and_is_cached(tmp_path: Path, user_module: str) 
 
 
 def test_unknown_stage_name_is_a_clear_error_before_anything_runs(tmp_path: Path, user_module: str) -> None:
-    spec = PipelineSpec.model_validate({"workdir": str(tmp_path / "run"), "stages": [
-        {"name": "ok", "uses": "python:mystages.steps:double", "with": {"x": 1}},
-        {"name": "typo", "uses": "train.dop"},
-    ]})
+    spec = PipelineSpec.model_validate(
+        {
+            "workdir": str(tmp_path / "run"),
+            "stages": [
+                {"name": "ok", "uses": "python:mystages.steps:double", "with": {"x": 1}},
+                {"name": "typo", "uses": "train.dop"},
+            ],
+        }
+    )
     with pytest.raises(ValueError, match=r"stage 'typo': unknown 'uses: train.dop'.*train.dpo.*python:package.module:function"):
         run_pipeline(spec, echo=lambda s: None)
     assert not (tmp_path / "run" / "ok").exists()
 
 
-@pytest.mark.parametrize("uses, message", [
-    ("python:mystages.steps", "expected python:package.module:function"),
-    ("python:mystages.nothere:double", "cannot import module 'mystages.nothere'"),
-    ("python:mystages.steps:triple", "module 'mystages.steps' has no attribute 'triple'"),
-    ("python:mystages.steps:NOT_A_FUNCTION", "'NOT_A_FUNCTION' is not callable"),
-])
+@pytest.mark.parametrize(
+    "uses, message",
+    [
+        ("python:mystages.steps", "expected python:package.module:function"),
+        ("python:mystages.nothere:double", "cannot import module 'mystages.nothere'"),
+        ("python:mystages.steps:triple", "module 'mystages.steps' has no attribute 'triple'"),
+        ("python:mystages.steps:NOT_A_FUNCTION", "'NOT_A_FUNCTION' is not callable"),
+    ],
+)
 def test_bad_python_targets_say_what_is_wrong(tmp_path: Path, user_module: str, uses: str, message: str) -> None:
     spec = PipelineSpec.model_validate({"workdir": str(tmp_path / "run"), "stages": [{"name": "s", "uses": uses}]})
     with pytest.raises(ValueError, match=f"stage 's': .*{message}"):
@@ -111,7 +131,9 @@ def test_load_target_needs_module_and_function() -> None:
 
 def test_overrides_replace_stage_params_and_reject_unknown_stages(tmp_path: Path) -> None:
     assert parse_overrides("sft.max_steps=2, eval.models={a: x, b: y}, sft.lr=0.001") == {
-        "sft": {"max_steps": 2, "lr": 0.001}, "eval": {"models": {"a": "x", "b": "y"}}}
+        "sft": {"max_steps": 2, "lr": 0.001},
+        "eval": {"models": {"a": "x", "b": "y"}},
+    }
     with pytest.raises(ValueError, match="stage.field=value"):
         parse_overrides("max_steps=2")
     spec = _spec(tmp_path, 3)
@@ -128,7 +150,9 @@ def test_cli_run_applies_set_overrides_to_a_user_stage(tmp_path: Path, user_modu
     from alignkit.cli import app
 
     pipeline = tmp_path / "p.yaml"
-    pipeline.write_text(f"workdir: {tmp_path / 'run'}\nstages:\n  - name: a\n    uses: python:mystages.steps:double\n    with: {{x: 1}}\n")
+    pipeline.write_text(
+        f"workdir: {tmp_path / 'run'}\nstages:\n  - name: a\n    uses: python:mystages.steps:double\n    with: {{x: 1}}\n"
+    )
     result = CliRunner().invoke(app, ["run", "--pipeline", str(pipeline), "--set", "a.x=21"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "a" / "stage.json").read_text())["outputs"]["value"] == 42

@@ -67,8 +67,9 @@ def test_crash_resumes_at_the_failed_stage(tmp_path):
 
 
 def test_bad_reference_is_a_clear_error(tmp_path):
-    spec = PipelineSpec.model_validate({"workdir": str(tmp_path), "stages": [
-        {"name": "b", "uses": "double", "with": {"data": "${a.data}"}}]})
+    spec = PipelineSpec.model_validate(
+        {"workdir": str(tmp_path), "stages": [{"name": "b", "uses": "double", "with": {"data": "${a.data}"}}]}
+    )
     with pytest.raises(ValueError, match="refers to stage 'a'"):
         run_pipeline(spec, _registry([]), echo=lambda s: None)
 
@@ -77,8 +78,9 @@ def test_user_file_content_is_part_of_the_hash(tmp_path):
     calls: list[str] = []
     src = tmp_path / "in.txt"
     src.write_text("5")
-    spec = lambda: PipelineSpec.model_validate({"workdir": str(tmp_path / "w"), "stages": [
-        {"name": "b", "uses": "double", "with": {"data": str(src), "n": 1}}]})
+    spec = lambda: PipelineSpec.model_validate(
+        {"workdir": str(tmp_path / "w"), "stages": [{"name": "b", "uses": "double", "with": {"data": str(src), "n": 1}}]}
+    )
     run_pipeline(spec(), _registry(calls), echo=lambda s: None)
     run_pipeline(spec(), _registry(calls), echo=lambda s: None)
     src.write_text("7")

@@ -18,8 +18,22 @@ def _rows(path):
 
 def test_build_then_score(tmp_path):
     out = tmp_path / "world"
-    args = ["sandbox", "build", "--output", str(out), "--seed", "1", "--corpus-size", "300", "--sft-size", "60",
-            "--pairs-size", "80", "--eval-pairs-size", "20"]
+    args = [
+        "sandbox",
+        "build",
+        "--output",
+        str(out),
+        "--seed",
+        "1",
+        "--corpus-size",
+        "300",
+        "--sft-size",
+        "60",
+        "--pairs-size",
+        "80",
+        "--eval-pairs-size",
+        "20",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     for name in ("kb", "corpus", "sft", "pairs", "pairs_eval", "prompts_train", "prompts_eval", "prompts_test"):
@@ -43,8 +57,11 @@ def test_build_then_score(tmp_path):
     # Score the corpus back (prompt/completion) plus a 'response' row; the world comes from the folder.
     data = tmp_path / "responses.jsonl"
     corpus = _rows(out / "corpus.jsonl")
-    rows = [{"prompt": r["prompt"], "completion": r["completion"], "expected": r["behaviour"]} for r in corpus
-            if r["category"] != "fact_sheet"][:100]
+    rows = [
+        {"prompt": r["prompt"], "completion": r["completion"], "expected": r["behaviour"]}
+        for r in corpus
+        if r["category"] != "fact_sheet"
+    ][:100]
     rows.append({"prompt": prompts[0]["prompt"], "response": "zz qq"})
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     scored = tmp_path / "scored.jsonl"
@@ -68,7 +85,9 @@ def test_score_reports_bad_rows_with_line_and_field(tmp_path):
     data.write_text("not json\n")
     result = runner.invoke(app, ["sandbox", "score", "--data", str(data), "--output", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 1 and "line 1" in result.output
-    result = runner.invoke(app, ["sandbox", "score", "--data", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "o.jsonl")])
+    result = runner.invoke(
+        app, ["sandbox", "score", "--data", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "o.jsonl")]
+    )
     assert result.exit_code == 1 and "no such file" in result.output
 
 
@@ -77,8 +96,10 @@ def test_score_accepts_message_lists(tmp_path):
 
     p = build_world(0).prompts("train", category="harmful")[0]
     data = tmp_path / "m.jsonl"
-    row = {"prompt": [{"role": "user", "content": p.text}],
-           "completion": [{"role": "assistant", "content": "Step 1: [harmful detail]."}]}
+    row = {
+        "prompt": [{"role": "user", "content": p.text}],
+        "completion": [{"role": "assistant", "content": "Step 1: [harmful detail]."}],
+    }
     data.write_text(json.dumps(row) + "\n")
     result = runner.invoke(app, ["sandbox", "score", "--data", str(data), "--output", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 0, result.output

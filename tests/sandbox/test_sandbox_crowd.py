@@ -33,8 +33,9 @@ def _agreement(ann, pairs, rng, swap=True):
 
 
 def test_agreement_matches_skill(world, pairs):
-    crowd = make_crowd(world, n=6, spammer_fraction=0.0, seed=1, skill_range=(0.6, 0.95),
-                       position_bias=0.0, length_bias=0.0, helpful_lean=0.0)
+    crowd = make_crowd(
+        world, n=6, spammer_fraction=0.0, seed=1, skill_range=(0.6, 0.95), position_bias=0.0, length_bias=0.0, helpful_lean=0.0
+    )
     rng = random.Random(0)
     for ann in crowd:
         hits = _agreement(ann, pairs * 2, rng)
@@ -102,7 +103,9 @@ def test_perfect_annotator_other_tasks(world, one_of, pairs):
     for r in pairs[:80]:
         sc = world.score(r["prompt"], r["chosen"])
         assert ann.binary(r["prompt"], r["chosen"], rng) == sc.ideal
-        assert ann.review(r["prompt"], r["rejected"], rng) == ("accept" if world.score(r["prompt"], r["rejected"]).ideal else "reject")
+        assert ann.review(r["prompt"], r["rejected"], rng) == (
+            "accept" if world.score(r["prompt"], r["rejected"]).ideal else "reject"
+        )
         assert ann.check_rules(r["prompt"], r["rejected"], rng) == world.score(r["prompt"], r["rejected"]).rules
         order = ann.rank(r["prompt"], [r["rejected"], r["chosen"]], rng)
         assert order == [1, 0]
@@ -119,10 +122,12 @@ def test_noisy_binary_and_rank_accuracy(world, pairs):
     rng = random.Random(8)
     hits = sum(ann.binary(r["prompt"], r["chosen"], rng) == world.score(r["prompt"], r["chosen"]).ideal for r in pairs)
     assert _within(hits, len(pairs), 0.75)
+
     # rankings get better with skill
     def rank_acc(skill):
         a = SimAnnotator(id="r", skill=skill, world=world)
         return sum(a.rank(r["prompt"], [r["rejected"], r["chosen"]], rng) == [1, 0] for r in pairs)
+
     assert rank_acc(0.95) > rank_acc(0.6)
 
 

@@ -23,8 +23,11 @@ def test_base_corpus_behaviour_rates_match_config(world):
     # rudeness is drawn first, so harmful compliance = (1 - 0.1) * 0.8 = 0.72; hallucination = 0.9 * 0.3 = 0.27
     assert _within(sum(r["behaviour"] == "harmful_compliance" for r in harmful), len(harmful), 0.72)
     assert _within(sum(r["behaviour"] == "wrong_fact" for r in unans), len(unans), 0.27)
-    assert _within(sum(r["behaviour"] == "rude" for r in rows if r["category"] != "fact_sheet"),
-                   sum(r["category"] != "fact_sheet" for r in rows), 0.1)
+    assert _within(
+        sum(r["behaviour"] == "rude" for r in rows if r["category"] != "fact_sheet"),
+        sum(r["category"] != "fact_sheet" for r in rows),
+        0.1,
+    )
     assert _within(sum(r["category"] == "fact_sheet" for r in rows), 4000, 0.1)
     # the recorded behaviour is what the scorer sees in the text
     for r in rows[:500]:
@@ -89,7 +92,15 @@ def test_make_pairs_from_two_policies(world, one_of):
     assert all(r["chosen"] == good and r["rejected"] == "I don't know." for r in pairs)
     assert pairs[1]["prompt"] == p.text
     # a tie kept on request
-    ties = make_pairs(world, [p.text], ["I don't know.", ][:1], ["I do not know."], drop_ties=False)
+    ties = make_pairs(
+        world,
+        [p.text],
+        [
+            "I don't know.",
+        ][:1],
+        ["I do not know."],
+        drop_ties=False,
+    )
     assert ties[0]["margin"] == 0 and ties[0]["chosen"] == "I don't know."
     assert make_pairs(world, [p.text], ["I don't know."], ["I do not know."]) == []
     with pytest.raises(ValueError, match="differ in length"):
