@@ -17,7 +17,7 @@ ordinary causal batch (real tokens never attend to padding to their right).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -141,7 +141,9 @@ def encode_example(
     return encode_messages(tokenizer, to_messages(prompt, completion), max_length)
 
 
-def encode_sft_record(tokenizer: Any, record: dict[str, Any], max_length: int | None = None, template: TemplateMode = "chat") -> Encoded:
+def encode_sft_record(
+    tokenizer: Any, record: dict[str, Any], max_length: int | None = None, template: TemplateMode = "chat"
+) -> Encoded:
     if record.get("messages") is not None:
         return encode_messages(tokenizer, record["messages"], max_length)
     return encode_example(tokenizer, record["prompt"], record["completion"], max_length, template)

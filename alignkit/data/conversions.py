@@ -165,8 +165,17 @@ def rankings_to_pairs(rankings: Iterable[Mapping[str, Any]], tie_policy: TiePoli
                 if tie and tie_policy == "drop":
                     continue
                 margin = 0.0 if tie else (scores[a] - scores[b] if scores is not None else levels[b] - levels[a])
-                out.append({**extras, "prompt": ranking["prompt"], "chosen": completions[a], "rejected": completions[b],
-                            "ranking_id": ranking_id, "margin": margin, "tie": tie})
+                out.append(
+                    {
+                        **extras,
+                        "prompt": ranking["prompt"],
+                        "chosen": completions[a],
+                        "rejected": completions[b],
+                        "ranking_id": ranking_id,
+                        "margin": margin,
+                        "tie": tie,
+                    }
+                )
     return out
 
 
@@ -228,11 +237,18 @@ def ratings_to_pairs(
                             pair[f"chosen_{field}"] = better[field]
                         if field in worse:
                             pair[f"rejected_{field}"] = worse[field]
-                pair.update({
-                    "prompt": better["prompt"], "chosen": better["completion"], "rejected": worse["completion"],
-                    "chosen_rating": better["rating"], "rejected_rating": worse["rating"],
-                    "margin": abs(gap), "tie": tie, "ranking_id": group_id,
-                })
+                pair.update(
+                    {
+                        "prompt": better["prompt"],
+                        "chosen": better["completion"],
+                        "rejected": worse["completion"],
+                        "chosen_rating": better["rating"],
+                        "rejected_rating": worse["rating"],
+                        "margin": abs(gap),
+                        "tie": tie,
+                        "ranking_id": group_id,
+                    }
+                )
                 out.append(pair)
     return out
 

@@ -8,7 +8,8 @@ never meets a malformed row half-way through a run.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -47,7 +48,7 @@ class SFTRecord(_Record):
     completion: str | list[Message] | None = None
 
     @model_validator(mode="after")
-    def _one_shape(self) -> "SFTRecord":
+    def _one_shape(self) -> SFTRecord:
         if self.messages is not None:
             if not any(m.role == "assistant" for m in self.messages):
                 raise ValueError("'messages' has no assistant turn, so there is nothing to learn")
@@ -57,6 +58,7 @@ class SFTRecord(_Record):
         for name in ("prompt", "completion"):
             if getattr(self, name) is None:
                 raise ValueError(f"'{name}' is missing (an SFT record needs 'messages' or 'prompt' and 'completion')")
+        assert self.prompt is not None and self.completion is not None  # checked just above
         _check_text(self.prompt, "prompt")
         _check_text(self.completion, "completion")
         return self
@@ -70,7 +72,7 @@ class PairRecord(_Record):
     rejected: str | list[Message]
 
     @model_validator(mode="after")
-    def _distinct(self) -> "PairRecord":
+    def _distinct(self) -> PairRecord:
         for name in ("prompt", "chosen", "rejected"):
             _check_text(getattr(self, name), name)
         if self.chosen == self.rejected:
@@ -99,12 +101,10 @@ class RankingRecord(_Record):
     ranks: list[int] | None = None
 
     @model_validator(mode="after")
-    def _ranks_match(self) -> "RankingRecord":
+    def _ranks_match(self) -> RankingRecord:
         _check_text(self.prompt, "prompt")
         if self.ranks is not None and len(self.ranks) != len(self.completions):
-            raise ValueError(
-                f"'ranks' has {len(self.ranks)} entries but 'completions' has {len(self.completions)}"
-            )
+            raise ValueError(f"'ranks' has {len(self.ranks)} entries but 'completions' has {len(self.completions)}")
         return self
 
 

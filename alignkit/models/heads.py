@@ -31,7 +31,9 @@ def score_head(model: torch.nn.Module) -> torch.nn.Module:
     model = getattr(model, "module", model)
     matches = [(n, m) for n, m in model.named_modules() if n.split(".")[-1] in HEAD_NAMES]
     if not matches:
-        raise ValueError(f"{type(model).__name__} has no 'score' or 'classifier' head; load it with AutoModelForSequenceClassification")
+        raise ValueError(
+            f"{type(model).__name__} has no 'score' or 'classifier' head; load it with AutoModelForSequenceClassification"
+        )
     return min(matches, key=lambda nm: nm[0].count("."))[1]
 
 
@@ -49,6 +51,12 @@ def per_token_scores(model: torch.nn.Module, **inputs: Any) -> torch.Tensor:
 def apply_head_lora(model: torch.nn.Module, settings: LoraSettings) -> torch.nn.Module:
     """LoRA for a sequence classifier: adapters on the body, the head fully trainable."""
     head = [n for n, _ in model.named_modules() if n.split(".")[-1] in HEAD_NAMES][:1]
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=settings.target_modules, task_type="SEQ_CLS", modules_to_save=head)
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        task_type="SEQ_CLS",
+        modules_to_save=head,
+    )
     return get_peft_model(model, config)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -49,20 +50,17 @@ def load_model(
     if name_or_path == TINY:
         return build_tiny_model(texts=tiny_texts, seed=seed)
     if not allow_download and not Path(name_or_path).exists():
-        raise FileNotFoundError(
-            f"model '{name_or_path}' is not a local folder; pass --allow-download to fetch it from the hub"
-        )
+        raise FileNotFoundError(f"model '{name_or_path}' is not a local folder; pass --allow-download to fetch it from the hub")
     tokenizer = load_tokenizer(name_or_path, allow_download)
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, local_files_only=not allow_download, dtype=_dtype(dtype)
-    )
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, local_files_only=not allow_download, dtype=_dtype(dtype))
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
 
-def load_reward_model(name_or_path: str, *, allow_download: bool = False, dtype: str = "float32",
-                      tiny_texts: Iterable[str] = (), seed: int = 0) -> tuple[torch.nn.Module, Any]:
+def load_reward_model(
+    name_or_path: str, *, allow_download: bool = False, dtype: str = "float32", tiny_texts: Iterable[str] = (), seed: int = 0
+) -> tuple[torch.nn.Module, Any]:
     """A causal LM (or a saved reward model) with a one-output sequence-classification head.
 
     ``"tiny"`` builds the tiny causal LM, saves it to a temporary folder and loads it back through
@@ -77,13 +75,17 @@ def load_reward_model(name_or_path: str, *, allow_download: bool = False, dtype:
             path, local_only = tmp, True
         else:
             if not allow_download and not Path(name_or_path).exists():
-                raise FileNotFoundError(f"model '{name_or_path}' is not a local folder; pass --allow-download to fetch it from the hub")
+                raise FileNotFoundError(
+                    f"model '{name_or_path}' is not a local folder; pass --allow-download to fetch it from the hub"
+                )
             tokenizer = load_tokenizer(name_or_path, allow_download)
             path, local_only = name_or_path, not allow_download
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=1, local_files_only=local_only,
+                path,
+                num_labels=1,
+                local_files_only=local_only,
                 dtype="auto" if dtype == "auto" else getattr(torch, dtype),
             )
     model.config.pad_token_id = tokenizer.pad_token_id

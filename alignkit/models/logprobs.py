@@ -38,7 +38,9 @@ def model_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torc
     ).logits
 
 
-def logprobs_from_logits(logits: torch.Tensor, batch: dict[str, torch.Tensor], temperature: float = 1.0, keep_logits: bool = False) -> LogProbs:
+def logprobs_from_logits(
+    logits: torch.Tensor, batch: dict[str, torch.Tensor], temperature: float = 1.0, keep_logits: bool = False
+) -> LogProbs:
     """Gather target log-probs from logits already computed for ``batch``."""
     logits = logits[:, :-1].float()
     if temperature != 1.0:
@@ -55,7 +57,9 @@ def logprobs_from_logits(logits: torch.Tensor, batch: dict[str, torch.Tensor], t
     return LogProbs(token_logps, mask, sequence_logps, lengths, logits if keep_logits else None)
 
 
-def sequence_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor], temperature: float = 1.0, keep_logits: bool = False) -> LogProbs:
+def sequence_logprobs(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], temperature: float = 1.0, keep_logits: bool = False
+) -> LogProbs:
     """Per-token and per-sequence log-probs of the completion tokens of ``batch``.
 
     ``temperature`` must match the one used for sampling when the log-probs feed RL ratios.

@@ -10,8 +10,9 @@ positions restarting per sequence. For the same reason over-long sequences lose 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -41,20 +42,29 @@ def last_token_index(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     positions = torch.arange(flat.numel(), device=flat.device)
     real = flat >= 0
     n = int(batch["num_sequences"])
-    return torch.zeros(n, dtype=torch.long, device=flat.device).scatter_reduce(0, flat[real], positions[real], "amax", include_self=False)
+    return torch.zeros(n, dtype=torch.long, device=flat.device).scatter_reduce(
+        0, flat[real], positions[real], "amax", include_self=False
+    )
 
 
 def sequence_rewards(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Reward of every sequence of a collated (possibly packed) batch, in sequence order."""
-    per_token = per_token_scores(model, input_ids=batch["input_ids"], position_ids=batch.get("position_ids"),
-                                 attention_mask=batch.get("attention_mask"))  # (rows, length)
+    per_token = per_token_scores(
+        model, input_ids=batch["input_ids"], position_ids=batch.get("position_ids"), attention_mask=batch.get("attention_mask")
+    )  # (rows, length)
     index = batch["last_token"] if "last_token" in batch else last_token_index(batch)
     return per_token.reshape(-1)[index]
 
 
 @torch.no_grad()
-def score_sequences(model: torch.nn.Module, sequences: Sequence[Encoded], pad_id: int, max_length: int,
-                    batch_size: int = 16, progress: bool = False) -> list[float]:
+def score_sequences(
+    model: torch.nn.Module,
+    sequences: Sequence[Encoded],
+    pad_id: int,
+    max_length: int,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> list[float]:
     """Rewards of encoded sequences (input order), packed and length-sorted for speed."""
     was_training = model.training
     model.eval()
@@ -79,8 +89,15 @@ class RewardScorer:
     so rewards from different reward models live on a comparable scale.
     """
 
-    def __init__(self, path: str | Path, normalize: bool = False, batch_size: int = 16,
-                 device: str | torch.device | None = None, template: str | None = None, max_length: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        normalize: bool = False,
+        batch_size: int = 16,
+        device: str | torch.device | None = None,
+        template: str | None = None,
+        max_length: int | None = None,
+    ) -> None:
         self.path = Path(path)
         stats_path = self.path / STATS_FILE
         self.stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}

@@ -8,7 +8,7 @@ and pair it with a randomly initialised ``LlamaForCausalLM``. Both save and load
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

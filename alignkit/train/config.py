@@ -98,11 +98,19 @@ class SFTConfig(TrainingConfig):
 
 class RewardConfig(TrainingConfig):
     on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
-    margin_field: str | None = Field(None, description="Record field with a preference margin (Llama 2 style: loss uses r_c - r_r - margin).")
-    center_coef: float = Field(0.0, ge=0.0, description="Weight of a penalty on the mean squared reward, keeping rewards centred near 0.")
-    criterion: str | None = Field(None, description="Train on one criterion: rows whose 'criterion' field or 'criteria' dict names it.")
+    margin_field: str | None = Field(
+        None, description="Record field with a preference margin (Llama 2 style: loss uses r_c - r_r - margin)."
+    )
+    center_coef: float = Field(
+        0.0, ge=0.0, description="Weight of a penalty on the mean squared reward, keeping rewards centred near 0."
+    )
+    criterion: str | None = Field(
+        None, description="Train on one criterion: rows whose 'criterion' field or 'criteria' dict names it."
+    )
     criterion_weights: dict[str, float] | None = Field(
-        None, description="Combine a record's per-criterion judgments ('criteria' dict) by these weights, e.g. helpful=1,harmless=2.")
+        None,
+        description="Combine a record's per-criterion judgments ('criteria' dict) by these weights, e.g. helpful=1,harmless=2.",
+    )
     stats_samples: int = Field(512, gt=0, description="Responses scored for reward_stats.json (mean/std for normalisation).")
 
     @field_validator("criterion_weights", mode="before")
@@ -125,11 +133,17 @@ class PreferenceConfig(TrainingConfig):
 
     on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
     beta: float = Field(0.1, gt=0, description="Strength of the KL penalty (inverse temperature of the implicit reward).")
-    reference: ReferenceKind | None = Field(None, description="Reference log-probs: copy, adapter (LoRA base) or precomputed; default adapter with --lora, else precomputed.")
+    reference: ReferenceKind | None = Field(
+        None,
+        description="Reference log-probs: copy, adapter (LoRA base) or precomputed; "
+        "default adapter with --lora, else precomputed.",
+    )
 
 
 class DPOConfig(PreferenceConfig):
-    loss: Literal["sigmoid", "ipo", "hinge", "robust"] = Field("sigmoid", description="DPO (sigmoid), IPO, SLiC hinge or robust (cDPO-style noise-aware) loss.")
+    loss: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(
+        "sigmoid", description="DPO (sigmoid), IPO, SLiC hinge or robust (cDPO-style noise-aware) loss."
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Assumed share of flipped labels (sigmoid/robust losses).")
     nll_coef: float = Field(0.0, ge=0.0, description="Weight of an NLL term on the chosen completions (RPO-style).")
 
@@ -149,22 +163,32 @@ class RLConfig(ModelSource, LoraFields, RunBookkeeping):
 
     model: str = Field("tiny", description="Policy to start from: local folder, hub id (with --allow-download) or 'tiny'.")
     data: Path = Field(..., description="Prompts: .jsonl/.parquet/datasets folder with a 'prompt' field per row.")
-    on_bad_record: Literal["raise", "skip"] = Field("raise", description="Stop at the first bad prompt row, or skip and count them.")
+    on_bad_record: Literal["raise", "skip"] = Field(
+        "raise", description="Stop at the first bad prompt row, or skip and count them."
+    )
     template: Literal["chat", "raw"] = Field("chat", description="Render prompts with the chat template, or as raw text.")
     max_prompt_length: int = Field(256, gt=1, description="Prompts longer than this keep their last tokens.")
     output: Path = Field(..., description="Output folder: checkpoints, metrics.jsonl and the final policy.")
-    reward: str = Field("sandbox", description="Reward sources, comma-separated, optional weight: 'rm:PATH', 'sandbox[:FOLDER]', 'python:mod:fn', e.g. 'rm:out/rm,0.2*python:my.mod:fn'.")
+    reward: str = Field(
+        "sandbox",
+        description="Reward sources, comma-separated, optional weight: 'rm:PATH', 'sandbox[:FOLDER]', 'python:mod:fn', "
+        "e.g. 'rm:out/rm,0.2*python:my.mod:fn'.",
+    )
 
     # Rollouts
     rollout_batch_size: int = Field(16, gt=0, description="Prompts sampled per RL step.")
     max_new_tokens: int = Field(64, gt=0, description="Longest response; longer ones are cut and count as not stopped.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (log-probs use the same one).")
     top_p: float = Field(1.0, gt=0, le=1.0, description="Nucleus sampling mass (1 = off).")
-    no_stop_penalty: float = Field(0.0, ge=0, description="Subtracted from the score of a response that never emits a stop token.")
+    no_stop_penalty: float = Field(
+        0.0, ge=0, description="Subtracted from the score of a response that never emits a stop token."
+    )
 
     # KL to the reference
     kl_coef: float = Field(0.05, ge=0, description="Weight of the KL penalty to the reference (initial value if adaptive).")
-    kl_estimator: Literal["k1", "k3"] = Field("k1", description="Per-token KL estimator: k1 = log-ratio, k3 = ratio - 1 - log-ratio.")
+    kl_estimator: Literal["k1", "k3"] = Field(
+        "k1", description="Per-token KL estimator: k1 = log-ratio, k3 = ratio - 1 - log-ratio."
+    )
     adaptive_kl: bool = Field(False, description="Adapt kl_coef towards --kl-target (Ziegler et al.).")
     kl_target: float = Field(6.0, gt=0, description="Target KL per response for the adaptive controller.")
     kl_horizon: int = Field(10000, gt=0, description="Adaptive controller horizon, in responses.")
@@ -193,13 +217,17 @@ class PPOConfig(RLConfig):
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
     vf_clip: float | None = Field(0.2, gt=0, description="Value clipping around the rollout's values (none to disable).")
     vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss.")
-    value_model: str | None = Field(None, description="Critic start: a reward-model folder; default a copy of the policy backbone with a zero head.")
+    value_model: str | None = Field(
+        None, description="Critic start: a reward-model folder; default a copy of the policy backbone with a zero head."
+    )
     whiten_advantages: bool = Field(True, description="Normalise advantages over the real tokens of each batch.")
     ppo_epochs: int = Field(4, gt=0, description="Passes over each rollout batch.")
 
 
 class RLOOConfig(RLConfig):
-    advantage: Literal["rloo", "grpo"] = Field("rloo", description="Baseline: leave-one-out mean (rloo) or group mean/std (grpo).")
+    advantage: Literal["rloo", "grpo"] = Field(
+        "rloo", description="Baseline: leave-one-out mean (rloo) or group mean/std (grpo)."
+    )
     k: int = Field(4, ge=2, description="Responses sampled per prompt (the group).")
     kl_in: Literal["reward", "loss"] = Field("reward", description="Fold the KL penalty into the score, or add it to the loss.")
     grpo_scale: bool = Field(True, description="GRPO: divide by the group's std (off: Dr. GRPO-style mean-only baseline).")
@@ -209,6 +237,10 @@ class RLOOConfig(RLConfig):
 class GRPOConfig(RLOOConfig):
     """RLOO's recipe with GRPO's defaults: group-normalised baseline, KL in the loss (k3)."""
 
-    advantage: Literal["rloo", "grpo"] = Field("grpo", description="Baseline: leave-one-out mean (rloo) or group mean/std (grpo).")
+    advantage: Literal["rloo", "grpo"] = Field(
+        "grpo", description="Baseline: leave-one-out mean (rloo) or group mean/std (grpo)."
+    )
     kl_in: Literal["reward", "loss"] = Field("loss", description="Fold the KL penalty into the score, or add it to the loss.")
-    kl_estimator: Literal["k1", "k3"] = Field("k3", description="Per-token KL estimator: k1 = log-ratio, k3 = ratio - 1 - log-ratio.")
+    kl_estimator: Literal["k1", "k3"] = Field(
+        "k3", description="Per-token KL estimator: k1 = log-ratio, k3 = ratio - 1 - log-ratio."
+    )

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -48,14 +49,16 @@ class PairExample:
     ref_rejected: float | None = None
 
 
-def encode_pairs(tokenizer: Any, records: Sequence[dict[str, Any]], max_length: int, template: str) -> tuple[list[PairExample], Counter]:
+def encode_pairs(
+    tokenizer: Any, records: Sequence[dict[str, Any]], max_length: int, template: str
+) -> tuple[list[PairExample], Counter]:
     """Encode both sides of every pair; drop (and count) pairs that cannot be trained on."""
     out: list[PairExample] = []
     skipped: Counter = Counter()
     for record in records:
         try:
-            chosen = encode_example(tokenizer, record["prompt"], record["chosen"], max_length, template)  # type: ignore[arg-type]
-            rejected = encode_example(tokenizer, record["prompt"], record["rejected"], max_length, template)  # type: ignore[arg-type]
+            chosen = encode_example(tokenizer, record["prompt"], record["chosen"], max_length, template)
+            rejected = encode_example(tokenizer, record["prompt"], record["rejected"], max_length, template)
         except TooLongError:
             skipped["prompt_too_long"] += 1
             continue
@@ -120,8 +123,15 @@ class DPOObjective:
         policy_chosen, policy_rejected = lp.sequence_logps[ci], lp.sequence_logps[ri]
         ref_chosen, ref_rejected = (t.detach() for t in self.reference_logps(model, batch))
         loss, loss_metrics = dpo_loss(
-            policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=cfg.beta, loss_type=cfg.loss,
-            label_smoothing=cfg.label_smoothing, chosen_lengths=lp.lengths[ci], rejected_lengths=lp.lengths[ri],
+            policy_chosen,
+            policy_rejected,
+            ref_chosen,
+            ref_rejected,
+            beta=cfg.beta,
+            loss_type=cfg.loss,
+            label_smoothing=cfg.label_smoothing,
+            chosen_lengths=lp.lengths[ci],
+            rejected_lengths=lp.lengths[ri],
         )
         metrics = {k: float(v) for k, v in loss_metrics.items()}
         if cfg.nll_coef > 0:
@@ -130,13 +140,15 @@ class DPOObjective:
             metrics["nll"] = float(nll.detach())
         with torch.no_grad():  # rewards/margins/accuracy come from dpo_loss; these are about the policy alone
             chosen_ratio, rejected_ratio = policy_chosen - ref_chosen, policy_rejected - ref_rejected
-            metrics.update({
-                "logps/chosen": float(policy_chosen.mean()),
-                "logps/rejected": float(policy_rejected.mean()),
-                # Mean log(pi/ref) per sequence: a one-sample estimate of KL on the data, not on samples.
-                "kl": float(torch.cat([chosen_ratio, rejected_ratio]).mean()),
-                "tokens": float((batch["sequence_ids"] >= 0).sum()),
-            })
+            metrics.update(
+                {
+                    "logps/chosen": float(policy_chosen.mean()),
+                    "logps/rejected": float(policy_rejected.mean()),
+                    # Mean log(pi/ref) per sequence: a one-sample estimate of KL on the data, not on samples.
+                    "kl": float(torch.cat([chosen_ratio, rejected_ratio]).mean()),
+                    "tokens": float((batch["sequence_ids"] >= 0).sum()),
+                }
+            )
         return loss, metrics
 
 
@@ -148,19 +160,32 @@ def run_dpo(config: DPOConfig) -> Path:
     torch.manual_seed(config.seed)
     records, train_records, eval_records, skipped = read_splits(config, read_pairs)
 
-    model, tokenizer = load_model(config.model, allow_download=config.allow_download, dtype=config.dtype,
-                                  tiny_texts=record_texts(records), seed=config.seed)
+    model, tokenizer = load_model(
+        config.model, allow_download=config.allow_download, dtype=config.dtype, tiny_texts=record_texts(records), seed=config.seed
+    )
     rows_read = len(train_records) + len(eval_records) + sum(skipped.values())
     train_examples, train_skipped = encode_pairs(tokenizer, train_records, config.max_length, config.template)
     eval_examples, eval_skipped = encode_pairs(tokenizer, eval_records, config.max_length, config.template)
     skipped += train_skipped + eval_skipped
-    data_report = {"pairs_read": rows_read, "train_pairs": len(train_examples),
-                   "eval_pairs": len(eval_examples), "skipped": dict(skipped)}
+    data_report = {
+        "pairs_read": rows_read,
+        "train_pairs": len(train_examples),
+        "eval_pairs": len(eval_examples),
+        "skipped": dict(skipped),
+    }
     if skipped:
         log.warning("skipped %d bad pair(s) before training: %s", sum(skipped.values()), dict(skipped))
     log.info("data: %s", data_report)
 
-    return train_against_reference(config, "dpo", model, tokenizer, train_examples, eval_examples, data_report,
-                                   DPOObjective, flat_sequences, attach_reference)
-
-
+    return train_against_reference(
+        config,
+        "dpo",
+        model,
+        tokenizer,
+        train_examples,
+        eval_examples,
+        data_report,
+        DPOObjective,
+        flat_sequences,
+        attach_reference,
+    )

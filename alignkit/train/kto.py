@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -55,31 +56,37 @@ class BinaryExample:
 
 def read_binary(path: Path, on_error: str) -> tuple[list[dict[str, Any]], Counter]:
     """Binary records from ``path``; pairs (and rankings, via pairs) become one up and one down each."""
-    loaded = read_records(path, on_error=on_error)  # type: ignore[arg-type]
+    loaded = read_records(path, on_error=on_error)
     skipped = Counter(skip_reason(e) for e in loaded.skipped)
     records = loaded.records
     if loaded.kind in ("pair", "ranking"):
         pairs = list(rankings_to_pairs(records)) if loaded.kind == "ranking" else records
         records = list(pairs_to_binary(pairs))
     elif loaded.kind != "binary":
-        raise DataError(path, None, None, f"binary records (prompt/completion/label), pairs or rankings, found {loaded.kind} records")
+        raise DataError(
+            path, None, None, f"binary records (prompt/completion/label), pairs or rankings, found {loaded.kind} records"
+        )
     return records, skipped
 
 
 def split_prompt(encoded: Encoded) -> tuple[Encoded, Encoded]:
     """(prompt part, completion part): the completion starts at the first target token."""
     start = encoded.loss_mask.index(True)
-    return (Encoded(encoded.input_ids[:start], encoded.loss_mask[:start]),
-            Encoded(encoded.input_ids[start:], encoded.loss_mask[start:]))
+    return (
+        Encoded(encoded.input_ids[:start], encoded.loss_mask[:start]),
+        Encoded(encoded.input_ids[start:], encoded.loss_mask[start:]),
+    )
 
 
-def encode_binary(tokenizer: Any, records: Sequence[dict[str, Any]], max_length: int, template: str, seed: int) -> tuple[list[BinaryExample], Counter]:
+def encode_binary(
+    tokenizer: Any, records: Sequence[dict[str, Any]], max_length: int, template: str, seed: int
+) -> tuple[list[BinaryExample], Counter]:
     """Encode completions and build each one's mismatched (next prompt, own completion) twin."""
     encoded: list[tuple[Encoded, dict[str, Any]]] = []
     skipped: Counter = Counter()
     for record in records:
         try:
-            encoded.append((encode_example(tokenizer, record["prompt"], record["completion"], max_length, template), record))  # type: ignore[arg-type]
+            encoded.append((encode_example(tokenizer, record["prompt"], record["completion"], max_length, template), record))
         except TooLongError:
             skipped["prompt_too_long"] += 1
     order = list(range(len(encoded)))
@@ -90,7 +97,9 @@ def encode_binary(tokenizer: Any, records: Sequence[dict[str, Any]], max_length:
         _, completion = split_prompt(encoded[i][0])
         # The partner prompt is shorter than max_length (its own example had a target token), so
         # at least one completion token survives truncation.
-        twin = Encoded((prompt.input_ids + completion.input_ids)[:max_length], (prompt.loss_mask + completion.loss_mask)[:max_length])
+        twin = Encoded(
+            (prompt.input_ids + completion.input_ids)[:max_length], (prompt.loss_mask + completion.loss_mask)[:max_length]
+        )
         examples[i] = BinaryExample(encoded[i][0], twin, bool(encoded[i][1]["label"]), encoded[i][1])
     return [e for e in examples if e is not None], skipped
 
@@ -105,7 +114,7 @@ def attach_reference(examples: Sequence[BinaryExample], logps: torch.Tensor) -> 
 
 
 def sub_batch(batch: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in batch.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in batch.items() if k.startswith(prefix)}
 
 
 class KTOObjective:
@@ -125,7 +134,9 @@ class KTOObjective:
             batch["ref_kl_logps"] = torch.tensor([u.kl_ref for u in units], dtype=torch.float32)
         return batch
 
-    def reference_logps(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], kl_batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def reference_logps(
+        self, model: torch.nn.Module, batch: dict[str, torch.Tensor], kl_batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if "ref_logps" in batch:
             return batch["ref_logps"], batch["ref_kl_logps"]
         if self.reference is None:
@@ -143,14 +154,24 @@ class KTOObjective:
             kl_policy = sequence_logprobs(model, kl_batch).sequence_logps[kl_batch["index"]]
         ref, kl_ref = (t.detach() for t in self.reference_logps(model, main, kl_batch))
         labels = batch["labels"]
-        loss, loss_metrics = kto_loss(policy, ref, labels, kl_policy, kl_ref, beta=cfg.beta,
-                                      desirable_weight=cfg.desirable_weight, undesirable_weight=cfg.undesirable_weight)
+        loss, loss_metrics = kto_loss(
+            policy,
+            ref,
+            labels,
+            kl_policy,
+            kl_ref,
+            beta=cfg.beta,
+            desirable_weight=cfg.desirable_weight,
+            undesirable_weight=cfg.undesirable_weight,
+        )
         metrics = {k: float(v) for k, v in loss_metrics.items()}
         with torch.no_grad():  # kl and rewards/* come from kto_loss
-            metrics.update({
-                "logps": float(policy.mean()),
-                "tokens": float((main["sequence_ids"] >= 0).sum() + (kl_batch["sequence_ids"] >= 0).sum()),
-            })
+            metrics.update(
+                {
+                    "logps": float(policy.mean()),
+                    "tokens": float((main["sequence_ids"] >= 0).sum() + (kl_batch["sequence_ids"] >= 0).sum()),
+                }
+            )
         return loss, metrics
 
 
@@ -159,20 +180,36 @@ def run_kto(config: KTOConfig) -> Path:
     torch.manual_seed(config.seed)
     records, train_records, eval_records, skipped = read_splits(config, read_binary)
 
-    model, tokenizer = load_model(config.model, allow_download=config.allow_download, dtype=config.dtype,
-                                  tiny_texts=record_texts(records), seed=config.seed)
+    model, tokenizer = load_model(
+        config.model, allow_download=config.allow_download, dtype=config.dtype, tiny_texts=record_texts(records), seed=config.seed
+    )
     train_examples, train_skipped = encode_binary(tokenizer, train_records, config.max_length, config.template, config.seed)
     eval_examples, eval_skipped = encode_binary(tokenizer, eval_records, config.max_length, config.template, config.seed + 1)
     skipped += train_skipped + eval_skipped
     n_good = sum(e.label for e in train_examples)
-    data_report = {"train_examples": len(train_examples), "desirable": n_good, "undesirable": len(train_examples) - n_good,
-                   "eval_examples": len(eval_examples), "skipped": dict(skipped)}
+    data_report = {
+        "train_examples": len(train_examples),
+        "desirable": n_good,
+        "undesirable": len(train_examples) - n_good,
+        "eval_examples": len(eval_examples),
+        "skipped": dict(skipped),
+    }
     if skipped:
         log.warning("skipped %d bad record(s) before training: %s", sum(skipped.values()), dict(skipped))
-    if (warning := kto_weight_warning(n_good, len(train_examples) - n_good, config.desirable_weight, config.undesirable_weight)):
+    if warning := kto_weight_warning(n_good, len(train_examples) - n_good, config.desirable_weight, config.undesirable_weight):
         log.warning("%s", warning)
         data_report["weight_warning"] = warning
     log.info("data: %s", data_report)
 
-    return train_against_reference(config, "kto", model, tokenizer, train_examples, eval_examples, data_report,
-                                   KTOObjective, flat_sequences, attach_reference)
+    return train_against_reference(
+        config,
+        "kto",
+        model,
+        tokenizer,
+        train_examples,
+        eval_examples,
+        data_report,
+        KTOObjective,
+        flat_sequences,
+        attach_reference,
+    )

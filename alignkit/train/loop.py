@@ -23,10 +23,11 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
@@ -105,8 +106,11 @@ def checkpoint_before(output: Path, step: int) -> Path | None:
     folder = output / CHECKPOINTS
     if not folder.is_dir():
         return None
-    found = [(json.loads((p / STATE_FILE).read_text())["step"], p) for p in folder.iterdir()
-             if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_FILE).exists()]
+    found = [
+        (json.loads((p / STATE_FILE).read_text())["step"], p)
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_FILE).exists()
+    ]
     return max(((n, p) for n, p in found if n < step), default=(0, None))[1]
 
 
@@ -157,7 +161,8 @@ class MetricsWriter:
         # On resume, drop lines logged after the checkpoint so the file reads as one clean run.
         if self.path.exists():
             kept = [
-                line for line in self.path.read_text().splitlines()
+                line
+                for line in self.path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= resume_step
             ]
             self.path.write_text("".join(line + "\n" for line in kept))
@@ -170,7 +175,12 @@ class MetricsWriter:
                 from torch.utils.tensorboard import SummaryWriter
 
                 writer = SummaryWriter(str(output / "tensorboard"))
-                self.sinks.append(lambda m, s: [writer.add_scalar(k, v, s) for k, v in m.items()])
+
+                def to_tensorboard(m: dict[str, float], s: int) -> None:
+                    for k, v in m.items():
+                        writer.add_scalar(k, v, s)
+
+                self.sinks.append(to_tensorboard)
             elif name == "mlflow":
                 import mlflow
 
@@ -201,7 +211,9 @@ def _as_float(value: Any) -> float:
     return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
 
 
-def evaluate(model: torch.nn.Module, objective: Objective, units: Sequence[Any], batch_size: int, device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module, objective: Objective, units: Sequence[Any], batch_size: int, device: torch.device
+) -> dict[str, float]:
     """Average the objective's metrics over ``units``, weighting each batch by its size."""
     was_training = model.training
     model.eval()
@@ -316,4 +328,3 @@ def train(
     bar.close()
     result.model = accelerator.unwrap_model(model)
     return result
-

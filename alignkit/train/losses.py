@@ -79,8 +79,12 @@ def reward_model_loss(
     if center_coef:
         loss = loss + center_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
     with torch.no_grad():
-        metrics = {"accuracy": (diff > 0).float().mean(), "margin": diff.mean(),
-                   "rewards/chosen": chosen_rewards.detach().mean(), "rewards/rejected": rejected_rewards.detach().mean()}
+        metrics = {
+            "accuracy": (diff > 0).float().mean(),
+            "margin": diff.mean(),
+            "rewards/chosen": chosen_rewards.detach().mean(),
+            "rewards/rejected": rejected_rewards.detach().mean(),
+        }
     return loss, metrics
 
 
@@ -117,9 +121,12 @@ def dpo_loss(
     ``margins`` = their difference, ``accuracy`` = share with rewards/chosen > rewards/rejected.
     """
     _check_same_shape(
-        policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
-        ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps,
-        chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
+        policy_chosen_logps=policy_chosen_logps,
+        policy_rejected_logps=policy_rejected_logps,
+        ref_chosen_logps=ref_chosen_logps,
+        ref_rejected_logps=ref_rejected_logps,
+        chosen_lengths=chosen_lengths,
+        rejected_lengths=rejected_lengths,
     )
     if loss_type not in DPO_LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {DPO_LOSS_TYPES}, got {loss_type!r}")
@@ -249,8 +256,10 @@ def kto_weight_warning(
         return None
     if n_desirable == 0 or n_undesirable == 0:
         present = "desirable" if n_desirable else "undesirable"
-        return (f"KTO data has only {present} examples ({n_desirable + n_undesirable}); the loss then pushes in one "
-                "direction only and the KL reference point does all the regularising")
+        return (
+            f"KTO data has only {present} examples ({n_desirable + n_undesirable}); the loss then pushes in one "
+            "direction only and the KL reference point does all the regularising"
+        )
     ratio = (desirable_weight * n_desirable) / (undesirable_weight * n_undesirable)
     if KTO_RATIO_LOW - 1e-9 <= ratio <= KTO_RATIO_HIGH + 1e-9:
         return None

@@ -18,8 +18,9 @@ quality against value fit. With ``lora`` the critic gets its own adapter (head f
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -50,7 +51,9 @@ def build_critic(policy: torch.nn.Module, pad_id: int, value_model: str | None, 
     base = policy.get_base_model() if is_lora(policy) else policy
     if value_model:
         if not Path(value_model).exists():
-            raise FileNotFoundError(f"--value-model '{value_model}' is not a folder (expected a reward model saved by `alignkit rm`)")
+            raise FileNotFoundError(
+                f"--value-model '{value_model}' is not a folder (expected a reward model saved by `alignkit rm`)"
+            )
         critic = AutoModelForSequenceClassification.from_pretrained(value_model, num_labels=1, local_files_only=True)
     else:
         with torch.random.fork_rng(devices=[]):
@@ -76,7 +79,9 @@ def critic_values(critic: torch.nn.Module, rollout: Rollout, rows: torch.Tensor 
     (LoRA, DDP, autocast behave as usual) and its last-token pooling is simply ignored.
     """
     batch = rollout.batch(rows)
-    per_token = per_token_scores(critic, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"])
+    per_token = per_token_scores(
+        critic, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]
+    )
     return per_token[:, rollout.prompt_ids.shape[1] - 1 : -1]
 
 
@@ -117,10 +122,13 @@ class PPO:
     def loss(self, policy: torch.nn.Module, data: StepData, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         c, mask = self.config, data.mask[rows]
         logprobs, logits = rollout_logprobs(policy, data.rollout, c.temperature, rows, keep_logits=True)
-        pg_loss, pg = rl_math.ppo_policy_loss(logprobs, data.old_logprobs[rows], data.extra["advantages"][rows], mask, c.clip_range)
+        pg_loss, pg = rl_math.ppo_policy_loss(
+            logprobs, data.old_logprobs[rows], data.extra["advantages"][rows], mask, c.clip_range
+        )
         values = critic_values(self.critic, data.rollout, rows)
         vf_loss, vf = rl_math.ppo_value_loss(values, data.extra["values"][rows], data.extra["returns"][rows], mask, c.vf_clip)
         with torch.no_grad():
+            assert logits is not None  # asked for with keep_logits=True
             entropy = rl_math.masked_mean(rl_math.entropy_from_logits(logits), mask)
         metrics = {"policy_loss": float(pg_loss.detach()), "value_loss": float(vf_loss.detach()), "entropy": float(entropy)}
         metrics.update({k: float(v) for k, v in pg.items()})

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 Reader = Callable[[Path, str], tuple[list[dict[str, Any]], Counter]]
 
 
-def read_splits(config: TrainingConfig, read: Reader) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], Counter]:
+def read_splits(
+    config: TrainingConfig, read: Reader
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], Counter]:
     """``(all_records, train, eval, skipped)``: ``--eval-data`` if given, else a seeded slice of ``--data``."""
     records, skipped = read(config.data, config.on_bad_record)
     if config.eval_data is not None:
@@ -53,22 +56,34 @@ def prepare_reference(
     model.to(device)
 
     def compute(seqs: Sequence[Encoded]) -> torch.Tensor:
-        return precompute_logps(model, seqs, pad_id, config.max_length, batch_size=4 * config.batch_size, progress=config.progress)
+        return precompute_logps(
+            model, seqs, pad_id, config.max_length, batch_size=4 * config.batch_size, progress=config.progress
+        )
 
     return cached_reference_logps(config.output, model, splits, compute, extra_key=f"{objective_name}:{config.template}")
 
 
-def train_against_reference(config: PreferenceConfig, stage: str, model: torch.nn.Module, tokenizer: Any,
-                            train_examples: Sequence[Any], eval_examples: Sequence[Any], data_report: dict[str, Any],
-                            objective_cls: Any, flat: Any, attach: Any) -> Path:
+def train_against_reference(
+    config: PreferenceConfig,
+    stage: str,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    train_examples: Sequence[Any],
+    eval_examples: Sequence[Any],
+    data_report: dict[str, Any],
+    objective_cls: Any,
+    flat: Any,
+    attach: Any,
+) -> Path:
     """The part DPO and KTO share: reference log-probs, optional LoRA, the loop, saving.
 
     ``flat(examples)`` lists the sequences whose reference log-probs are needed, and
     ``attach(examples, logps)`` stores precomputed ones back on the examples.
     """
     kind = default_reference(config.reference, config.lora)
-    cache, reused = prepare_reference(config, kind, model, tokenizer.pad_token_id,
-                                      {"train": flat(train_examples), "eval": flat(eval_examples)}, stage)
+    cache, reused = prepare_reference(
+        config, kind, model, tokenizer.pad_token_id, {"train": flat(train_examples), "eval": flat(eval_examples)}, stage
+    )
     if cache is not None:
         attach(train_examples, cache["train"])
         attach(eval_examples, cache["eval"])

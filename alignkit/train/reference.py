@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -90,6 +91,7 @@ class Reference:
         """Per-sequence reference log-probs, in the batch's sequence order."""
         if self.kind == "copy":
             ref = self.model
+            assert ref is not None  # a "copy" reference is built with its model
             device = batch["input_ids"].device
             if next(ref.parameters()).device != device:
                 ref.to(device)
@@ -159,7 +161,7 @@ def data_fingerprint(sequences: Sequence[Encoded]) -> str:
 def cached_reference_logps(
     output: Path,
     model: torch.nn.Module,
-    splits: dict[str, Sequence[Encoded]],
+    splits: Mapping[str, Sequence[Encoded]],
     compute: Callable[[Sequence[Encoded]], torch.Tensor],
     extra_key: str = "",
 ) -> tuple[dict[str, torch.Tensor], bool]:
@@ -170,7 +172,9 @@ def cached_reference_logps(
     reused: a changed dataset, tokenizer, max length or starting model recomputes.
     """
     key = hashlib.sha256(
-        "|".join([model_fingerprint(model), extra_key, *(f"{n}:{data_fingerprint(s)}" for n, s in sorted(splits.items()))]).encode()
+        "|".join(
+            [model_fingerprint(model), extra_key, *(f"{n}:{data_fingerprint(s)}" for n, s in sorted(splits.items()))]
+        ).encode()
     ).hexdigest()
     path = Path(output) / CACHE_FILE
     if path.exists():

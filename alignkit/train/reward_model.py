@@ -28,9 +28,10 @@ import json
 import logging
 import math
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -161,19 +162,23 @@ class RewardObjective:
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         rewards = sequence_rewards(model, batch)
         chosen, rejected = rewards[batch["chosen_index"]], rewards[batch["rejected_index"]]
-        loss, loss_metrics = reward_model_loss(chosen, rejected, margin=batch["margins"] if self.use_margin else None,
-                                               center_coef=self.center_coef)
+        loss, loss_metrics = reward_model_loss(
+            chosen, rejected, margin=batch["margins"] if self.use_margin else None, center_coef=self.center_coef
+        )
         metrics = {k: float(v) for k, v in loss_metrics.items()}
         with torch.no_grad():  # accuracy, margin and rewards/* come from reward_model_loss
-            metrics.update({
-                "pairs": float(chosen.numel()),
-                "tokens": float((batch["sequence_ids"] >= 0).sum()),
-            })
+            metrics.update(
+                {
+                    "pairs": float(chosen.numel()),
+                    "tokens": float((batch["sequence_ids"] >= 0).sum()),
+                }
+            )
         return loss, metrics
 
 
-def pairwise_accuracy(model: torch.nn.Module, groups: Sequence[RewardGroup], pad_id: int, max_length: int,
-                      batch_size: int = 16) -> dict[str, float]:
+def pairwise_accuracy(
+    model: torch.nn.Module, groups: Sequence[RewardGroup], pad_id: int, max_length: int, batch_size: int = 16
+) -> dict[str, float]:
     """Held-out share of comparisons the model orders like the data, overall and broken down.
 
     Breakdowns: ``accuracy/category=<c>`` for records with a ``category`` field,
@@ -202,7 +207,7 @@ def pairwise_accuracy(model: torch.nn.Module, groups: Sequence[RewardGroup], pad
     return {k: sum(v) / len(v) for k, v in sorted(hits.items())} | {"comparisons": float(len(hits["accuracy"]))}
 
 
-def reward_stats(rewards: Sequence[float]) -> dict[str, float]:
+def reward_stats(rewards: Sequence[float]) -> dict[str, Any]:
     n = len(rewards)
     mean = sum(rewards) / max(n, 1)
     var = sum((r - mean) ** 2 for r in rewards) / max(n - 1, 1)
@@ -249,8 +254,13 @@ def run_reward_model(config: RewardConfig) -> Path:
     if not train_pairs:
         raise ValueError(f"{config.data}: no usable pairs left (skipped: {dict(skipped)})")
 
-    model, tokenizer = load_reward_model(config.model, allow_download=config.allow_download, dtype=config.dtype,
-                                         tiny_texts=record_texts(pairs if config.eval_data is None else pairs + eval_pairs), seed=config.seed)
+    model, tokenizer = load_reward_model(
+        config.model,
+        allow_download=config.allow_download,
+        dtype=config.dtype,
+        tiny_texts=record_texts(pairs if config.eval_data is None else pairs + eval_pairs),
+        seed=config.seed,
+    )
     if (lora := config.lora_settings()) is not None:
         model = apply_head_lora(model, lora)
     trainable, total = trainable_parameters(model)
@@ -272,11 +282,16 @@ def run_reward_model(config: RewardConfig) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
-    stats.update({"template": config.template, "max_length": config.max_length,
-                  "reference_set": "eval" if eval_groups else "train"})
+    stats.update(
+        {"template": config.template, "max_length": config.max_length, "reference_set": "eval" if eval_groups else "train"}
+    )
     (output / STATS_FILE).write_text(json.dumps(stats, indent=2))
-    data_report = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "train_units": len(train_groups),
-                   "skipped": dict(skipped)}
+    data_report = {
+        "train_pairs": len(train_pairs),
+        "eval_pairs": len(eval_pairs),
+        "train_units": len(train_groups),
+        "skipped": dict(skipped),
+    }
     write_run_summary(output, "reward_model", config, result, data=data_report, eval_accuracy=accuracy, reward_stats=stats)
     log.info("held-out pairwise accuracy: %s", accuracy)
     return output

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
@@ -44,7 +45,15 @@ from alignkit.data.io import iter_rows
 from alignkit.models.loading import apply_lora, is_lora, load_model
 from alignkit.train import rl_math
 from alignkit.train.config import RLConfig
-from alignkit.train.loop import MetricsWriter, TrainingDiverged, checkpoint_before, latest_checkpoint, restore_latest, save_checkpoint, unit_order
+from alignkit.train.loop import (
+    MetricsWriter,
+    TrainingDiverged,
+    checkpoint_before,
+    latest_checkpoint,
+    restore_latest,
+    save_checkpoint,
+    unit_order,
+)
 from alignkit.train.reference import adapter_disabled, frozen_copy
 from alignkit.train.rollout import Rollout, decode_responses, rollout_logprobs, sample, stop_token_ids
 
@@ -61,11 +70,13 @@ def read_prompts(path: Path, on_error: str = "raise") -> list[Any]:
         raise FileNotFoundError(f"{path}: no such prompts file or folder")
     prompts, skipped = [], 0
     for line, row in iter_rows(path):
-        err: DataError | None = row if isinstance(row, DataError) else None
-        if err is None:
+        if isinstance(row, DataError):
+            err = row
+        else:
             value = row.get("prompt")
             ok = (isinstance(value, str) and value.strip()) or (
-                isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m and "content" in m for m in value))
+                isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
+            )
             if ok:
                 prompts.append(value)
                 continue
@@ -81,8 +92,13 @@ def read_prompts(path: Path, on_error: str = "raise") -> list[Any]:
 
 
 def load_policy(config: RLConfig, prompts: Sequence[Any]) -> tuple[torch.nn.Module, Any]:
-    model, tokenizer = load_model(config.model, allow_download=config.allow_download, dtype=config.dtype,
-                                  tiny_texts=[prompt_text(p, roles=False) for p in prompts], seed=config.seed)
+    model, tokenizer = load_model(
+        config.model,
+        allow_download=config.allow_download,
+        dtype=config.dtype,
+        tiny_texts=[prompt_text(p, roles=False) for p in prompts],
+        seed=config.seed,
+    )
     if (lora := config.lora_settings()) is not None:
         model = apply_lora(model, lora)
     return model, tokenizer
@@ -205,7 +221,12 @@ def rl_loop(
     result = RLResult(steps=total, resumed_from=start_step)
 
     k = algorithm.samples_per_prompt
-    bar = tqdm(total=total, initial=start_step, disable=not (config.progress and accelerator.is_main_process), desc=type(algorithm).__name__.lower())
+    bar = tqdm(
+        total=total,
+        initial=start_step,
+        disable=not (config.progress and accelerator.is_main_process),
+        desc=type(algorithm).__name__.lower(),
+    )
     for step in range(start_step + 1, total + 1):
         started = time.perf_counter()
         # 1. prompts and rollouts
@@ -213,8 +234,13 @@ def rl_loop(
         picked = unit_order(len(prompts), config.seed, (step - 1) * n, n)
         picked = [i for i in picked for _ in range(k)]
         rollout = sample(
-            policy, [encoded[i] for i in picked], pad_id=tokenizer.pad_token_id, stop_ids=stop_ids,
-            max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+            policy,
+            [encoded[i] for i in picked],
+            pad_id=tokenizer.pad_token_id,
+            stop_ids=stop_ids,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
             generator=_generator(device, config.seed, step, 1),
         )
         sample_time = time.perf_counter() - started

@@ -18,18 +18,19 @@ The two differ only in the baseline, so they share this module and the outer loo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
+from alignkit.models import save_model
 from alignkit.train import rl_math
 from alignkit.train.config import RLOOConfig
 from alignkit.train.rewards import build_reward
 from alignkit.train.rl_loop import StepData, load_policy, read_prompts, rl_loop
-from alignkit.train.summary import write_run_summary
-from alignkit.models import save_model
 from alignkit.train.rollout import rollout_logprobs
+from alignkit.train.summary import write_run_summary
 
 
 class RLOO:
@@ -67,6 +68,7 @@ class RLOO:
             loss = loss + data.kl_coef * kl
             metrics["kl_loss"] = float(kl.detach())
         with torch.no_grad():
+            assert logits is not None  # asked for with keep_logits=True
             metrics["entropy"] = float(rl_math.masked_mean(rl_math.entropy_from_logits(logits), mask))
         metrics.update({k: float(v) for k, v in pg.items()})
         return loss, metrics

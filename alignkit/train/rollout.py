@@ -19,8 +19,9 @@ same ``T`` through :func:`alignkit.models.sequence_logprobs`' helper, so ratios 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -79,7 +80,11 @@ def response_slice(logits_or_tokens: torch.Tensor, prompt_width: int) -> torch.T
 
 
 def rollout_logprobs(
-    model: torch.nn.Module, rollout: Rollout, temperature: float, rows: torch.Tensor | slice | None = None, keep_logits: bool = False
+    model: torch.nn.Module,
+    rollout: Rollout,
+    temperature: float,
+    rows: torch.Tensor | slice | None = None,
+    keep_logits: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(B, R)`` log-probs of the response tokens under ``model`` at ``temperature``.
 
@@ -174,8 +179,13 @@ def sample(
         # Without compaction, finished rows keep feeding tokens whose outputs are never read.
         attention = torch.cat([attention, attention.new_ones(attention.shape[0], 1)], dim=1)
         position = position + 1
-        out = model(input_ids=token[:, None], attention_mask=attention, position_ids=position[:, None],
-                    past_key_values=past, use_cache=True)
+        out = model(
+            input_ids=token[:, None],
+            attention_mask=attention,
+            position_ids=position[:, None],
+            past_key_values=past,
+            use_cache=True,
+        )
         past, next_logits = out.past_key_values, out.logits[:, -1]
     model.train(was_training)
     return Rollout(

@@ -8,8 +8,9 @@ per row, run the shared loop, save a ``save_pretrained`` folder.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -30,7 +31,7 @@ def encode_all(tokenizer: Any, records: Sequence[dict[str, Any]], max_length: in
     encoded, too_long = [], 0
     for record in records:
         try:
-            encoded.append(encode_sft_record(tokenizer, record, max_length, template))  # type: ignore[arg-type]
+            encoded.append(encode_sft_record(tokenizer, record, max_length, template))
         except TooLongError:
             too_long += 1
     return encoded, too_long
@@ -69,8 +70,11 @@ def run_sft(config: SFTConfig) -> Path:
         train_records, eval_records = split_eval(records, config.eval_fraction, config.seed)
 
     model, tokenizer = load_model(
-        config.model, allow_download=config.allow_download, dtype=config.dtype,
-        tiny_texts=record_texts(records), seed=config.seed,
+        config.model,
+        allow_download=config.allow_download,
+        dtype=config.dtype,
+        tiny_texts=record_texts(records),
+        seed=config.seed,
     )
     if (lora := config.lora_settings()) is not None:
         model = apply_lora(model, lora)
@@ -80,17 +84,23 @@ def run_sft(config: SFTConfig) -> Path:
     train_encoded, too_long = encode_all(tokenizer, train_records, config.max_length, config.template)
     eval_encoded, eval_too_long = encode_all(tokenizer, eval_records, config.max_length, config.template)
     data_report = {
-        "records": len(records), "skipped_bad_records": len(loaded.skipped),
-        "train_examples": len(train_encoded), "eval_examples": len(eval_encoded),
+        "records": len(records),
+        "skipped_bad_records": len(loaded.skipped),
+        "train_examples": len(train_encoded),
+        "eval_examples": len(eval_encoded),
         "skipped_too_long": too_long + eval_too_long,
     }
     if too_long + eval_too_long:
-        log.warning("%d examples have no completion token within --max-length %d; skipped", too_long + eval_too_long, config.max_length)
+        log.warning(
+            "%d examples have no completion token within --max-length %d; skipped", too_long + eval_too_long, config.max_length
+        )
     log.info("data: %s", data_report)
 
     objective = SFTObjective(tokenizer.pad_token_id)
     result = train(
-        config, model, objective,
+        config,
+        model,
+        objective,
         make_units(train_encoded, config.packing, config.max_length),
         make_units(eval_encoded, config.packing, config.max_length),
     )

@@ -6,7 +6,6 @@ import pytest
 
 from alignkit.data.conversions import pairs_to_binary, rankings_to_pairs, ratings_to_pairs
 
-
 # --------------------------------------------------------------------------- pairs → binary
 
 
@@ -27,16 +26,23 @@ def test_pairs_to_binary_one_up_one_down_with_extras():
 
 def test_pairs_to_binary_skips_ties_and_keeps_message_lists():
     msgs = [{"role": "user", "content": "hi"}]
-    out = pairs_to_binary([{"prompt": msgs, "chosen": "a", "rejected": "b", "tie": True},
-                           {"prompt": msgs, "chosen": [{"role": "assistant", "content": "a"}], "rejected": "b"}])
+    out = pairs_to_binary(
+        [
+            {"prompt": msgs, "chosen": "a", "rejected": "b", "tie": True},
+            {"prompt": msgs, "chosen": [{"role": "assistant", "content": "a"}], "rejected": "b"},
+        ]
+    )
     assert len(out) == 2 and out[0]["pair_id"] == 1 and out[0]["prompt"] == msgs
 
 
-@pytest.mark.parametrize("bad,field", [
-    ({"prompt": "p", "chosen": "a"}, "rejected"),
-    ({"prompt": "p", "chosen": " ", "rejected": "b"}, "chosen"),
-    ({"prompt": 3, "chosen": "a", "rejected": "b"}, "prompt"),
-])
+@pytest.mark.parametrize(
+    "bad,field",
+    [
+        ({"prompt": "p", "chosen": "a"}, "rejected"),
+        ({"prompt": "p", "chosen": " ", "rejected": "b"}, "chosen"),
+        ({"prompt": 3, "chosen": "a", "rejected": "b"}, "prompt"),
+    ],
+)
 def test_pairs_to_binary_errors_name_record_and_field(bad, field):
     with pytest.raises(ValueError, match=rf"record 1: field '{field}'"):
         pairs_to_binary([{"prompt": "p", "chosen": "a", "rejected": "b"}, bad])
@@ -46,12 +52,21 @@ def test_pairs_to_binary_errors_name_record_and_field(bad, field):
 
 
 def test_rankings_to_pairs_all_pairs_best_first():
-    rankings = [{"prompt": "p", "completions": ["A", "B", "C", "D"], "source": "s1"},
-                {"prompt": "q", "completions": ["x", "y"], "ranking_id": "r-9"}]
+    rankings = [
+        {"prompt": "p", "completions": ["A", "B", "C", "D"], "source": "s1"},
+        {"prompt": "q", "completions": ["x", "y"], "ranking_id": "r-9"},
+    ]
     out = rankings_to_pairs(rankings)
     # 4*3/2 = 6 pairs from the first ranking, 1 from the second
     assert [(p["chosen"], p["rejected"]) for p in out] == [
-        ("A", "B"), ("A", "C"), ("A", "D"), ("B", "C"), ("B", "D"), ("C", "D"), ("x", "y")]
+        ("A", "B"),
+        ("A", "C"),
+        ("A", "D"),
+        ("B", "C"),
+        ("B", "D"),
+        ("C", "D"),
+        ("x", "y"),
+    ]
     assert [p["ranking_id"] for p in out] == [0] * 6 + ["r-9"]
     assert [p["margin"] for p in out[:6]] == [1.0, 2.0, 3.0, 1.0, 2.0, 1.0]  # rank gaps
     assert all(p["source"] == "s1" and p["tie"] is False for p in out[:6])
@@ -75,18 +90,21 @@ def test_rankings_ties_from_groups_scores_and_ranks():
     assert len(tie) == 1 and (tie[0]["chosen"], tie[0]["rejected"], tie[0]["margin"]) == ("B", "C", 0.0)
 
 
-@pytest.mark.parametrize("bad,field", [
-    ({"prompt": "p", "completions": ["only one"]}, "completions"),
-    ({"prompt": "p", "completions": ["a", ""]}, r"completions\[1\]"),
-    ({"prompt": "p", "completions": ["a", "b", "a"]}, r"completions\[2\]"),
-    ({"prompt": "p", "completions": ["a", "b"], "scores": [1]}, "scores"),
-    ({"prompt": "p", "completions": ["a", "b"], "scores": [1, 2]}, "scores"),  # not best first
-    ({"prompt": "p", "completions": ["a", "b"], "ranks": [2, 1]}, "ranks"),
-    ({"prompt": "p", "completions": ["a", "b", "c"], "ties": [[0, 2]]}, "ties"),  # not contiguous
-    ({"prompt": "p", "completions": ["a", "b", "c"], "ties": [[0, 5]]}, "ties"),
-    ({"prompt": "p", "completions": ["a", "b"], "ties": [[0, 1]], "scores": [1, 1]}, "ties"),
-    ({"completions": ["a", "b"]}, "prompt"),
-])
+@pytest.mark.parametrize(
+    "bad,field",
+    [
+        ({"prompt": "p", "completions": ["only one"]}, "completions"),
+        ({"prompt": "p", "completions": ["a", ""]}, r"completions\[1\]"),
+        ({"prompt": "p", "completions": ["a", "b", "a"]}, r"completions\[2\]"),
+        ({"prompt": "p", "completions": ["a", "b"], "scores": [1]}, "scores"),
+        ({"prompt": "p", "completions": ["a", "b"], "scores": [1, 2]}, "scores"),  # not best first
+        ({"prompt": "p", "completions": ["a", "b"], "ranks": [2, 1]}, "ranks"),
+        ({"prompt": "p", "completions": ["a", "b", "c"], "ties": [[0, 2]]}, "ties"),  # not contiguous
+        ({"prompt": "p", "completions": ["a", "b", "c"], "ties": [[0, 5]]}, "ties"),
+        ({"prompt": "p", "completions": ["a", "b"], "ties": [[0, 1]], "scores": [1, 1]}, "ties"),
+        ({"completions": ["a", "b"]}, "prompt"),
+    ],
+)
 def test_rankings_errors_name_record_and_field(bad, field):
     with pytest.raises(ValueError, match=rf"record 1: field '{field}'"):
         rankings_to_pairs([{"prompt": "ok", "completions": ["a", "b"]}, bad])
@@ -115,7 +133,11 @@ def test_ratings_to_pairs_by_hand():
     # prompt p: a7 b4 c4 d4.5 -> a>b (3), a>c (3), a>d (2.5); b-c tie dropped; d-b, d-c gap 0.5 < 1 dropped
     # prompt q: y5 > z2 (3)
     assert [(p["chosen"], p["rejected"], p["margin"]) for p in out] == [
-        ("a", "b", 3.0), ("a", "c", 3.0), ("a", "d", 2.5), ("y", "z", 3.0)]
+        ("a", "b", 3.0),
+        ("a", "c", 3.0),
+        ("a", "d", 2.5),
+        ("y", "z", 3.0),
+    ]
     assert [p["ranking_id"] for p in out] == [0, 0, 0, 1]
     ab = out[0]
     assert ab["chosen_annotator"] == "u1" and ab["rejected_annotator"] == "u2" and "annotator" not in ab
@@ -137,12 +159,15 @@ def test_ratings_min_gap_and_ties():
     assert ratings_to_pairs(twice) == []
 
 
-@pytest.mark.parametrize("bad,field", [
-    ({"prompt": "p", "completion": "a"}, "rating"),
-    ({"prompt": "p", "completion": "a", "rating": "high"}, "rating"),
-    ({"prompt": "p", "completion": "a", "rating": True}, "rating"),
-    ({"prompt": "p", "completion": "", "rating": 1}, "completion"),
-])
+@pytest.mark.parametrize(
+    "bad,field",
+    [
+        ({"prompt": "p", "completion": "a"}, "rating"),
+        ({"prompt": "p", "completion": "a", "rating": "high"}, "rating"),
+        ({"prompt": "p", "completion": "a", "rating": True}, "rating"),
+        ({"prompt": "p", "completion": "", "rating": 1}, "completion"),
+    ],
+)
 def test_ratings_errors_name_record_and_field(bad, field):
     with pytest.raises(ValueError, match=rf"record 1: field '{field}'"):
         ratings_to_pairs([{"prompt": "p", "completion": "x", "rating": 1}, bad])

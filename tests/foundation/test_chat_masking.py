@@ -76,7 +76,7 @@ def test_prompt_for_generation_ends_with_assistant_header(tiny_tokenizer):
     assert tok.decode(ids).endswith("<|assistant|>\n")
     full = encode_example(tok, "What colour is the sky?", "The sky is blue.")
     assert full.input_ids[: len(ids)] == ids  # prompt tokens are a prefix of the training sequence
-    assert not any(full.loss_mask[: len(ids)]) and all(full.loss_mask[len(ids):])
+    assert not any(full.loss_mask[: len(ids)]) and all(full.loss_mask[len(ids) :])
 
 
 def test_too_long_prompt_raises(tiny_tokenizer):

@@ -44,7 +44,9 @@ def test_bad_json_names_file_and_line(tmp_path):
 
 
 def test_missing_field_names_field_and_expectation(tmp_path):
-    path = _write(tmp_path, [json.dumps({"prompt": "a", "chosen": "b", "rejected": "c"}), json.dumps({"prompt": "a", "chosen": "b"})])
+    path = _write(
+        tmp_path, [json.dumps({"prompt": "a", "chosen": "b", "rejected": "c"}), json.dumps({"prompt": "a", "chosen": "b"})]
+    )
     with pytest.raises(DataError) as err:
         read_records(path, kind="pair")
     assert err.value.line == 2 and err.value.field == "rejected"

@@ -11,11 +11,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from alignkit.data import collate, encode_example, pack_greedy, read_records
-from alignkit.models import build_tiny_model
-from alignkit.train.loop import TrainingDiverged, evaluate, latest_checkpoint, train
-from alignkit.train.config import SFTConfig
 from alignkit.data.records import record_texts
 from alignkit.data.splits import split_eval
+from alignkit.models import build_tiny_model
+from alignkit.train.config import SFTConfig
+from alignkit.train.loop import TrainingDiverged, evaluate, latest_checkpoint, train
 from alignkit.train.sft import SFTObjective, encode_all, make_units, run_sft
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "sft_sample.jsonl"
@@ -63,8 +63,19 @@ def test_packing_does_not_leak_across_sequences(tiny):
 
 
 def _loop_config(tmp_path: Path, name: str, **overrides) -> SFTConfig:
-    base = dict(model="tiny", data=SAMPLE, output=tmp_path / name, max_steps=8, batch_size=4, grad_accum=2,
-                lr=3e-3, warmup_steps=2, save_every=4, progress=False, seed=3)
+    base = dict(
+        model="tiny",
+        data=SAMPLE,
+        output=tmp_path / name,
+        max_steps=8,
+        batch_size=4,
+        grad_accum=2,
+        lr=3e-3,
+        warmup_steps=2,
+        save_every=4,
+        progress=False,
+        seed=3,
+    )
     base.update(overrides)
     return SFTConfig(**base)
 
@@ -138,9 +149,22 @@ def _heldout_loss(model, tok, records) -> float:
 
 @pytest.mark.parametrize("lora", [False, True])
 def test_sft_reduces_heldout_loss_and_saves_a_loadable_model(tmp_path, lora):
-    cfg = SFTConfig(model="tiny", data=SAMPLE, output=tmp_path / "out", max_steps=60, batch_size=8, lr=5e-3 if not lora else 2e-2,
-                    eval_fraction=0.15, progress=False, lora=lora, lora_r=8, merge_lora=True, packing=not lora, seed=1,
-                    max_length=128)
+    cfg = SFTConfig(
+        model="tiny",
+        data=SAMPLE,
+        output=tmp_path / "out",
+        max_steps=60,
+        batch_size=8,
+        lr=5e-3 if not lora else 2e-2,
+        eval_fraction=0.15,
+        progress=False,
+        lora=lora,
+        lora_r=8,
+        merge_lora=True,
+        packing=not lora,
+        seed=1,
+        max_length=128,
+    )
     records = read_records(SAMPLE).records
     _, held_out = split_eval(records, cfg.eval_fraction, cfg.seed)
     before_model, tok = build_tiny_model(record_texts(records), seed=cfg.seed)
@@ -160,5 +184,7 @@ def test_too_long_examples_are_counted_not_lost(tmp_path):
     path = tmp_path / "d.jsonl"
     rows = [{"prompt": "word " * 100, "completion": "x"}] + [{"prompt": "hi", "completion": "hello there"}] * 5
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = run_sft(SFTConfig(model="tiny", data=path, output=tmp_path / "o", max_steps=2, max_length=32, progress=False, eval_fraction=0.0))
+    out = run_sft(
+        SFTConfig(model="tiny", data=path, output=tmp_path / "o", max_steps=2, max_length=32, progress=False, eval_fraction=0.0)
+    )
     assert json.loads((out / "alignkit_run.json").read_text())["data"]["skipped_too_long"] == 1

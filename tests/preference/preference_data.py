@@ -18,12 +18,14 @@ def arithmetic_pairs(seed: int = 0, n: int | None = None) -> list[dict]:
     for a in range(1, 10):
         for b in range(1, 8):
             wrong = a + b + rng.choice([1, 2, 3, -1])
-            rows.append({
-                "prompt": f"What is {a} plus {b}?",
-                "chosen": f"{a} plus {b} is {a + b}. Happy to help, my friend!",
-                "rejected": f"{a} plus {b} is {wrong}. Go away.",
-                "category": "small" if a + b < 10 else "large",
-            })
+            rows.append(
+                {
+                    "prompt": f"What is {a} plus {b}?",
+                    "chosen": f"{a} plus {b} is {a + b}. Happy to help, my friend!",
+                    "rejected": f"{a} plus {b} is {wrong}. Go away.",
+                    "category": "small" if a + b < 10 else "large",
+                }
+            )
     rng.shuffle(rows)
     return rows[:n] if n else rows
 

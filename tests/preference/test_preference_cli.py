@@ -14,7 +14,11 @@ def test_preference_commands_run_from_the_cli(tmp_path):
     data = write_jsonl(tmp_path / "pairs.jsonl", arithmetic_pairs(n=12))
     runner = CliRunner()
     common = ["--data", str(data), "--max-steps", "2", "--batch-size", "4", "--max-length", "64", "--no-progress"]
-    for command, extra in [("rm", ["--center-coef", "0.01"]), ("dpo", ["--loss", "ipo", "--beta", "0.5"]), ("kto", ["--undesirable-weight", "1.2"])]:
+    for command, extra in [
+        ("rm", ["--center-coef", "0.01"]),
+        ("dpo", ["--loss", "ipo", "--beta", "0.5"]),
+        ("kto", ["--undesirable-weight", "1.2"]),
+    ]:
         out = tmp_path / command
         result = runner.invoke(app, [command, *common, "--output", str(out), *extra])
         assert result.exit_code == 0, (command, result.output)

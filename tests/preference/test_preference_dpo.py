@@ -11,6 +11,8 @@ from preference_data import arithmetic_pairs, write_jsonl
 from transformers import AutoModelForCausalLM
 
 from alignkit.data import collate
+from alignkit.data.records import record_texts
+from alignkit.data.splits import split_eval
 from alignkit.models import apply_lora, build_tiny_model, sequence_logprobs
 from alignkit.models.config import LoraSettings
 from alignkit.train import preference as preference_module  # the DPO/KTO recipe calls the loop there
@@ -18,8 +20,6 @@ from alignkit.train.config import DPOConfig
 from alignkit.train.dpo import DPOObjective, encode_pairs, flat_sequences, run_dpo
 from alignkit.train.loop import latest_checkpoint, train, unit_order
 from alignkit.train.reference import Reference, precompute_logps
-from alignkit.data.records import record_texts
-from alignkit.data.splits import split_eval
 
 
 def _setup(n=16, seed=0):
@@ -32,7 +32,10 @@ def _setup(n=16, seed=0):
 def _one_by_one(model, examples):
     """Per-pair (chosen, rejected) log-probs, each sequence alone in its own batch (no packing)."""
     with torch.no_grad():
-        out = [[float(sequence_logprobs(model, collate([[s]], 0)).sequence_logps[0]) for s in (e.chosen, e.rejected)] for e in examples]
+        out = [
+            [float(sequence_logprobs(model, collate([[s]], 0)).sequence_logps[0]) for s in (e.chosen, e.rejected)]
+            for e in examples
+        ]
     return torch.tensor(out)
 
 
@@ -41,8 +44,17 @@ def test_one_training_step_loss_is_dpo_loss_of_sequence_logprobs(tmp_path):
 
     model, tok, examples = _setup()
     start = copy.deepcopy(model)
-    cfg = DPOConfig(data="unused.jsonl", output=tmp_path / "o", max_steps=1, batch_size=4, beta=0.2, progress=False,
-                    max_length=64, reference="copy", loss="sigmoid")
+    cfg = DPOConfig(
+        data="unused.jsonl",
+        output=tmp_path / "o",
+        max_steps=1,
+        batch_size=4,
+        beta=0.2,
+        progress=False,
+        max_length=64,
+        reference="copy",
+        loss="sigmoid",
+    )
     result = train(cfg, model, DPOObjective(cfg, tok.pad_token_id, Reference("copy", start)), examples)
 
     # By hand: the first batch is unit_order(...)[:4]; policy == reference == the starting weights at step 1.
@@ -62,15 +74,26 @@ def test_packed_batch_loss_matches_hand_computation_with_different_reference(los
 
     model, tok, examples = _setup(n=6)
     ref_model, _ = build_tiny_model(tokenizer=tok, seed=7)  # a reference that differs from the policy
-    cfg = DPOConfig(data="x", output="y", beta=0.3, loss=loss_type, label_smoothing=0.1 if loss_type == "robust" else 0.0, max_length=64)
+    cfg = DPOConfig(
+        data="x", output="y", beta=0.3, loss=loss_type, label_smoothing=0.1 if loss_type == "robust" else 0.0, max_length=64
+    )
     objective = DPOObjective(cfg, tok.pad_token_id, Reference("copy", ref_model))
     batch = objective.collate(examples)
     assert batch["input_ids"].shape[0] < 2 * len(examples)  # chosen and rejected were packed into shared rows
     loss, _ = objective.loss(model, batch)
     pol, ref = _one_by_one(model, examples), _one_by_one(ref_model, examples)
     lengths = torch.tensor([[sum(s.loss_mask[1:]) for s in (e.chosen, e.rejected)] for e in examples])
-    expected, _ = dpo_loss(pol[:, 0], pol[:, 1], ref[:, 0], ref[:, 1], beta=0.3, loss_type=loss_type,
-                           label_smoothing=cfg.label_smoothing, chosen_lengths=lengths[:, 0], rejected_lengths=lengths[:, 1])
+    expected, _ = dpo_loss(
+        pol[:, 0],
+        pol[:, 1],
+        ref[:, 0],
+        ref[:, 1],
+        beta=0.3,
+        loss_type=loss_type,
+        label_smoothing=cfg.label_smoothing,
+        chosen_lengths=lengths[:, 0],
+        rejected_lengths=lengths[:, 1],
+    )
     assert float(loss) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
 
 
@@ -109,8 +132,21 @@ def _heldout_margin(model, tok, records):
 def test_dpo_raises_heldout_margin_and_accuracy(tmp_path, lora):
     rows = arithmetic_pairs()
     data = write_jsonl(tmp_path / "pairs.jsonl", rows)
-    cfg = DPOConfig(data=data, output=tmp_path / "o", max_steps=30, batch_size=8, lr=2e-3 if not lora else 1e-2, beta=0.1,
-                    eval_fraction=0.2, progress=False, max_length=64, lora=lora, lora_r=8, merge_lora=True, seed=0)
+    cfg = DPOConfig(
+        data=data,
+        output=tmp_path / "o",
+        max_steps=30,
+        batch_size=8,
+        lr=2e-3 if not lora else 1e-2,
+        beta=0.1,
+        eval_fraction=0.2,
+        progress=False,
+        max_length=64,
+        lora=lora,
+        lora_r=8,
+        merge_lora=True,
+        seed=0,
+    )
     _, held_out = split_eval(rows, cfg.eval_fraction, cfg.seed)
     before_model, tok = build_tiny_model(record_texts(rows), seed=cfg.seed)
     margin_before, acc_before = _heldout_margin(before_model, tok, held_out)
@@ -126,14 +162,16 @@ def test_dpo_raises_heldout_margin_and_accuracy(tmp_path, lora):
 def test_bad_records_are_counted_and_skipped_before_training(tmp_path):
     rows = arithmetic_pairs(n=10)
     bad = [
-        {"prompt": "What is 1 plus 1?", "chosen": "", "rejected": "3"},                 # empty chosen
-        {"prompt": "What is 1 plus 1?", "chosen": "2", "rejected": "2"},                # identical
-        {"prompt": "word " * 200, "chosen": "2", "rejected": "3"},                       # prompt too long
-        {"prompt": "What is 1 plus 1?", "chosen": "2"},                                  # no rejected
+        {"prompt": "What is 1 plus 1?", "chosen": "", "rejected": "3"},  # empty chosen
+        {"prompt": "What is 1 plus 1?", "chosen": "2", "rejected": "2"},  # identical
+        {"prompt": "word " * 200, "chosen": "2", "rejected": "3"},  # prompt too long
+        {"prompt": "What is 1 plus 1?", "chosen": "2"},  # no rejected
         {"prompt": "What is 1 plus 1?", "chosen": "2", "rejected": "two", "tie": True},  # a tie: no preference
     ]
     data = write_jsonl(tmp_path / "pairs.jsonl", rows[:5] + bad + rows[5:])
-    out = run_dpo(DPOConfig(data=data, output=tmp_path / "o", max_steps=2, batch_size=4, progress=False, max_length=48, eval_fraction=0.0))
+    out = run_dpo(
+        DPOConfig(data=data, output=tmp_path / "o", max_steps=2, batch_size=4, progress=False, max_length=48, eval_fraction=0.0)
+    )
     report = json.loads((out / "alignkit_run.json").read_text())["data"]
     assert report["skipped"] == {"empty": 1, "identical": 1, "prompt_too_long": 1, "invalid": 1, "tie": 1}
     assert report["train_pairs"] == 10
@@ -147,8 +185,21 @@ class Crash(RuntimeError):
 
 def test_killed_dpo_run_resumes_and_reuses_reference_cache(tmp_path, monkeypatch):
     data = write_jsonl(tmp_path / "pairs.jsonl", arithmetic_pairs(n=24))
-    cfg = lambda name: DPOConfig(data=data, output=tmp_path / name, max_steps=6, batch_size=4, lr=1e-3, save_every=3,
-                                 progress=False, max_length=64, eval_fraction=0.0, seed=2)
+
+    def cfg(name):
+        return DPOConfig(
+            data=data,
+            output=tmp_path / name,
+            max_steps=6,
+            batch_size=4,
+            lr=1e-3,
+            save_every=3,
+            progress=False,
+            max_length=64,
+            eval_fraction=0.0,
+            seed=2,
+        )
+
     full = run_dpo(cfg("full"))
 
     real_train = preference_module.train
@@ -157,6 +208,7 @@ def test_killed_dpo_run_resumes_and_reuses_reference_cache(tmp_path, monkeypatch
         def crash(step, _metrics):
             if step == 3:
                 raise Crash("simulated kill after step 3")
+
         return real_train(*args, **kwargs, on_step_end=crash)
 
     monkeypatch.setattr(preference_module, "train", crashing_train)
@@ -173,7 +225,10 @@ def test_killed_dpo_run_resumes_and_reuses_reference_cache(tmp_path, monkeypatch
     b = AutoModelForCausalLM.from_pretrained(resumed)
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa, pb)
-    losses = lambda p: [json.loads(l)["loss"] for l in (p / "metrics.jsonl").read_text().splitlines()]
+
+    def losses(p):
+        return [json.loads(line)["loss"] for line in (p / "metrics.jsonl").read_text().splitlines()]
+
     assert losses(resumed) == pytest.approx(losses(full), rel=1e-6)
 
 

@@ -11,13 +11,13 @@ from preference_data import arithmetic_pairs, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignkit.data import collate
-from alignkit.models import build_tiny_model, sequence_logprobs
-from alignkit.train.dpo import encode_pairs
-from alignkit.train.config import KTOConfig
-from alignkit.train.kto import KTOObjective, encode_binary, run_kto
-from alignkit.train.reference import Reference
 from alignkit.data.records import record_texts
 from alignkit.data.splits import split_eval
+from alignkit.models import build_tiny_model, sequence_logprobs
+from alignkit.train.config import KTOConfig
+from alignkit.train.dpo import encode_pairs
+from alignkit.train.kto import KTOObjective, encode_binary, run_kto
+from alignkit.train.reference import Reference
 
 
 def _binary(rows):
@@ -42,9 +42,9 @@ def test_twins_pair_each_completion_with_another_prompt():
     for e in examples:
         start = e.sequence.loss_mask.index(True)
         completion = e.sequence.input_ids[start:]
-        assert e.kl_sequence.input_ids[-len(completion):] == completion  # own completion ...
+        assert e.kl_sequence.input_ids[-len(completion) :] == completion  # own completion ...
         kl_prompt = e.kl_sequence.input_ids[: len(e.kl_sequence) - len(completion)]
-        assert e.kl_sequence.loss_mask[len(kl_prompt):] == e.sequence.loss_mask[start:]
+        assert e.kl_sequence.loss_mask[len(kl_prompt) :] == e.sequence.loss_mask[start:]
         prompts_used.append(tuple(kl_prompt))
         mismatched += kl_prompt != e.sequence.input_ids[:start]
     # (each prompt appears twice in binary data, so a neighbour may share it now and then)
@@ -65,9 +65,16 @@ def test_kto_batch_loss_equals_kto_loss_by_hand():
     objective = KTOObjective(cfg, tok.pad_token_id, Reference("copy", ref_model))
     loss, _ = objective.loss(model, objective.collate(examples))
     labels = torch.tensor([e.label for e in examples])
-    expected, _ = kto_loss(_lp(model, [e.sequence for e in examples]), _lp(ref_model, [e.sequence for e in examples]), labels,
-                           _lp(model, [e.kl_sequence for e in examples]), _lp(ref_model, [e.kl_sequence for e in examples]),
-                           beta=0.5, desirable_weight=1.0, undesirable_weight=1.5)
+    expected, _ = kto_loss(
+        _lp(model, [e.sequence for e in examples]),
+        _lp(ref_model, [e.sequence for e in examples]),
+        labels,
+        _lp(model, [e.kl_sequence for e in examples]),
+        _lp(ref_model, [e.kl_sequence for e in examples]),
+        beta=0.5,
+        desirable_weight=1.0,
+        undesirable_weight=1.5,
+    )
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
 
 
@@ -82,8 +89,18 @@ def test_kto_raises_heldout_preference(tmp_path, as_pairs):
     pairs = arithmetic_pairs()
     train_pairs, held_out = split_eval(pairs, 0.2, 0)
     data = write_jsonl(tmp_path / "d.jsonl", train_pairs if as_pairs else _binary(train_pairs))
-    cfg = KTOConfig(data=data, output=tmp_path / "o", max_steps=30, batch_size=8, lr=2e-3, beta=0.1, eval_fraction=0.1,
-                    progress=False, max_length=64, seed=0)
+    cfg = KTOConfig(
+        data=data,
+        output=tmp_path / "o",
+        max_steps=30,
+        batch_size=8,
+        lr=2e-3,
+        beta=0.1,
+        eval_fraction=0.1,
+        progress=False,
+        max_length=64,
+        seed=0,
+    )
     out = run_kto(cfg)
     tok = AutoTokenizer.from_pretrained(out)
     before, _ = build_tiny_model(tokenizer=tok, seed=0)  # the run's starting weights (same tokenizer, same seed)

@@ -7,9 +7,11 @@ import statistics
 
 import pytest
 import torch
+from preference_data import arithmetic_pairs
 from transformers import AutoModelForSequenceClassification
 
 from alignkit.data import collate, encode_example
+from alignkit.data.records import record_texts
 from alignkit.models.loading import load_reward_model
 from alignkit.models.reward import RewardScorer, sequence_rewards
 from alignkit.train.config import RewardConfig
@@ -19,16 +21,22 @@ from alignkit.train.reward_model import (
     orient,
     split_pairs,
 )
-from alignkit.data.records import record_texts
-
-from preference_data import arithmetic_pairs
 
 
 def test_reward_model_learns_easy_task_saves_and_loads(tmp_path, pairs_file):
     from alignkit.train.reward_model import run_reward_model
 
-    cfg = RewardConfig(data=pairs_file, output=tmp_path / "rm", max_steps=40, batch_size=8, lr=3e-3, eval_fraction=0.2,
-                       progress=False, max_length=64, seed=0)
+    cfg = RewardConfig(
+        data=pairs_file,
+        output=tmp_path / "rm",
+        max_steps=40,
+        batch_size=8,
+        lr=3e-3,
+        eval_fraction=0.2,
+        progress=False,
+        max_length=64,
+        seed=0,
+    )
     out = run_reward_model(cfg)
     run = json.loads((out / "alignkit_run.json").read_text())
     acc = run["eval_accuracy"]
@@ -99,14 +107,26 @@ def test_criterion_orientation():
     assert orient(pair, None, {"helpful": 1, "harmless": 2})["chosen"] == "b"
     assert orient(pair, None, {"helpful": 3, "harmless": 2})["chosen"] == "a"
     assert orient({**pair, "criteria": None, "criterion": "honest"}, "honest", None)["chosen"] == "a"
-    assert RewardConfig(data="x", output="y", criterion_weights="helpful=1, harmless=2.5").criterion_weights == {"helpful": 1.0, "harmless": 2.5}
+    assert RewardConfig(data="x", output="y", criterion_weights="helpful=1, harmless=2.5").criterion_weights == {
+        "helpful": 1.0,
+        "harmless": 2.5,
+    }
 
 
 def test_reward_model_lora_trains_head_and_saves_plain_classifier(tmp_path, pairs_file):
     from alignkit.train.reward_model import run_reward_model
 
-    cfg = RewardConfig(data=pairs_file, output=tmp_path / "rm", max_steps=3, batch_size=4, lr=1e-3, progress=False,
-                       max_length=64, lora=True, lora_r=4)
+    cfg = RewardConfig(
+        data=pairs_file,
+        output=tmp_path / "rm",
+        max_steps=3,
+        batch_size=4,
+        lr=1e-3,
+        progress=False,
+        max_length=64,
+        lora=True,
+        lora_r=4,
+    )
     out = run_reward_model(cfg)
     loaded = AutoModelForSequenceClassification.from_pretrained(out)
     assert not any("lora" in n for n, _ in loaded.named_parameters())

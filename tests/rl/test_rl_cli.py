@@ -15,10 +15,27 @@ def test_rl_commands_train_and_save(tmp_path, prompts_file, monkeypatch, command
     (tmp_path / "cli_rules.py").write_text("def has_e(prompt, response):\n    return float('e' in response)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / command
-    result = CliRunner().invoke(app, [
-        command, "--data", str(prompts_file), "--output", str(out), "--reward", "python:cli_rules:has_e",
-        "--max-steps", "2", "--rollout-batch-size", "2", "--max-new-tokens", "4", "--minibatch-size", "4", "--no-progress",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            command,
+            "--data",
+            str(prompts_file),
+            "--output",
+            str(out),
+            "--reward",
+            "python:cli_rules:has_e",
+            "--max-steps",
+            "2",
+            "--rollout-batch-size",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--minibatch-size",
+            "4",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "policy saved to" in result.output
     run = json.loads((out / "alignkit_run.json").read_text())

@@ -44,13 +44,16 @@ def test_python_spec_imports_a_user_function(tmp_path, monkeypatch):
     sys.modules.pop("my_rules", None)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("python:no_such_module_xyz:fn", "cannot import module 'no_such_module_xyz'"),
-    ("python:os:no_such_fn", "has no function 'no_such_fn'"),
-    ("python:justaname", "expected python:package.module:function"),
-    ("magic:thing", "unknown reward spec 'magic:thing'"),
-    ("rm:", "needs the reward model folder"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("python:no_such_module_xyz:fn", "cannot import module 'no_such_module_xyz'"),
+        ("python:os:no_such_fn", "has no function 'no_such_fn'"),
+        ("python:justaname", "expected python:package.module:function"),
+        ("magic:thing", "unknown reward spec 'magic:thing'"),
+        ("rm:", "needs the reward model folder"),
+    ],
+)
 def test_bad_specs_say_what_was_expected(spec, message):
     with pytest.raises(ValueError, match=message):
         load_reward_fn(spec)

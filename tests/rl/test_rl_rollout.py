@@ -49,8 +49,9 @@ def test_truncates_at_first_stop_token(tiny):
     model = StopBias(model, tok.eos_token_id, 2.0)
     rollout = _sample(model, tok, _prompts(tok) * 4, seed=1)
     eos, pad = tok.eos_token_id, tok.pad_token_id
-    for ids, mask, stopped, logps in zip(rollout.response_ids.tolist(), rollout.response_mask.tolist(),
-                                         rollout.stopped.tolist(), rollout.logprobs.tolist()):
+    for ids, mask, stopped, logps in zip(
+        rollout.response_ids.tolist(), rollout.response_mask.tolist(), rollout.stopped.tolist(), rollout.logprobs.tolist()
+    ):
         n = sum(mask)
         assert mask == [True] * n + [False] * (len(mask) - n)  # real tokens are a prefix
         if stopped:

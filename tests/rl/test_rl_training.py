@@ -11,23 +11,45 @@ from rl_helpers import PROMPTS, StopBias, count_e, read_metrics
 from transformers import AutoModelForCausalLM
 
 from alignkit.data import encode_prompt
-from alignkit.train.loop import TrainingDiverged, latest_checkpoint
 from alignkit.train.config import GRPOConfig, PPOConfig, RLOOConfig
+from alignkit.train.loop import TrainingDiverged, latest_checkpoint
 from alignkit.train.ppo import build_critic, critic_values, run_ppo
 from alignkit.train.rloo import run_rloo
 from alignkit.train.rollout import sample, stop_token_ids
 
 
 def _ppo_config(prompts_file: Path, output: Path, **overrides) -> PPOConfig:
-    base = dict(data=prompts_file, output=output, max_steps=30, rollout_batch_size=16, minibatch_size=8, ppo_epochs=2,
-                max_new_tokens=8, lr=3e-3, kl_coef=0.01, progress=False, save_every=100)
+    base = dict(
+        data=prompts_file,
+        output=output,
+        max_steps=30,
+        rollout_batch_size=16,
+        minibatch_size=8,
+        ppo_epochs=2,
+        max_new_tokens=8,
+        lr=3e-3,
+        kl_coef=0.01,
+        progress=False,
+        save_every=100,
+    )
     base.update(overrides)
     return PPOConfig(**base)
 
 
 def _rloo_config(prompts_file: Path, output: Path, cls=RLOOConfig, **overrides) -> RLOOConfig:
-    base = dict(data=prompts_file, output=output, max_steps=26, rollout_batch_size=4, k=4, minibatch_size=16,
-                max_new_tokens=8, lr=3e-3, kl_coef=0.01, progress=False, save_every=100)
+    base = dict(
+        data=prompts_file,
+        output=output,
+        max_steps=26,
+        rollout_batch_size=4,
+        k=4,
+        minibatch_size=16,
+        max_new_tokens=8,
+        lr=3e-3,
+        kl_coef=0.01,
+        progress=False,
+        save_every=100,
+    )
     base.update(overrides)
     return cls(**base)
 
@@ -43,8 +65,17 @@ def test_ppo_raises_a_rule_reward(tmp_path, prompts_file, fresh_policy):
     history = read_metrics(output)
     first, last = _learned(history)
     assert last > first + 1.0, (first, last)  # reward counts 'e's: about 0.3 at the start
-    for key in ("score", "kl", "entropy", "clipfrac", "approx_kl", "value_loss", "explained_variance",
-                "response_length", "no_stop_share"):
+    for key in (
+        "score",
+        "kl",
+        "entropy",
+        "clipfrac",
+        "approx_kl",
+        "value_loss",
+        "explained_variance",
+        "response_length",
+        "no_stop_share",
+    ):
         assert all(key in h for h in history), key
     assert history[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # policy == reference before any update
     assert (output / "value_model" / "config.json").exists()
@@ -62,8 +93,12 @@ def test_no_stop_penalty_is_subtracted_from_unstopped_responses(tmp_path, prompt
     model, tok = fresh_policy()
     records = []
     config = _rloo_config(prompts_file, tmp_path / "pen", max_steps=2, no_stop_penalty=1.5, max_new_tokens=6)
-    run_rloo(config, reward_fn=lambda p, r: [0.25] * len(r), policy=(StopBias(model, tok.eos_token_id, 2.0), tok),
-             on_step_end=lambda step, rec: records.append(rec))
+    run_rloo(
+        config,
+        reward_fn=lambda p, r: [0.25] * len(r),
+        policy=(StopBias(model, tok.eos_token_id, 2.0), tok),
+        on_step_end=lambda step, rec: records.append(rec),
+    )
     for rec in records:
         assert 0 < rec["no_stop_share"] < 1  # both kinds of response are present
         # mean(score - 1.5 * [not stopped]) = 0.25 - 1.5 * share
@@ -97,8 +132,15 @@ def _prompt_ids(tok):
 
 
 def _rollout(model, tok):
-    return sample(model, _prompt_ids(tok), pad_id=tok.pad_token_id, stop_ids=stop_token_ids(tok), max_new_tokens=6,
-                  temperature=1.0, generator=torch.Generator().manual_seed(0))
+    return sample(
+        model,
+        _prompt_ids(tok),
+        pad_id=tok.pad_token_id,
+        stop_ids=stop_token_ids(tok),
+        max_new_tokens=6,
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
 
 
 class Crash(RuntimeError):
@@ -123,7 +165,9 @@ def test_killed_and_resumed_ppo_run_matches_uninterrupted_run(tmp_path, prompts_
     assert [m["step"] for m in resumed_metrics] == [1, 2, 3, 4, 5, 6]
     drop = {"gen_tokens_per_s", "step_time_s"}
     for a, b in zip(full_metrics, resumed_metrics):
-        assert {k: v for k, v in a.items() if k not in drop} == pytest.approx({k: v for k, v in b.items() if k not in drop}, rel=1e-5, abs=1e-6)
+        assert {k: v for k, v in a.items() if k not in drop} == pytest.approx(
+            {k: v for k, v in b.items() if k not in drop}, rel=1e-5, abs=1e-6
+        )
     assert full_metrics[-1]["kl_coef"] != 0.05  # the adaptive controller moved (and its state was restored)
     a = AutoModelForCausalLM.from_pretrained(full).state_dict()
     b = AutoModelForCausalLM.from_pretrained(resumed).state_dict()
@@ -211,8 +255,15 @@ def test_checkpoint_before_picks_newest_complete_earlier_checkpoint(tmp_path):
 def _step_data(model, tok, scores, kl_coef, prompts=None):
     from alignkit.train.rl_loop import StepData
 
-    rollout = sample(model, prompts or _prompt_ids(tok), pad_id=tok.pad_token_id, stop_ids=stop_token_ids(tok),
-                     max_new_tokens=5, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    rollout = sample(
+        model,
+        prompts or _prompt_ids(tok),
+        pad_id=tok.pad_token_id,
+        stop_ids=stop_token_ids(tok),
+        max_new_tokens=5,
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     rollout.response_mask[0, 3:] = False  # ragged lengths: row 0 has 3 real tokens
     gen = torch.Generator().manual_seed(4)
     old = -torch.rand(rollout.response_ids.shape, generator=gen)
@@ -236,7 +287,9 @@ def test_ppo_prepare_folds_kl_into_rewards_and_runs_gae(tiny):
         n = int(mask[b].sum())
         for t in range(mask.shape[1]):
             if t < n:
-                expected = float(data.scores[b]) - 0.5 * sum(float(data.old_logprobs[b, u] - data.ref_logprobs[b, u]) for u in range(t, n))
+                expected = float(data.scores[b]) - 0.5 * sum(
+                    float(data.old_logprobs[b, u] - data.ref_logprobs[b, u]) for u in range(t, n)
+                )
             else:
                 expected = 0.0
             assert float(data.extra["returns"][b, t]) == pytest.approx(expected, abs=1e-5)

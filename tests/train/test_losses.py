@@ -81,8 +81,9 @@ BETA = 0.5
     ],
 )
 def test_dpo_loss_by_hand(loss_type, eps, expected):
-    loss, m = dpo_loss(PC, PR, RC, RR, beta=BETA, loss_type=loss_type, label_smoothing=eps,
-                       chosen_lengths=CL, rejected_lengths=RL)
+    loss, m = dpo_loss(
+        PC, PR, RC, RR, beta=BETA, loss_type=loss_type, label_smoothing=eps, chosen_lengths=CL, rejected_lengths=RL
+    )
     assert float(loss) == pytest.approx(expected, abs=1e-6)
     # rewards: chosen β*[1, -2] = [0.5, -1] (mean -0.25), rejected β*[-1, 2] = [-0.5, 1] (mean 0.25)
     assert float(m["rewards/chosen"]) == pytest.approx(-0.25)
@@ -219,9 +220,14 @@ class _Acc:
 
 
 def _stub(**attrs):
-    base = dict(accelerator=_Acc(), model=SimpleNamespace(training=True),
-                _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
-                _total_train_tokens=0, _tp_size=1, aux_loss_enabled=False)
+    base = dict(
+        accelerator=_Acc(),
+        model=SimpleNamespace(training=True),
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        _total_train_tokens=0,
+        _tp_size=1,
+        aux_loss_enabled=False,
+    )
     base.update(attrs)
     return SimpleNamespace(**base)
 
@@ -237,8 +243,13 @@ class _LogpModel:
         log_probs = torch.zeros(n, width - 1)
         log_probs[:, 0] = self.table[input_ids[:, 0]]
         zeros = torch.zeros(n, width - 1)
-        return SimpleNamespace(log_probs=log_probs, entropy=zeros, mean_logits=zeros, is_top1=zeros.bool(),
-                               logits=self.table[input_ids[:, 0]].unsqueeze(-1))
+        return SimpleNamespace(
+            log_probs=log_probs,
+            entropy=zeros,
+            mean_logits=zeros,
+            is_top1=zeros.bool(),
+            logits=self.table[input_ids[:, 0]].unsqueeze(-1),
+        )
 
 
 def _mask(lengths, width):
@@ -256,15 +267,29 @@ def test_dpo_loss_matches_trl(loss_type, eps):
     rc, rr = -torch.rand(b, generator=g) * 20, -torch.rand(b, generator=g) * 20
     cl, rl = torch.randint(1, width, (b,), generator=g), torch.randint(1, width, (b,), generator=g)
     beta = 0.3
-    stub = _stub(ld_alpha=None, precompute_ref_logps=True, f_divergence_type="reverse_kl", loss_types=[loss_type],
-                 loss_weights=[1.0], beta=beta, label_smoothing=eps, use_weighting=False)
+    stub = _stub(
+        ld_alpha=None,
+        precompute_ref_logps=True,
+        f_divergence_type="reverse_kl",
+        loss_types=[loss_type],
+        loss_weights=[1.0],
+        beta=beta,
+        label_smoothing=eps,
+        use_weighting=False,
+    )
     input_ids = torch.zeros(2 * b, width, dtype=torch.long)
     input_ids[:, 0] = torch.arange(2 * b)
-    inputs = {"input_ids": input_ids, "attention_mask": torch.ones(2 * b, width, dtype=torch.long),
-              "completion_mask": _mask(torch.cat([cl, rl]), width), "ref_chosen_logps": rc, "ref_rejected_logps": rr}
+    inputs = {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones(2 * b, width, dtype=torch.long),
+        "completion_mask": _mask(torch.cat([cl, rl]), width),
+        "ref_chosen_logps": rc,
+        "ref_rejected_logps": rr,
+    }
     theirs = DPOTrainer._compute_loss(stub, _LogpModel(torch.cat([pc, pr])), inputs, return_outputs=False)
-    ours, m = dpo_loss(pc, pr, rc, rr, beta=beta, loss_type=loss_type, label_smoothing=eps,
-                       chosen_lengths=cl, rejected_lengths=rl)
+    ours, m = dpo_loss(
+        pc, pr, rc, rr, beta=beta, loss_type=loss_type, label_smoothing=eps, chosen_lengths=cl, rejected_lengths=rl
+    )
     assert float(ours) == pytest.approx(float(theirs), rel=1e-5, abs=1e-6)
     assert float(m["rewards/chosen"]) == pytest.approx(stub._metrics["train"]["rewards/chosen"][-1], rel=1e-5, abs=1e-6)
     assert float(m["margins"]) == pytest.approx(stub._metrics["train"]["rewards/margins"][-1], rel=1e-5, abs=1e-6)
@@ -281,12 +306,25 @@ def test_dpo_label_smoothed_sigmoid_equals_trl_aot_form_on_sorted_inputs():
     b, width = 4, 4
     pc = t([-9.0, -6.0, -2.0, -0.5])  # ascending -> sorting leaves pairs intact
     pr, rc, rr = torch.zeros(b), torch.zeros(b), torch.zeros(b)
-    stub = _stub(ld_alpha=None, precompute_ref_logps=True, f_divergence_type="reverse_kl", loss_types=["aot"],
-                 loss_weights=[1.0], beta=0.2, label_smoothing=0.2, use_weighting=False)
+    stub = _stub(
+        ld_alpha=None,
+        precompute_ref_logps=True,
+        f_divergence_type="reverse_kl",
+        loss_types=["aot"],
+        loss_weights=[1.0],
+        beta=0.2,
+        label_smoothing=0.2,
+        use_weighting=False,
+    )
     input_ids = torch.zeros(2 * b, width, dtype=torch.long)
     input_ids[:, 0] = torch.arange(2 * b)
-    inputs = {"input_ids": input_ids, "attention_mask": torch.ones(2 * b, width, dtype=torch.long),
-              "completion_mask": torch.ones(2 * b, width, dtype=torch.long), "ref_chosen_logps": rc, "ref_rejected_logps": rr}
+    inputs = {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones(2 * b, width, dtype=torch.long),
+        "completion_mask": torch.ones(2 * b, width, dtype=torch.long),
+        "ref_chosen_logps": rc,
+        "ref_rejected_logps": rr,
+    }
     theirs = DPOTrainer._compute_loss(stub, _LogpModel(torch.cat([pc, pr])), inputs, return_outputs=False)
     ours, _ = dpo_loss(pc, pr, rc, rr, beta=0.2, loss_type="sigmoid", label_smoothing=0.2)
     assert float(ours) == pytest.approx(float(theirs), rel=1e-5)
@@ -304,16 +342,26 @@ def test_kto_loss_matches_trl(weights):
     kl_policy = kl_ref + torch.randn(b, generator=g) + 1.0  # mean gap > 0, so z0 is not clamped away
     labels = t([True, False, True, True, False, False, True])
     wd, wu = weights
-    stub = _stub(loss_type="kto", beta=0.4, desirable_weight=wd, undesirable_weight=wu, calculate_KL=True,
-                 precompute_ref_logps=True)
+    stub = _stub(
+        loss_type="kto", beta=0.4, desirable_weight=wd, undesirable_weight=wu, calculate_KL=True, precompute_ref_logps=True
+    )
     stub._compute_kl_logps = MethodType(KTOTrainer._compute_kl_logps, stub)
     ids = torch.zeros(b, width, dtype=torch.long)
     ids[:, 0] = torch.arange(b)
     kl_ids = ids.clone()
     kl_ids[:, 0] += b
     ones = torch.ones(b, width, dtype=torch.long)
-    inputs = {"input_ids": ids, "attention_mask": ones, "completion_mask": ones, "KL_input_ids": kl_ids,
-              "KL_attention_mask": ones, "KL_completion_mask": ones, "label": labels, "ref_logps": ref, "ref_KL_logps": kl_ref}
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": ones,
+        "completion_mask": ones,
+        "KL_input_ids": kl_ids,
+        "KL_attention_mask": ones,
+        "KL_completion_mask": ones,
+        "label": labels,
+        "ref_logps": ref,
+        "ref_KL_logps": kl_ref,
+    }
     theirs = KTOTrainer._compute_loss(stub, _LogpModel(torch.cat([policy, kl_policy])), inputs, return_outputs=False)
     ours, m = kto_loss(policy, ref, labels, kl_policy, kl_ref, beta=0.4, desirable_weight=wd, undesirable_weight=wu)
     assert float(ours) == pytest.approx(float(theirs), rel=1e-5, abs=1e-6)

@@ -65,11 +65,13 @@ def test_explained_variance_by_hand():
 
 
 def test_entropy_by_hand():
-    logits = torch.stack([
-        torch.zeros(3),  # uniform over 3: log 3 = 1.09861229
-        torch.log(t([0.5, 0.25, 0.25])),  # -(0.5 ln 0.5 + 2 * 0.25 ln 0.25) = 0.34657359 + 0.69314718 = 1.03972077
-        t([0.0, -math.inf, -math.inf]),  # one-hot: 0 (and no nan from 0 * -inf)
-    ])
+    logits = torch.stack(
+        [
+            torch.zeros(3),  # uniform over 3: log 3 = 1.09861229
+            torch.log(t([0.5, 0.25, 0.25])),  # -(0.5 ln 0.5 + 2 * 0.25 ln 0.25) = 0.34657359 + 0.69314718 = 1.03972077
+            t([0.0, -math.inf, -math.inf]),  # one-hot: 0 (and no nan from 0 * -inf)
+        ]
+    )
     torch.testing.assert_close(entropy_from_logits(logits), t([1.09861229, 1.03972077, 0.0]))
     masked = entropy_from_logits(logits[None], mask=t([[True, False, True]]))
     torch.testing.assert_close(masked, t([[1.09861229, 0.0, 0.0]]))
@@ -232,4 +234,3 @@ def test_adaptive_kl_controller_by_hand():
     fixed = FixedKLController(0.05)
     fixed.update(100.0, 1000)
     assert fixed.value == 0.05
-
