@@ -28,6 +28,7 @@ class SimulateConfig(BaseModel):
     max_overlap: int | None = Field(None, ge=1, description="set above --overlap for dynamic overlap")
     agreement_threshold: float = Field(1.0, ge=0, le=1, description="dynamic overlap: top-label share needed to stop")
     gold_rate: float = Field(0.1, ge=0, le=1)
+    web: bool = Field(False, description="run the crowd through the web API (alignkit.web, on loopback) instead of the store")
     n_screening: int = Field(
         60,
         ge=0,

@@ -27,6 +27,7 @@ from alignkit.sandbox.config import SimulateConfig
 from alignkit.sandbox.crowd import make_crowd
 from alignkit.sandbox.datasets import truth_pairs
 from alignkit.sandbox.world import build_world
+from alignkit.web.crowd import WebCrowd
 
 CRITERIA_MAP = {"helpfulness": "helpful", "honesty": "honest", "harmlessness": "harmless"}
 
@@ -122,6 +123,9 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
     (out / "truth.json").write_text(json.dumps({str(k): v for k, v in truth.items()}))  # for offline analysis
     for a in crowd:
         store.add_annotator(a.id, status="candidate" if cfg.n_screening else "active")
+    web = WebCrowd(store, project, [a.id for a in crowd]) if cfg.web else None  # the same calls, over HTTP
+    lease = web.next_task if web else (lambda name: store.next_task(project, name))
+    give = web.submit if web else (lambda name, task_id, ans: store.submit(name, task_id, ans))
 
     def answer(a, view) -> dict[str, Any]:
         r = random.Random(f"{cfg.seed}:{a.id}:{view.id}")
@@ -140,9 +144,9 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
         while undecided:
             answered = 0
             for a in undecided:
-                view = store.next_task(project, a.id)
+                view = lease(a.id)
                 if view is not None:
-                    store.submit(a.id, view.id, answer(a, view))
+                    give(a.id, view.id, answer(a, view))
                     answered += 1
             screening_answers += answered
             decided = screen(
@@ -161,11 +165,11 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
         rounds += 1
         worked = False
         for a in list(active):
-            view = store.next_task(project, a.id)
+            view = lease(a.id)
             if view is None:
                 continue
             worked = True
-            store.submit(a.id, view.id, answer(a, view))
+            give(a.id, view.id, answer(a, view))
         newly = flag_spammers(store, project) if rounds % 5 == 0 or not worked else []
         flagged += newly
         active = [a for a in active if a.id not in newly]
@@ -175,6 +179,8 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
         if not worked and not newly:
             break
     bar.close()
+    if web:
+        web.close()
     # -- accuracy against the ground truth
     acc: dict[str, float] = {}
     for method in ("majority", "dawid_skene"):
@@ -197,7 +203,7 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
         for q in annotator_quality(store, project)
         if q.annotator in singles and q.n_gold
     }
-    best = max(gold_acc, key=gold_acc.get) if gold_acc else None
+    best = max(gold_acc, key=lambda a: gold_acc[a]) if gold_acc else None
     acc["best_single"] = singles[best] if best else float("nan")
     acc["best_single_oracle"] = max(singles.values()) if singles else float("nan")
     result = SimulateResult(

@@ -148,3 +148,13 @@ def test_server_refuses_a_network_address_without_a_secret(monkeypatch):
     assert resolve_secret("0.0.0.0", "k" * 32) == "k" * 32
     monkeypatch.setenv("ALIGNKIT_SECRET_KEY", "e" * 40)
     assert resolve_secret("0.0.0.0", None) == "e" * 40
+
+
+def test_alignkit_web_refuses_a_network_host_without_a_secret(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from alignkit.cli import app
+
+    monkeypatch.delenv("ALIGNKIT_SECRET_KEY", raising=False)
+    r = CliRunner().invoke(app, ["web", "--db", str(tmp_path / "f.db"), "--host", "0.0.0.0", "--port", "8999"])
+    assert r.exit_code == 2 and "secret key" in r.output
