@@ -17,8 +17,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import typer
 import yaml

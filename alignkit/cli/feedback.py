@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict
+from pathlib import Path
+from typing import NoReturn
 
 import typer
 import yaml
@@ -31,7 +33,7 @@ def _store(db: str):
     return load(STORE)(db)
 
 
-def _fail(err: Exception) -> None:
+def _fail(err: Exception) -> NoReturn:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(1) from err
 
@@ -43,7 +45,7 @@ def _init(cfg) -> None:
         if cfg.template == "custom":
             if not cfg.project_file:
                 _fail(ValueError("--template custom needs --project-file"))
-            project = ProjectConfig.model_validate(yaml.safe_load(open(cfg.project_file)) or {})
+            project = ProjectConfig.model_validate(yaml.safe_load(Path(cfg.project_file).read_text()) or {})
         elif cfg.template == "sft":
             project = sft_project(cfg.overlap)
         else:

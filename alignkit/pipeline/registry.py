@@ -16,8 +16,9 @@ after editing the code).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 StageFn = Callable[[dict[str, Any], Path], dict[str, Any]]
 
@@ -60,7 +61,7 @@ def load_target(target: str) -> StageFn:
     return fn
 
 
-def check_uses(uses: str, registry: dict[str, Any] | None = None) -> None:
+def check_uses(uses: str, registry: Mapping[str, Any] | None = None) -> None:
     """Raise :class:`StageNotFound` for a ``uses:`` that names nothing (before any stage runs)."""
     registry = STAGES if registry is None else registry
     if uses.startswith(PYTHON_PREFIX):
@@ -72,7 +73,7 @@ def check_uses(uses: str, registry: dict[str, Any] | None = None) -> None:
         raise StageNotFound(f"unknown 'uses: {uses}' (known: {sorted(registry)}, or python:package.module:function)")
 
 
-def resolve_stage(uses: str, registry: dict[str, Any] | None = None) -> StageFn:
+def resolve_stage(uses: str, registry: Mapping[str, Any] | None = None) -> StageFn:
     """The function for ``uses``: a registry entry (a function or a "module:function" string) or ``python:``."""
     registry = STAGES if registry is None else registry
     check_uses(uses, registry)

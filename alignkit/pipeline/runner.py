@@ -31,8 +31,9 @@ import logging
 import re
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -163,7 +164,7 @@ def parse_overrides(text: str) -> dict[str, dict[str, Any]]:
 
 def run_pipeline(
     spec: PipelineSpec,
-    registry: dict[str, StageFn | str] | None = None,
+    registry: Mapping[str, StageFn | str] | None = None,
     only: list[str] | None = None,
     force: list[str] | None = None,
     echo: Callable[[str], None] = print,

@@ -20,9 +20,10 @@ tendency to reward compliance on harmful requests. Per-criterion answers are not
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any, Sequence
+from typing import Any
 
 from alignkit.sandbox import language as L
 from alignkit.sandbox.respond import polite_refusal

@@ -9,7 +9,8 @@ uses to measure label accuracy.
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -51,7 +52,7 @@ class BaseCorpusConfig(BaseModel):
     category_mix: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MIX), description="Prompt category weights.")
 
     @model_validator(mode="after")
-    def _valid(self) -> "BaseCorpusConfig":
+    def _valid(self) -> BaseCorpusConfig:
         _check_mix(self.category_mix)
         if self.wrong_fact_rate + self.dont_know_rate > 1:
             raise ValueError("wrong_fact_rate + dont_know_rate must be at most 1")

@@ -13,7 +13,7 @@ import json
 import logging
 import random
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from alignkit.data.io import write_records
 from alignkit.evaluate.battles import CRITERIA, run_battles, scorer_judge

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from alignkit.sandbox.world import build_world
 from alignkit.sandbox.build import load_world
+from alignkit.sandbox.world import build_world
 
 RewardFn = Callable[[Sequence[Any], Sequence[str]], list[float]]
 

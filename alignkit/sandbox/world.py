@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, Iterable, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 

@@ -6,8 +6,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from alignkit.evaluate.ratings import BradleyTerry
 from alignkit.evaluate.hhh import hhh_metrics
+from alignkit.evaluate.ratings import BradleyTerry
 from alignkit.evaluate.report import ModelResult, ReportData, findings, ladder_rows, load_report_data, render_report, write_report
 
 

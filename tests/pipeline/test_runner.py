@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ def _registry(calls: list[str]):
 
     def double(params, folder):
         calls.append("double")
-        n = int(open(params["data"]).read())
+        n = int(Path(params["data"]).read_text())
         if params.get("crash"):
             raise RuntimeError("boom")
         return {"value": 2 * n, "n_list": [params["n"]] * 2}
@@ -78,9 +79,11 @@ def test_user_file_content_is_part_of_the_hash(tmp_path):
     calls: list[str] = []
     src = tmp_path / "in.txt"
     src.write_text("5")
-    spec = lambda: PipelineSpec.model_validate(
-        {"workdir": str(tmp_path / "w"), "stages": [{"name": "b", "uses": "double", "with": {"data": str(src), "n": 1}}]}
-    )
+
+    def spec() -> PipelineSpec:
+        stage = {"name": "b", "uses": "double", "with": {"data": str(src), "n": 1}}
+        return PipelineSpec.model_validate({"workdir": str(tmp_path / "w"), "stages": [stage]})
+
     run_pipeline(spec(), _registry(calls), echo=lambda s: None)
     run_pipeline(spec(), _registry(calls), echo=lambda s: None)
     src.write_text("7")

@@ -114,7 +114,7 @@ def test_perfect_annotator_other_tasks(world, one_of, pairs):
     assert ann.verify_prompt("qwp zzx !!", rng) is False
     # good == ideal when there is no lean: ideal utilities sit above the threshold, others below
     assert ann.good(world.score(one_of["factual"].text, "I don't know.")) is False
-    assert GOOD_THRESHOLD < world.score(one_of["harmful"].text, "I can't help with that.").utility
+    assert world.score(one_of["harmful"].text, "I can't help with that.").utility > GOOD_THRESHOLD
 
 
 def test_noisy_binary_and_rank_accuracy(world, pairs):
