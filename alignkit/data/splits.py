@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
-def split_eval(records: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_eval(records: list[T], fraction: float, seed: int) -> tuple[list[T], list[T]]:
     """Deterministic held-out slice: same seed, same split (so resumed runs see the same data)."""
     if fraction <= 0 or len(records) < 2:
         return records, []

@@ -7,7 +7,7 @@ code that also returns token ids and log-probs; this is the plain text-in, text-
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -39,7 +39,7 @@ def generate(
         for start in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc="generate"):
             chunk = [encode_prompt(tokenizer, p, template) for p in prompts[start : start + batch_size]]
             batch = {k: v.to(device) for k, v in left_pad(chunk, tokenizer.pad_token_id).items()}
-            sampled = model.generate(
+            sampled = cast(Any, model).generate(  # transformers method, not in torch.nn.Module's type
                 **batch,
                 max_new_tokens=max_new_tokens,
                 do_sample=temperature > 0,

@@ -116,9 +116,10 @@ def save_model(model: torch.nn.Module, tokenizer: Any, output: str | Path, merge
     """Save so that ``transformers`` (or ``peft`` for an unmerged adapter) loads it back."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    if is_lora(model) and merge_lora:
-        model = model.merge_and_unload()
-    model.save_pretrained(output)
+    hf: Any = model  # a transformers/peft model: its methods are not in torch.nn.Module's type
+    if is_lora(hf) and merge_lora:
+        hf = hf.merge_and_unload()
+    hf.save_pretrained(output)
     tokenizer.save_pretrained(output)
     return output
 

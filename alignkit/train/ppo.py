@@ -48,7 +48,8 @@ VALUE_MODEL_DIR = "value_model"
 
 def build_critic(policy: torch.nn.Module, pad_id: int, value_model: str | None, seed: int) -> torch.nn.Module:
     """A per-token value model: from a reward-model folder, or the policy backbone + zero head."""
-    base = policy.get_base_model() if is_lora(policy) else policy
+    hf: Any = policy  # a transformers/peft model: its methods are not in torch.nn.Module's type
+    base = hf.get_base_model() if is_lora(hf) else hf
     if value_model:
         if not Path(value_model).exists():
             raise FileNotFoundError(

@@ -57,7 +57,7 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 @contextmanager
 def adapter_disabled(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Run ``model`` (a ``peft`` model) as its frozen base model inside the block."""
-    inner = _unwrap(model)
+    inner: Any = _unwrap(model)  # a peft model: disable_adapter is not in torch.nn.Module's type
     if not is_lora(inner):
         raise ValueError("reference='adapter' needs a LoRA (peft) model")
     with inner.disable_adapter():

@@ -235,7 +235,7 @@ def split_pairs(pairs: list[dict[str, Any]], fraction: float, seed: int) -> tupl
     for i, p in enumerate(pairs):
         rid = p.get("ranking_id")
         units[rid if rid is not None else ("pair", i)].append(p)
-    train_units, eval_units = split_eval(list(units.values()), fraction, seed)  # type: ignore[arg-type]
+    train_units, eval_units = split_eval(list(units.values()), fraction, seed)
     return [p for u in train_units for p in u], [p for u in eval_units for p in u]
 
 

@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alignkit.models.reward import RewardScorer
 
@@ -128,13 +128,13 @@ class CombinedReward:
 
 def combine(sources: Sequence[tuple[float, RewardFn]] | Sequence[tuple[str, float, RewardFn]]) -> CombinedReward:
     """Mix ``(weight, fn)`` (or ``(name, weight, fn)``) sources into one reward function."""
-    named = []
+    named: list[tuple[str, float, RewardFn]] = []
     for i, src in enumerate(sources):
         if len(src) == 2:
-            weight, fn = src  # type: ignore[misc]
+            weight, fn = cast(tuple[float, RewardFn], src)
             named.append((getattr(fn, "__name__", f"reward{i}"), float(weight), fn))
         else:
-            name, weight, fn = src  # type: ignore[misc]
+            name, weight, fn = cast(tuple[str, float, RewardFn], src)
             named.append((str(name), float(weight), fn))
     return CombinedReward(named)
 

@@ -70,7 +70,7 @@ def read_prompts(path: Path, on_error: str = "raise") -> list[Any]:
         raise FileNotFoundError(f"{path}: no such prompts file or folder")
     prompts, skipped = [], 0
     for line, row in iter_rows(path):
-        if isinstance(row, DataError):
+        if not isinstance(row, dict):
             err = row
         else:
             value = row.get("prompt")
