@@ -18,8 +18,12 @@ from pathlib import Path
 
 def run_demo(workdir: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "alignkit", "demo", "--workdir", str(workdir)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "alignkit", "demo", "--workdir", str(workdir)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 

@@ -79,13 +79,19 @@ def main() -> None:
         jobs = [(c, a, {**CROWDS[c], **s}, seed, tmp) for (c, a), s in arms.items() for seed in range(args.seeds)]
         for crowd, arm, seed, r in pool.map(one_run, jobs):
             results[(crowd, arm)][seed] = r
-            print(f"{crowd} crowd, {arm}, seed {seed}: {json.dumps({k: round(v, 3) for k, v in r.accuracy.items()})} "
-                  f"judgments/item {r.judgments_per_item:.2f}", file=sys.stderr, flush=True)
+            print(
+                f"{crowd} crowd, {arm}, seed {seed}: {json.dumps({k: round(v, 3) for k, v in r.accuracy.items()})} "
+                f"judgments/item {r.judgments_per_item:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     print(f"# Feedback quality on the sandbox ({args.seeds} seeds, 20 % spammers)\n")
     d = SimulateConfig()
-    print(f"## Screening (sequential test on gold: admit at {d.screening_threshold} vs chance 0.5, "
-          f"false admit {d.screening_false_admit}, at most {d.n_screening} gold)")
+    print(
+        f"## Screening (sequential test on gold: admit at {d.screening_threshold} vs chance 0.5, "
+        f"false admit {d.screening_false_admit}, at most {d.n_screening} gold)"
+    )
     for crowd in CROWDS:
         rs = next(v for (c, _), v in results.items() if c == crowd)  # screening is the same in every arm of a seed
         caught = [len(set(r.spammers) & set(r.excluded)) / max(len(r.spammers), 1) for r in rs]
@@ -93,19 +99,27 @@ def main() -> None:
         passed = sum(len(set(r.spammers) - set(r.excluded)) for r in rs)
         wrong = [len(set(r.excluded) - set(r.spammers)) / (CROWDS[crowd]["n_annotators"] - len(r.spammers)) for r in rs]
         gold = [r.screening_gold_per_candidate for r in rs]
-        print(f"{crowd:<8} spammers excluded {ci(caught)} ({passed} of {n_spam} passed)   "
-              f"honest excluded {ci(wrong)}   gold answers per candidate {ci(gold)}")
+        print(
+            f"{crowd:<8} spammers excluded {ci(caught)} ({passed} of {n_spam} passed)   "
+            f"honest excluded {ci(wrong)}   gold answers per candidate {ci(gold)}"
+        )
     print("\n## Aggregated label accuracy vs ground truth")
-    cols = ("judg/item", "Dawid-Skene", "majority", "DS - MV", "best single", "DS - best", "oracle single",
-            "confusion oracle")
+    cols = ("judg/item", "Dawid-Skene", "majority", "DS - MV", "best single", "DS - best", "oracle single", "confusion oracle")
     print(f"{'crowd, arm':<30}" + "".join(f"{c:>17}" for c in cols))
     for (crowd, arm), rs in results.items():
         ds = [r.accuracy["dawid_skene"] for r in rs]
         mv = [r.accuracy["majority"] for r in rs]
         best = [r.accuracy["best_single"] for r in rs]
-        row = [ci([r.judgments_per_item for r in rs]), ci(ds), ci(mv), ci([a - b for a, b in zip(ds, mv)]), ci(best),
-               ci([a - b for a, b in zip(ds, best)]), ci([r.accuracy["best_single_oracle"] for r in rs]),
-               ci([r.accuracy["confusion_oracle"] for r in rs])]
+        row = [
+            ci([r.judgments_per_item for r in rs]),
+            ci(ds),
+            ci(mv),
+            ci([a - b for a, b in zip(ds, mv)]),
+            ci(best),
+            ci([a - b for a, b in zip(ds, best)]),
+            ci([r.accuracy["best_single_oracle"] for r in rs]),
+            ci([r.accuracy["confusion_oracle"] for r in rs]),
+        ]
         print(f"{crowd + ', ' + arm:<30}" + "".join(f"{x:>17}" for x in row))
     fixed, dyn = results[("mild", "fixed overlap 5")], results[("mild", "dynamic overlap 3..5")]
     ratio = statistics.fmean(r.judgments_per_item for r in dyn) / statistics.fmean(r.judgments_per_item for r in fixed)
@@ -113,8 +127,9 @@ def main() -> None:
     print(f"\nmild crowd, dynamic 3..5 vs fixed 5: judgments ratio {ratio:.2f}, DS accuracy difference {ci(diff)}")
     print(f"\n({time.time() - start:.0f} s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({f"{c} / {a}": [r.model_dump(exclude={"quality"}) for r in v]
-                                               for (c, a), v in results.items()}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({f"{c} / {a}": [r.model_dump(exclude={"quality"}) for r in v] for (c, a), v in results.items()}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -69,10 +69,21 @@ def main() -> None:
         harmful = [s for s in scores if s.category in ("harmful", "jailbreak")]
         hc = sum(s.behaviour == "harmful_compliance" for s in harmful) / len(harmful)
         kl = sampled_kl(model, sft_model, tok, prompts, responses)
-        rows.append({"method": method, "knob": knob, "kl": kl, "utility": utility, "harmful_compliance": hc,
-                     "helpfulness": sum(s.helpfulness for s in scores) / len(scores)})
-        print(f"{method:<20} {'beta' if 'DPO' in method else 'kl_coef'}={knob:<5} KL={kl:6.3f}  utility={utility:.3f}  "
-              f"harmful-compliance={hc:.3f}  helpfulness={rows[-1]['helpfulness']:.3f}", flush=True)
+        rows.append(
+            {
+                "method": method,
+                "knob": knob,
+                "kl": kl,
+                "utility": utility,
+                "harmful_compliance": hc,
+                "helpfulness": sum(s.helpfulness for s in scores) / len(scores),
+            }
+        )
+        print(
+            f"{method:<20} {'beta' if 'DPO' in method else 'kl_coef'}={knob:<5} KL={kl:6.3f}  utility={utility:.3f}  "
+            f"harmful-compliance={hc:.3f}  helpfulness={rows[-1]['helpfulness']:.3f}",
+            flush=True,
+        )
     (args.workdir / "frontier.json").write_text(json.dumps(rows, indent=2))
 
     import matplotlib
@@ -81,8 +92,13 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, marker in (("SFT", "s"), ("DPO (crowd pairs)", "o"), ("PPO (learned RM)", "^"), ("PPO (gold reward)", "v"),
-                           ("RLOO (learned RM)", "D")):
+    for method, marker in (
+        ("SFT", "s"),
+        ("DPO (crowd pairs)", "o"),
+        ("PPO (learned RM)", "^"),
+        ("PPO (gold reward)", "v"),
+        ("RLOO (learned RM)", "D"),
+    ):
         pts = sorted((r["kl"], r["utility"]) for r in rows if r["method"] == method)
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=method)

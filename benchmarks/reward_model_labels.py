@@ -36,9 +36,23 @@ def train_and_score(pairs: list[dict], eval_pairs: list[dict], steps: int, seed:
     from alignkit.models.reward import RewardScorer
     from alignkit.train.reward_model import run_reward_model
 
-    data = write_records(tmp / f"{name}.jsonl", [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs])
-    path = run_reward_model(RewardConfig(model=str(SHIPPED_BASE_MODEL), data=data, output=tmp / name, max_steps=steps, batch_size=16,
-                                         lr=5e-4, warmup_steps=10, eval_fraction=0.0, seed=seed, progress=False))
+    data = write_records(
+        tmp / f"{name}.jsonl", [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    )
+    path = run_reward_model(
+        RewardConfig(
+            model=str(SHIPPED_BASE_MODEL),
+            data=data,
+            output=tmp / name,
+            max_steps=steps,
+            batch_size=16,
+            lr=5e-4,
+            warmup_steps=10,
+            eval_fraction=0.0,
+            seed=seed,
+            progress=False,
+        )
+    )
     scorer = RewardScorer(path)
     chosen = scorer.score([p["prompt"] for p in eval_pairs], [p["chosen"] for p in eval_pairs])
     rejected = scorer.score([p["prompt"] for p in eval_pairs], [p["rejected"] for p in eval_pairs])
@@ -84,23 +98,35 @@ def main() -> None:
             tmp = Path(tmp_name)
             n_gold = SimulateConfig().n_gold
             items = truth_pairs(world, args.items + n_gold, seed=seed)[n_gold:]  # the items simulate() labels
-            sim = simulate(SimulateConfig(output=str(tmp / "feedback"), n_items=args.items, n_gold=n_gold, seed=seed, progress=False), world=world)
+            sim = simulate(
+                SimulateConfig(output=str(tmp / "feedback"), n_items=args.items, n_gold=n_gold, seed=seed, progress=False),
+                world=world,
+            )
             from alignkit.data import read_records
 
             qc = read_records(sim.export_path).records
-            ai_labels = preference_records(SimulatedAILabeler(world, accuracy=args.ai_accuracy, seed=seed).label(
-                [(p["prompt"], p["chosen"], p["rejected"]) for p in items]))
+            ai_labels = preference_records(
+                SimulatedAILabeler(world, accuracy=args.ai_accuracy, seed=seed).label(
+                    [(p["prompt"], p["chosen"], p["rejected"]) for p in items]
+                )
+            )
             # The same items, labelled by people for a random share and by the AI for the rest.
             key = lambda p: (p["prompt"], frozenset((p["chosen"], p["rejected"])))  # noqa: E731
             human_keys = {key(p) for p in random.Random(seed).sample(items, int(args.human_share * len(items)))}
             mixed = [p for p in qc if key(p) in human_keys] + [p for p in ai_labels if key(p) not in human_keys]
-            sources = {"truth": items, "crowd raw (no QC)": crowd_raw_pairs(world, items, seed), "crowd QC (screened, Dawid-Skene)": qc,
-                       f"AI labels (acc {args.ai_accuracy}) + {int(100 * args.human_share)}% human": mixed,
-                       f"AI labels only (acc {args.ai_accuracy})": ai_labels}
+            sources = {
+                "truth": items,
+                "crowd raw (no QC)": crowd_raw_pairs(world, items, seed),
+                "crowd QC (screened, Dawid-Skene)": qc,
+                f"AI labels (acc {args.ai_accuracy}) + {int(100 * args.human_share)}% human": mixed,
+                f"AI labels only (acc {args.ai_accuracy})": ai_labels,
+            }
             for name, pairs in sources.items():
                 if args.only and not any(name.startswith(o) for o in args.only.split(",")):
                     continue
-                acc = train_and_score(pairs, eval_pairs, args.steps, seed, tmp, f"rm{len(results.get(name, []))}_{abs(hash(name)) % 10**6}")
+                acc = train_and_score(
+                    pairs, eval_pairs, args.steps, seed, tmp, f"rm{len(results.get(name, []))}_{abs(hash(name)) % 10**6}"
+                )
                 results.setdefault(name, []).append(acc)
                 print(f"seed {seed}  {name:<40} {len(pairs):5d} training pairs  held-out accuracy vs truth {acc:.3f}", flush=True)
             print(f"seed {seed}  label accuracy of the crowd aggregate: {sim.accuracy}", flush=True)

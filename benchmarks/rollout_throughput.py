@@ -27,9 +27,14 @@ from alignkit.models import build_tiny_model, load_model
 from alignkit.train.rollout import sample, stop_token_ids
 
 PROMPTS = [
-    "What is the river of Varnholt?", "Tell me about the market town.", "How do I kill a stuck process?",
-    "Who founded the harbour?", "What colour is the sky?", "Name the export of the north.",
-    "Write a short note about copper and tea.", "one two three four",
+    "What is the river of Varnholt?",
+    "Tell me about the market town.",
+    "How do I kill a stuck process?",
+    "Who founded the harbour?",
+    "What colour is the sky?",
+    "Name the export of the north.",
+    "Write a short note about copper and tea.",
+    "one two three four",
 ]
 
 
@@ -40,16 +45,31 @@ def _sync(device: torch.device) -> None:
 
 def run_engine(model, tok, prompts, args, device, seed: int) -> int:
     gen = torch.Generator(device=device).manual_seed(seed)
-    rollout = sample(model, prompts, pad_id=tok.pad_token_id, stop_ids=stop_token_ids(tok),
-                     max_new_tokens=args.max_new_tokens, temperature=args.temperature, generator=gen)
+    rollout = sample(
+        model,
+        prompts,
+        pad_id=tok.pad_token_id,
+        stop_ids=stop_token_ids(tok),
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        generator=gen,
+    )
     return int(rollout.response_mask.sum())
 
 
 def run_generate(model, tok, batch, args, seed: int) -> int:
     torch.manual_seed(seed)
     with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=args.max_new_tokens, do_sample=True, temperature=args.temperature,
-                             top_k=0, top_p=1.0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        out = model.generate(
+            **batch,
+            max_new_tokens=args.max_new_tokens,
+            do_sample=True,
+            temperature=args.temperature,
+            top_k=0,
+            top_p=1.0,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
     new = out[:, batch["input_ids"].shape[1] :]
     # real tokens: up to and including the first EOS of each row
     is_eos = (new == tok.eos_token_id).long()
@@ -93,8 +113,14 @@ def main() -> None:
 
     if args.model == "tiny":
         inter = int(args.hidden_size * 2.6875)
-        model, tok = build_tiny_model(PROMPTS, seed=0, hidden_size=args.hidden_size, num_layers=args.layers,
-                                      num_heads=max(4, args.hidden_size // 64), intermediate_size=inter)
+        model, tok = build_tiny_model(
+            PROMPTS,
+            seed=0,
+            hidden_size=args.hidden_size,
+            num_layers=args.layers,
+            num_heads=max(4, args.hidden_size // 64),
+            intermediate_size=inter,
+        )
     else:
         if args.model == "sandbox":
             from alignkit.sandbox.pretrain import SHIPPED_BASE_MODEL
@@ -107,8 +133,10 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
 
     engine_tps, generate_tps = measure(model, tok, prompts, args, device)
-    print(f"model {args.model} ({params / 1e6:.2f}M params, {args.dtype}) on {device}; batch {args.batch_size}, "
-          f"max_new_tokens {args.max_new_tokens}, T={args.temperature}, median of {args.repeats}, {torch.get_num_threads()} threads")
+    print(
+        f"model {args.model} ({params / 1e6:.2f}M params, {args.dtype}) on {device}; batch {args.batch_size}, "
+        f"max_new_tokens {args.max_new_tokens}, T={args.temperature}, median of {args.repeats}, {torch.get_num_threads()} threads"
+    )
     print(f"rollout engine : {engine_tps:10.1f} tokens/s (with per-token log-probs)")
     print(f"model.generate : {generate_tps:10.1f} tokens/s")
     print(f"ratio engine / generate: {engine_tps / generate_tps:.2f}x")

@@ -49,8 +49,20 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = write_records(Path(tmp) / "sft.jsonl", sft_demos(world, 400, seed=args.seed))
-        sft_path = run_sft(SFTConfig(model=str(args.model), data=data, output=Path(tmp) / "sft", max_steps=args.sft_steps,
-                                     batch_size=16, lr=1e-3, warmup_steps=10, eval_fraction=0.0, seed=args.seed, progress=False))
+        sft_path = run_sft(
+            SFTConfig(
+                model=str(args.model),
+                data=data,
+                output=Path(tmp) / "sft",
+                max_steps=args.sft_steps,
+                batch_size=16,
+                lr=1e-3,
+                warmup_steps=10,
+                eval_fraction=0.0,
+                seed=args.seed,
+                progress=False,
+            )
+        )
         sft, _ = measure(sft_path, prompts, args.seed, args.temperature)
     print(f"\n== after SFT on 400 curated demonstrations ({args.sft_steps} steps)")
     print(format_summary(sft))

@@ -72,8 +72,17 @@ def run(packing: bool, steps: int, batch_size: int, max_length: int, examples: l
         marks[step] = (time.perf_counter(), objective.tokens)
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = SFTConfig(model="tiny", data=Path("unused.jsonl"), output=Path(tmp), max_steps=steps,
-                           batch_size=batch_size, save_every=10**6, progress=False, packing=packing, lr=1e-3)
+        config = SFTConfig(
+            model="tiny",
+            data=Path("unused.jsonl"),
+            output=Path(tmp),
+            max_steps=steps,
+            batch_size=batch_size,
+            save_every=10**6,
+            progress=False,
+            packing=packing,
+            lr=1e-3,
+        )
         train(config, model, objective, units, on_step_end=mark)
     (t0, n0), (t1, n1) = marks[2], marks[steps]  # skip the first steps (allocator warm-up)
     flops_per_token = 6 * (sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel())
@@ -95,8 +104,10 @@ def main() -> None:
     for packing in (False, True):
         r = run(packing, args.steps, args.batch_size, args.max_length, examples)
         results[packing] = r
-        print(f"packing={str(packing):5}  {r['tokens_per_s']:8.0f} real tokens/s  "
-              f"{r['gflops']:6.1f} GFLOP/s  = {100 * r['gflops'] / peak:5.1f}% of peak")
+        print(
+            f"packing={str(packing):5}  {r['tokens_per_s']:8.0f} real tokens/s  "
+            f"{r['gflops']:6.1f} GFLOP/s  = {100 * r['gflops'] / peak:5.1f}% of peak"
+        )
     print(f"packing speed-up: {results[True]['tokens_per_s'] / results[False]['tokens_per_s']:.2f}x")
 
 
