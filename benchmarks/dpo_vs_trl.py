@@ -61,13 +61,13 @@ def peak_rss_mb() -> float:
 
 def run_alignkit(args: argparse.Namespace, rows: list[dict[str, str]]) -> dict[str, float]:
     import torch
+    from transformers import AutoModelForCausalLM
 
     from alignkit.models import load_tokenizer
     from alignkit.train.config import DPOConfig
     from alignkit.train.dpo import DPOObjective, attach_reference, encode_pairs, flat_sequences
-    from alignkit.train.preference import prepare_reference
     from alignkit.train.loop import train
-    from transformers import AutoModelForCausalLM
+    from alignkit.train.preference import prepare_reference
 
     torch.manual_seed(0)
     tok = load_tokenizer(args.model_dir)

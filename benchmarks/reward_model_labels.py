@@ -32,8 +32,8 @@ from alignkit.sandbox.pretrain import SHIPPED_BASE_MODEL
 
 
 def train_and_score(pairs: list[dict], eval_pairs: list[dict], steps: int, seed: int, tmp: Path, name: str) -> float:
-    from alignkit.train.config import RewardConfig
     from alignkit.models.reward import RewardScorer
+    from alignkit.train.config import RewardConfig
     from alignkit.train.reward_model import run_reward_model
 
     data = write_records(

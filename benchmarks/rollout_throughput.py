@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 
 import torch
 
@@ -90,8 +91,8 @@ def measure(model, tok, prompts, args, device) -> tuple[float, float]:
     batch = {k: v.to(device) for k, v in left_pad(prompts, tok.pad_token_id).items()}
     engine, generate = [], []
     for rep in range(args.repeats + 1):
-        t_e, n_e = timed(lambda: run_engine(model, tok, prompts, args, device, rep), device)
-        t_g, n_g = timed(lambda: run_generate(model, tok, batch, args, rep), device)
+        t_e, n_e = timed(partial(run_engine, model, tok, prompts, args, device, rep), device)
+        t_g, n_g = timed(partial(run_generate, model, tok, batch, args, rep), device)
         if rep > 0:
             engine.append(n_e / t_e)
             generate.append(n_g / t_g)

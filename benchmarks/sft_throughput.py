@@ -21,8 +21,8 @@ import torch
 
 from alignkit.data import encode_example
 from alignkit.models import build_tiny_model
-from alignkit.train.loop import train
 from alignkit.train.config import SFTConfig
+from alignkit.train.loop import train
 from alignkit.train.sft import SFTObjective, make_units
 
 WORDS = "the river town north south market bridge harbour founder export grain wool salt copper tea".split()

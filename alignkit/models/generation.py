@@ -7,6 +7,7 @@ code that also returns token ids and log-probs; this is the plain text-in, text-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import torch
@@ -20,7 +21,7 @@ from alignkit.data.chat import TemplateMode, encode_prompt
 def generate(
     model: torch.nn.Module,
     tokenizer: Any,
-    prompts: list[str | list[dict[str, Any]]],
+    prompts: Sequence[str | list[dict[str, Any]]],
     *,
     max_new_tokens: int = 64,
     temperature: float = 1.0,
