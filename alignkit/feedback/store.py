@@ -127,6 +127,7 @@ class FeedbackStore:
         self._write_engine = self.engine.execution_options(write=True)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._projects: dict[str, tuple[int, ProjectConfig]] = {}
+        self._last_expiry = 0.0  # time.monotonic() of the last lease sweep made on the real clock
         if init:
             init_db(self.engine)
 
@@ -363,8 +364,13 @@ class FeedbackStore:
 
     def next_task(self, project: str, annotator: str, stage: str | None = None, now: datetime | None = None) -> TaskView | None:
         """Assign the annotator their next task (a lease) or return None when nothing is left for them."""
+        # Sweep expired leases: on every call with an explicit ``now`` (tests, simulations), at most
+        # once a second on the real clock, so a busy server does not spend a write transaction
+        # per request on it (a lease is returned at most a second late; submits check expiry themselves).
+        if now is not None or time.monotonic() - self._last_expiry >= 1.0:
+            self._last_expiry = time.monotonic()
+            self.expire_leases(now)
         now = now or utcnow()
-        self.expire_leases(now)
         for attempt in range(8):
             try:
                 return self._next_task(project, annotator, stage, now)
