@@ -46,7 +46,7 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 class WebSettings(BaseModel):
     secret_key: str
     secure_cookies: bool = False  # set behind HTTPS so the cookie is never sent in clear
-    login_attempts_per_name: int = 5  # failed logins per name per window
+    login_attempts_per_name: int = 5  # failed sign-ins per name per window
     login_attempts_per_ip: int = 30
     login_window_s: float = 300.0
 
@@ -346,10 +346,13 @@ def login(body: LoginBody, request: Request) -> dict[str, Any]:
 def do_login(request: Request, name: str, password: str) -> dict[str, Any]:
     app = request.app
     ip = request.client.host if request.client else "?"
-    if not app.state.login_ip.hit(ip) or not app.state.login_name.hit(name):
+    # Every attempt counts against the address; only failures count against the name, so a
+    # person's own successful sign-ins never lock them out.
+    if not app.state.login_ip.hit(ip) or app.state.login_name.full(name):
         raise HTTPException(429, "too many login attempts; wait a few minutes")
     user = accounts.authenticate(app.state.store, name, password)
     if user is None:
+        app.state.login_name.hit(name)
         raise HTTPException(401, "wrong name or password")
     set_session(request, {"uid": user.id, "csrf": new_token()})  # a new token at sign-in (no fixation)
     return {"user": user.name, "csrf_token": request.state.session["csrf"]}

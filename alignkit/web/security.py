@@ -82,15 +82,24 @@ class RateLimiter:
         self._events: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._events[key]
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        return q
+
     def hit(self, key: str) -> bool:
         """Record one event for ``key``; False when it is over the limit (the event still counts)."""
         now = time.monotonic()
         with self._lock:
-            q = self._events[key]
-            while q and q[0] <= now - self.window:
-                q.popleft()
+            q = self._recent(key, now)
             q.append(now)
             return len(q) <= self.limit
+
+    def full(self, key: str) -> bool:
+        """Whether ``key`` has used up its events in the window (records nothing)."""
+        with self._lock:
+            return len(self._recent(key, time.monotonic())) >= self.limit
 
 
 def is_loopback(host: str) -> bool:
