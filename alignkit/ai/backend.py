@@ -14,6 +14,12 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from tqdm.auto import tqdm
+
+from alignkit.data.batching import collate, left_pad
+from alignkit.data.chat import Encoded, encode_prompt
+from alignkit.models.generation import generate
+from alignkit.models.logprobs import sequence_logprobs
 
 Message = dict[str, Any]
 
@@ -69,8 +75,6 @@ class LocalBackend:
     def chat(
         self, messages_list: Sequence[list[Message]], max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
     ) -> list[str]:
-        from alignkit.models import generate
-
         if not messages_list:
             return []
         return generate(
@@ -100,11 +104,6 @@ class LocalBackend:
     def option_logprobs_many(self, messages_list: Sequence[list[Message]], options: Sequence[str]) -> list[list[float]]:
         """``option_logprobs`` for many prompts: single-token options take one left-padded forward
         per batch of prompts; multi-token options are scored per prompt as sequences."""
-        from tqdm.auto import tqdm
-
-        from alignkit.data.batching import left_pad
-        from alignkit.data.chat import encode_prompt
-
         if not options:
             raise ValueError("option_logprobs needs at least one option")
         self.model.eval()
@@ -128,10 +127,6 @@ class LocalBackend:
         return results
 
     def _sequence_logprob(self, prompt_ids: list[int], option: str) -> float:
-        from alignkit.data.batching import collate
-        from alignkit.data.chat import Encoded
-        from alignkit.models import sequence_logprobs
-
         option_ids = self.tokenizer(option, add_special_tokens=False)["input_ids"]
         if not option_ids:
             raise ValueError(f"option {option!r} tokenizes to nothing")

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from alignkit.ai.backend import ChatBackend
 from alignkit.ai.constitution import Constitution
+from alignkit.data.io import write_records
 
 
 class CAIRound(BaseModel):
@@ -134,7 +135,6 @@ def pair_records(traces: Sequence[CAITrace]) -> list[dict[str, Any]]:
 
 def write_cai_outputs(traces: Sequence[CAITrace], output: str | Path) -> dict[str, Path]:
     """Write ``traces.jsonl``, ``sft.jsonl`` and ``pairs.jsonl`` into ``output``; returns their paths."""
-    from alignkit.data import write_records
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

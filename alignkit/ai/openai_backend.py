@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import openai
 from tqdm.auto import tqdm
 
 from alignkit.ai.backend import Message
@@ -64,9 +65,6 @@ class OpenAIBackend:
         progress: bool = False,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        import openai
-
-        self._openai = openai
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
         self.base_url, self.model = base_url, model
         self.max_retries, self.concurrency = max_retries, max(1, concurrency)
@@ -79,10 +77,9 @@ class OpenAIBackend:
 
     # -- transport -------------------------------------------------------------------------------
     def _retryable(self, err: Exception) -> bool:
-        o = self._openai
-        if isinstance(err, (o.APITimeoutError, o.APIConnectionError, o.RateLimitError)):
+        if isinstance(err, (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)):
             return True
-        return isinstance(err, o.APIStatusError) and err.status_code >= 500
+        return isinstance(err, openai.APIStatusError) and err.status_code >= 500
 
     def _send(self, request: dict[str, Any]) -> dict[str, Any]:
         rng = random.Random(request_key(request))  # jitter, reproducible per request

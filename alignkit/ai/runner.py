@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.ai.backend import ChatBackend, LocalBackend
+from alignkit.ai.cai import run_sl_cai, write_cai_outputs
 from alignkit.ai.config import AILabelConfig, BackendSettings, CAIConfig
-from alignkit.data.io import DataError, read_jsonl_objects
+from alignkit.ai.constitution import load_constitution
+from alignkit.ai.labeling import AIPreferenceLabeler, preference_records, route_low_confidence
+from alignkit.ai.openai_backend import OpenAIBackend
+from alignkit.data.io import DataError, read_jsonl_objects, read_records, write_records
+from alignkit.models.loading import load_model
 
 __all__ = [
     "AILabelConfig",
@@ -33,8 +38,6 @@ log = logging.getLogger(__name__)
 
 def make_backend(settings: BackendSettings, default_cache: Path) -> ChatBackend:
     if settings.backend_url:
-        from alignkit.ai.openai_backend import OpenAIBackend
-
         return OpenAIBackend(
             settings.backend_url,
             api_key=os.environ.get(settings.api_key_env, "EMPTY"),
@@ -46,8 +49,6 @@ def make_backend(settings: BackendSettings, default_cache: Path) -> ChatBackend:
             top_logprobs=settings.top_logprobs,
             progress=settings.progress,
         )
-    from alignkit.models import load_model
-
     model, tokenizer = load_model(settings.model, allow_download=settings.allow_download, dtype=settings.dtype)
     return LocalBackend(model, tokenizer, progress=settings.progress)
 
@@ -76,8 +77,6 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
     """Pairs to label: JSONL rows with ``prompt`` and ``response_a``/``response_b`` (or ``chosen``/``rejected``)."""
     path = Path(path)
     if path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
-        from alignkit.data import read_records
-
         return read_records(path, kind="pair").records
     pairs = []
     for i, row in _jsonl_rows(path):
@@ -95,9 +94,6 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
 
 
 def run_cai(config: CAIConfig) -> dict[str, Path]:
-    from alignkit.ai.cai import run_sl_cai, write_cai_outputs
-    from alignkit.ai.constitution import load_constitution
-
     prompts = read_prompts(config.prompts)[: config.limit]
     constitution = load_constitution(config.constitution)
     backend = make_backend(config, config.output / "cache")
@@ -116,9 +112,6 @@ def run_cai(config: CAIConfig) -> dict[str, Path]:
 
 
 def run_ai_label(config: AILabelConfig) -> dict[str, Any]:
-    from alignkit.ai.constitution import load_constitution
-    from alignkit.ai.labeling import AIPreferenceLabeler, preference_records, route_low_confidence
-    from alignkit.data import write_records
 
     pairs = read_pairs(config.pairs)
     constitution = load_constitution(config.constitution)

@@ -26,9 +26,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alignkit.ai.config import ServeConfig
+from alignkit.data.chat import encode_prompt
+from alignkit.models.loading import load_model
 
 
 class ChatMessage(BaseModel):
@@ -132,11 +137,6 @@ class Decoder:
 def make_app(model: torch.nn.Module, tokenizer: Any, model_name: str = "alignkit", fail_first_n: int = 0) -> Any:
     """The FastAPI app. ``fail_first_n`` answers the first n chat requests with HTTP 500 (for
     testing clients' retries). ``app.state.stats`` counts requests received per endpoint."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
-    from alignkit.data.chat import encode_prompt
-
     app = FastAPI(title="alignkit OpenAI-compatible server")
     decoder = Decoder(model, tokenizer)
     app.state.stats = {"requests": 0, "chat_completions": 0, "models": 0, "failed_on_purpose": 0}
@@ -212,8 +212,6 @@ class BackgroundServer:
     """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        import uvicorn
-
         self.app = app
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -253,10 +251,6 @@ def _read_texts(path: Path) -> list[str]:
 
 def serve(config: ServeConfig) -> None:
     """Load the model and serve it until interrupted."""
-    import uvicorn
-
-    from alignkit.models import load_model
-
     texts = _read_texts(config.tiny_texts) if config.tiny_texts else ()
     model, tokenizer = load_model(
         config.model, allow_download=config.allow_download, dtype=config.dtype, tiny_texts=texts, seed=config.seed

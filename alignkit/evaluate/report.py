@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from pydantic import BaseModel, Field, ValidationError
 
 from alignkit.evaluate.hhh import LOWER_IS_BETTER, MEANS, RATES
@@ -263,11 +265,8 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(width: float, height: float) -> Figure:
     # Figure() without pyplot: no global state, no GUI backend; PNG goes through Agg.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from alignkit.data.io import write_records
 from alignkit.feedback.aggregate import ComparisonAggregator, DawidSkene, MajorityVote, ranking_to_comparisons
 from alignkit.feedback.db import get_row
 from alignkit.feedback.models import Annotation, Annotator, Prompt, Response, Task
@@ -244,7 +245,6 @@ def _sft_records(
 
 def export_dataset(store: FeedbackStore, project: str, kind: ExportKind, path: str | Path, **kwargs: Any) -> tuple[Path, int]:
     """Write :func:`build_records` through ``alignkit.data.io.write_records``; returns (path, rows)."""
-    from alignkit.data.io import write_records  # here, not at the top: alignkit.data loads torch
 
     records = build_records(store, project, kind, **kwargs)
     return write_records(path, records), len(records)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from alignkit.feedback.agreement import krippendorff_alpha
 from alignkit.feedback.store import FeedbackStore, Judgment
 
 
@@ -213,7 +214,6 @@ def update_super_raters(
 
 def agreement_report(store: FeedbackStore, project: str, stage: str | None = None) -> dict[str, Any]:
     """Chance-corrected agreement of active annotators on non-gold tasks of each stage."""
-    from alignkit.feedback.agreement import krippendorff_alpha
 
     by_stage: dict[str, list[tuple]] = defaultdict(list)
     for j in store.judgments(project, stage, include_gold=False, statuses=("active",)):

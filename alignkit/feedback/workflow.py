@@ -11,6 +11,7 @@ of submissions, or by a cron, without duplicating work.
 from __future__ import annotations
 
 import itertools
+import random
 from typing import Any
 
 from sqlalchemy import select
@@ -106,7 +107,6 @@ def import_items(
     ``prelabel_confidence`` (a model's answer). With ``stage`` given a task of that stage is created
     per row; without, run :func:`advance` to let the stages pick the items up.
     """
-    import random
 
     rng = random.Random(seed)
     pid, cfg = store.project(project)
