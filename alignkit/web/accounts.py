@@ -162,7 +162,7 @@ def accept_invitation(
             )
         else:
             aid = user.id
-            ann = s.get(Annotator, aid)
+            ann = s.get_one(Annotator, aid)
             if inv.project_id is None:
                 ann.role = "admin"
             elif (

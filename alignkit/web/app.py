@@ -156,10 +156,11 @@ async def check_csrf(request: Request) -> None:
     """A cookie-authenticated state change must repeat the session's CSRF token."""
     if request.method not in UNSAFE or request.headers.get("authorization", "").startswith("Bearer "):
         return
-    sent = request.headers.get("x-csrf-token")
+    sent: str | None = request.headers.get("x-csrf-token")
     if sent is None and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        sent = (await request.form()).get("csrf_token")
-    if not same(sent if isinstance(sent, str) else None, session_data(request).get("csrf")):
+        field = (await request.form()).get("csrf_token")
+        sent = field if isinstance(field, str) else None
+    if not same(sent, session_data(request).get("csrf")):
         raise HTTPException(403, "missing or wrong CSRF token")
 
 
@@ -268,7 +269,7 @@ def project_info(store: FeedbackStore, project: str, user: User) -> dict[str, An
     with store.read() as s:
         guideline = s.scalar(select(Guideline.text).where(Guideline.project_id == pid).order_by(Guideline.version.desc()))
     stages = [{"name": st.name, "task_type": st.task_type, "role": st.role} for st in cfg.stages]
-    info = {
+    info: dict[str, Any] = {
         "name": project,
         "role": user.project_role(project),
         "guidelines": guideline or cfg.guidelines,
@@ -371,7 +372,9 @@ def join(body: JoinBody, request: Request) -> dict[str, Any]:
     user = optional_user(request)
     aid = _store_errors(lambda: accounts.accept_invitation(store, body.token, body.name, body.password, user))
     set_session(request, {"uid": aid, "csrf": new_token()})
-    return {"user": accounts.load_user(store, aid).name, "csrf_token": request.state.session["csrf"]}
+    joined = accounts.load_user(store, aid)
+    assert joined is not None  # created or found in the transaction above
+    return {"user": joined.name, "csrf_token": request.state.session["csrf"]}
 
 
 @api.get("/me", tags=["account"])
@@ -515,7 +518,7 @@ def annotator_rows(store: FeedbackStore, project: str) -> list[dict[str, Any]]:
             .where(Membership.project_id == pid)
             .order_by(Annotator.name)
         ).all()
-        secs = dict(
+        secs: dict[int, float | None] = dict(
             s.execute(
                 select(
                     Assignment.annotator_id,
@@ -544,7 +547,8 @@ def annotator_rows(store: FeedbackStore, project: str) -> list[dict[str, Any]]:
         }
         row["role"] = role
         row["gold_interval"] = q_interval(row["n_gold_correct"], row["n_gold"])
-        row["seconds_per_item"] = round(float(secs[a.id]), 1) if secs.get(a.id) is not None else None
+        mean_s = secs.get(a.id)
+        row["seconds_per_item"] = round(float(mean_s), 1) if mean_s is not None else None
         rows.append(row)
     return rows
 
@@ -665,7 +669,7 @@ def create_app(store: FeedbackStore | str, secret_key: str, settings: WebSetting
         return response
 
     @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
         if not request.url.path.startswith("/api/") and exc.status_code in (401, 403):
             return pages.error_page(request, exc)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
