@@ -11,29 +11,14 @@ The schema is owned by the Alembic scripts shipped in ``alignkit/feedback/migrat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.orm import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-_Row = TypeVar("_Row")
-
-
-def get_row(s: Session, model: type[_Row], key: int, *, for_update: bool = False) -> _Row:
-    """``s.get`` for a row that must exist: a foreign key we hold, or an id we just read.
-
-    A missing row here is a broken invariant, not a user error, so it raises instead of
-    returning ``None`` for the caller to trip over later.
-    """
-    row = s.get(model, key, with_for_update=for_update)
-    if row is None:
-        raise LookupError(f"{model.__name__} {key} does not exist")
-    return row
 
 
 def normalize_url(url: str) -> str:

@@ -17,7 +17,6 @@ from sqlalchemy import select
 
 from alignkit.data.io import write_records
 from alignkit.feedback.aggregate import ComparisonAggregator, DawidSkene, MajorityVote, ranking_to_comparisons
-from alignkit.feedback.db import get_row
 from alignkit.feedback.models import Annotation, Annotator, Prompt, Response, Task
 from alignkit.feedback.schemas import label_of
 from alignkit.feedback.store import FeedbackStore, Judgment
@@ -108,9 +107,9 @@ def _texts(store: FeedbackStore, task_ids: list[int]) -> dict[int, tuple[str, li
     with store.read() as s:
         out = {}
         for tid in task_ids:
-            t = get_row(s, Task, tid)
-            prompt = get_row(s, Prompt, t.prompt_id).text if t.prompt_id else ""
-            out[tid] = (prompt, [get_row(s, Response, r).text for r in t.response_ids or []], t)
+            t = s.get_one(Task, tid)
+            prompt = s.get_one(Prompt, t.prompt_id).text if t.prompt_id else ""
+            out[tid] = (prompt, [s.get_one(Response, r).text for r in t.response_ids or []], t)
         return out
 
 
@@ -228,7 +227,7 @@ def _sft_records(
             agg = provenance.get(resp.parent_id or resp.id)
             if agg is not None and (agg.agreement < min_agreement or agg.confidence < min_confidence):
                 continue
-            author = get_row(s, Annotator, resp.author_id).name if resp.author_id else None
+            author = s.get_one(Annotator, resp.author_id).name if resp.author_id else None
             row = {
                 "prompt": prompt.text,
                 "completion": resp.text,

@@ -36,7 +36,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from alignkit.feedback.config import ProjectConfig, StageConfig
-from alignkit.feedback.db import get_row, init_db, make_engine
+from alignkit.feedback.db import init_db, make_engine
 from alignkit.feedback.models import (
     Annotation,
     Annotator,
@@ -359,7 +359,7 @@ class FeedbackStore:
             )
             for a in stale:
                 a.status = "expired"
-                get_row(s, Task, a.task_id, for_update=True).n_active -= 1
+                s.get_one(Task, a.task_id, with_for_update=True).n_active -= 1
             return len(stale)
 
     def next_task(self, project: str, annotator: str, stage: str | None = None, now: datetime | None = None) -> TaskView | None:
@@ -422,7 +422,7 @@ class FeedbackStore:
 
     def _gold_draw(self, s: Session, project_id: int, annotator_id: int, n_seen: int) -> float:
         """A uniform number in [0, 1) that only the holder of the project's secret can compute."""
-        project = get_row(s, Project, project_id)
+        project = s.get_one(Project, project_id)
         if project.gold_key is None:  # a project created before the key existed
             project.gold_key = secrets.token_hex(32)
         # random.Random seeds from the SHA-512 of the string, so without the 256-bit key the draw is
@@ -480,8 +480,8 @@ class FeedbackStore:
             rejected.add(task.id)
 
     def _view(self, s: Session, task: Task, lease: datetime, draft: dict | None = None) -> TaskView:
-        prompt = get_row(s, Prompt, task.prompt_id).text if task.prompt_id else None
-        texts = [get_row(s, Response, r).text for r in task.response_ids or []]
+        prompt = s.get_one(Prompt, task.prompt_id).text if task.prompt_id else None
+        texts = [s.get_one(Response, r).text for r in task.response_ids or []]
         return TaskView(
             id=task.id,
             type=task.type,
@@ -517,7 +517,7 @@ class FeedbackStore:
         with self.write() as s:
             asg = self._assignment(s, annotator, task_id)
             asg.status, asg.draft = "skipped", None
-            get_row(s, Task, task_id).n_active -= 1
+            s.get_one(Task, task_id).n_active -= 1
 
     # -- submission ------------------------------------------------------------------------------------
     def _annotator(self, s: Session, name: str) -> Annotator:
@@ -613,16 +613,16 @@ class FeedbackStore:
             # a tie at the top is not agreement
             if sum(1 for c in Counter(labels).values() if c == count) > 1:
                 top, share = None, min(share, 0.5)
-        project = get_row(s, Project, task.project_id)
+        project = s.get_one(Project, task.project_id)
         st = ProjectConfig.model_validate(project.config).stage(task.stage)
         if share < st.agreement_threshold and task.overlap < task.max_overlap:
             task.overlap += 1  # dynamic overlap: ask one more person
             return
         task.status, task.completed_at = "done", now
         if task.type == "verify_prompt" and task.prompt_id is not None:
-            get_row(s, Prompt, task.prompt_id).status = "accepted" if top == "accept" else "rejected"
+            s.get_one(Prompt, task.prompt_id).status = "accepted" if top == "accept" else "rejected"
         elif task.type == "review_completion" and task.response_ids:
-            resp = get_row(s, Response, task.response_ids[0])
+            resp = s.get_one(Response, task.response_ids[0])
             if top == "edit":
                 edits = [a["edited_text"] for a in answers if a["decision"] == "edit"]
                 resp.status = "rejected"
