@@ -21,7 +21,8 @@ def _compare_project(
         gold_rate=gold_rate,
         agreement_threshold=threshold,
     )
-    store.create_project("p", ProjectConfig(stages=[stage], max_pending=max_pending, lease_minutes=lease))
+    # A fixed gold key keeps the gold-rate assertions reproducible (a real project draws a secret one).
+    store.create_project("p", ProjectConfig(stages=[stage], max_pending=max_pending, lease_minutes=lease), gold_key="0")
     ids = []
     for i in range(n_tasks + gold):
         pid = store.add_prompt("p", f"question {i}?", status="accepted")
