@@ -11,8 +11,7 @@ torch); new code imports from the defining module.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from alignkit.plugins import lazy_exports
 
 _HOME = {
     "ChatBackend": "backend",
@@ -48,12 +47,4 @@ _HOME = {
 
 __all__ = sorted(_HOME)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'alignkit.ai' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"alignkit.ai.{_HOME[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOME))
+__getattr__, __dir__ = lazy_exports(__name__, _HOME)

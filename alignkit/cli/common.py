@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from alignkit.data.io import DataError
+from alignkit.plugins import load_object
 
 
 def _option_type(annotation: Any) -> tuple[Any, dict[str, Any]]:
@@ -70,9 +71,9 @@ def load(target: str) -> Any:
 
     Command bodies call this when they run, so registering a command never imports its recipe.
     """
-    module_name, sep, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, attr) if sep else module
+    if ":" not in target:
+        return importlib.import_module(target)
+    return load_object(target, what=f"command recipe '{target}'", callable_only=False)
 
 
 Done = Callable[[Any, Any], str]

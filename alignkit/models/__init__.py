@@ -6,8 +6,7 @@ Names are re-exported lazily (PEP 562) so that importing a torch-free submodule 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from alignkit.plugins import lazy_exports
 
 _HOME = {
     "LoraSettings": "config",
@@ -28,8 +27,4 @@ _HOME = {
 
 __all__ = sorted(_HOME)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'alignkit.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"alignkit.models.{_HOME[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _HOME)

@@ -15,10 +15,11 @@ after editing the code).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from alignkit.plugins import PluginError, load_object
 
 StageFn = Callable[[dict[str, Any], Path], dict[str, Any]]
 
@@ -46,18 +47,10 @@ class StageNotFound(ValueError):
 
 def load_target(target: str) -> StageFn:
     """Import ``"package.module:function"`` and return the function."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise StageNotFound(f"'{target}' is not of the form package.module:function")
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        raise StageNotFound(f"'{target}': cannot import module '{module_name}' ({err})") from err
-    fn = getattr(module, attr, None)
-    if fn is None:
-        raise StageNotFound(f"'{target}': module '{module_name}' has no attribute '{attr}'")
-    if not callable(fn):
-        raise StageNotFound(f"'{target}': '{attr}' is not callable")
+        fn: StageFn = load_object(target, what=f"'{target}'")
+    except PluginError as err:
+        raise StageNotFound(str(err)) from err
     return fn
 
 

@@ -16,7 +16,6 @@ Several sources mix by weights: ``"rm:out/rm,0.2*python:my.rules:brevity"`` is
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from alignkit.models.reward import RewardScorer
+from alignkit.plugins import load_object
 
 RewardFn = Callable[[Sequence[Any], Sequence[str]], list[float]]
 
@@ -47,25 +47,16 @@ def _reward_model(path: str) -> RewardFn:
     return rm
 
 
-SANDBOX_REWARD = "alignkit.sandbox.reward"  # plug-in module: sandbox_reward(folder | None) -> RewardFn
+SANDBOX_REWARD = "alignkit.sandbox.reward:sandbox_reward"  # plug-in: sandbox_reward(folder | None) -> RewardFn
 
 
 def _sandbox(folder: str | None) -> RewardFn:
-    fn: RewardFn = importlib.import_module(SANDBOX_REWARD).sandbox_reward(folder)
+    fn: RewardFn = load_object(SANDBOX_REWARD, what="reward 'sandbox'")(folder)
     return fn
 
 
 def _python(target: str) -> RewardFn:
-    module_name, sep, fn_name = target.rpartition(":")
-    if not sep or not module_name or not fn_name:
-        raise ValueError(f"reward 'python:{target}': expected python:package.module:function")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"reward 'python:{target}': cannot import module '{module_name}' ({err})") from err
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise ValueError(f"reward 'python:{target}': module '{module_name}' has no function '{fn_name}'")
+    fn = load_object(target, what=f"reward 'python:{target}'", scheme="python:")
     return per_pair(fn)
 
 

@@ -48,7 +48,7 @@ def test_python_spec_imports_a_user_function(tmp_path, monkeypatch):
     "spec, message",
     [
         ("python:no_such_module_xyz:fn", "cannot import module 'no_such_module_xyz'"),
-        ("python:os:no_such_fn", "has no function 'no_such_fn'"),
+        ("python:os:no_such_fn", "has no attribute 'no_such_fn'"),
         ("python:justaname", "expected python:package.module:function"),
         ("magic:thing", "unknown reward spec 'magic:thing'"),
         ("rm:", "needs the reward model folder"),
