@@ -11,9 +11,10 @@ not yours -> 403, lease gone -> 409, bad answer -> 422.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -307,7 +308,10 @@ def admin_progress(store: FeedbackStore, project: str) -> dict[str, Any]:
     return {"stages": stages, "judgments": total, "judgments_last_hour": last_hour}
 
 
-def _store_errors(fn):  # noqa: ANN001, ANN202
+T = TypeVar("T")
+
+
+def _store_errors(fn: Callable[[], T]) -> T:
     """Map store refusals to HTTP codes (nothing was written in any of these cases)."""
     try:
         return fn()
@@ -652,7 +656,7 @@ def create_app(store: FeedbackStore | str, secret_key: str, settings: WebSetting
     app.state.login_ip = RateLimiter(settings.login_attempts_per_ip, settings.login_window_s)
 
     @app.middleware("http")
-    async def _headers(request: Request, call_next):  # noqa: ANN001, ANN202
+    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         write_session_cookie(request, response)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
