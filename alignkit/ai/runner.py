@@ -27,7 +27,7 @@ __all__ = [
     "BackendSettings",
     "CAIConfig",
     "make_backend",
-    "read_pairs",
+    "read_pairs_to_label",
     "read_prompts",
     "run_ai_label",
     "run_cai",
@@ -73,7 +73,7 @@ def read_prompts(path: Path) -> list[str]:
     return prompts
 
 
-def read_pairs(path: Path) -> list[dict[str, Any]]:
+def read_pairs_to_label(path: Path) -> list[dict[str, Any]]:
     """Pairs to label: JSONL rows with ``prompt`` and ``response_a``/``response_b`` (or ``chosen``/``rejected``)."""
     path = Path(path)
     if path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
@@ -113,7 +113,7 @@ def run_cai(config: CAIConfig) -> dict[str, Path]:
 
 def run_ai_label(config: AILabelConfig) -> dict[str, Any]:
 
-    pairs = read_pairs(config.pairs)
+    pairs = read_pairs_to_label(config.pairs)
     constitution = load_constitution(config.constitution)
     if config.criterion != "all":
         constitution = constitution.only(config.criterion)
