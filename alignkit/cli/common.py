@@ -86,8 +86,12 @@ def config_command(
     run: Callable[[Any], Any] | str,
     help: str | None = None,
     done: str | Done | None = None,
+    argument: str | None = None,
 ) -> None:
     """Register ``run(config)`` as ``alignkit <name>`` with one flag per field of ``config_cls``.
+
+    ``argument`` names one field that may also be given positionally (``alignkit run my.yaml`` is
+    ``alignkit run --pipeline my.yaml``); it is still that field, so YAML and the flag set it too.
 
     ``run`` is a function, or a ``"package.module:function"`` string loaded when the command runs
     (so registering the command imports nothing heavy). ``done`` is printed afterwards: a format
@@ -101,6 +105,17 @@ def config_command(
             annotation=Path | None,
         )
     ]
+    if argument is not None:
+        if argument not in config_cls.model_fields:
+            raise ValueError(f"{config_cls.__name__} has no field '{argument}' to take as an argument")
+        params.append(
+            inspect.Parameter(
+                "positional",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=typer.Argument(None, metavar=argument.upper(), help=f"Same as --{argument.replace('_', '-')}."),
+                annotation=str | None,
+            )
+        )
     for field_name, field in config_cls.model_fields.items():
         opt_type, extra = _option_type(field.annotation)
         flag = "--" + field_name.replace("_", "-")
@@ -115,7 +130,11 @@ def config_command(
             )
         )
 
-    def command(config_file: Path | None = None, **kwargs: Any) -> None:
+    def command(config_file: Path | None = None, positional: str | None = None, **kwargs: Any) -> None:
+        if argument is not None and positional is not None:
+            if kwargs.get(argument) is not None:
+                raise typer.BadParameter(f"given twice: as an argument and as --{argument.replace('_', '-')}")
+            kwargs[argument] = positional
         config = load_config(config_cls, config_file, kwargs)
         try:
             fn = load(run) if isinstance(run, str) else run

@@ -54,6 +54,11 @@ def _demo(config: DemoConfig) -> None:
 
 def register(app: typer.Typer) -> None:
     config_command(
-        app, "run", RunConfig, _run_command, help="Run a pipeline file; cached stages are skipped, a killed run resumes."
+        app,
+        "run",
+        RunConfig,
+        _run_command,
+        help="Run a pipeline file; cached stages are skipped, a killed run resumes.",
+        argument="pipeline",
     )
     config_command(app, "demo", DemoConfig, _demo, help="Run the whole loop on the built-in sandbox (CPU, a few minutes).")

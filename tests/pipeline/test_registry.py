@@ -8,7 +8,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from alignkit.cli import app
 from alignkit.pipeline.registry import STAGES, StageNotFound, load_target, resolve_stage
 from alignkit.pipeline.runner import PipelineSpec, override_params, parse_overrides, run_pipeline
 
@@ -145,10 +147,6 @@ def test_overrides_replace_stage_params_and_reject_unknown_stages(tmp_path: Path
 
 
 def test_cli_run_applies_set_overrides_to_a_user_stage(tmp_path: Path, user_module: str) -> None:
-    from typer.testing import CliRunner
-
-    from alignkit.cli import app
-
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text(
         f"workdir: {tmp_path / 'run'}\nstages:\n  - name: a\n    uses: python:mystages.steps:double\n    with: {{x: 1}}\n"
@@ -158,3 +156,16 @@ def test_cli_run_applies_set_overrides_to_a_user_stage(tmp_path: Path, user_modu
     assert json.loads((tmp_path / "run" / "a" / "stage.json").read_text())["outputs"]["value"] == 42
     bad = CliRunner().invoke(app, ["run", "--pipeline", str(pipeline), "--set", "b.x=1"])
     assert bad.exit_code != 0 and "not in the pipeline" in bad.output
+
+
+def test_cli_run_takes_the_pipeline_file_as_an_argument(tmp_path: Path, user_module: str) -> None:
+    """The README's ``alignkit run my.yaml``: the file positionally, same as ``--pipeline``."""
+    pipeline = tmp_path / "my.yaml"
+    pipeline.write_text(
+        f"workdir: {tmp_path / 'run'}\nstages:\n  - name: a\n    uses: python:mystages.steps:double\n    with: {{x: 1}}\n"
+    )
+    result = CliRunner().invoke(app, ["run", str(pipeline), "--set", "a.x=5"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "a" / "stage.json").read_text())["outputs"]["value"] == 10
+    twice = CliRunner().invoke(app, ["run", str(pipeline), "--pipeline", str(pipeline)])
+    assert twice.exit_code != 0 and "given twice" in twice.output
