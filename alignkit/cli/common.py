@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from alignkit.data.io import DataError
-from alignkit.plugins import load_object
+from alignkit.plugins import PluginError, load_object
 
 
 def _option_type(annotation: Any) -> tuple[Any, dict[str, Any]]:
@@ -139,7 +139,7 @@ def config_command(
         try:
             fn = load(run) if isinstance(run, str) else run
             result = fn(config)
-        except (DataError, FileNotFoundError) as err:
+        except (DataError, FileNotFoundError, PluginError) as err:
             # Input problems are the user's to fix: one clear line, no traceback.
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(1) from err

@@ -41,7 +41,7 @@ STAGES: dict[str, str] = {
 }
 
 
-class StageNotFound(ValueError):
+class StageNotFound(PluginError):
     """``uses:`` names no built-in stage, or a ``python:`` target that cannot be loaded."""
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from alignkit.pipeline.registry import STAGES, StageFn, check_uses, resolve_stage
+from alignkit.pipeline.registry import STAGES, StageFn, StageNotFound, check_uses, resolve_stage
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,8 @@ def run_pipeline(
     for stage in spec.stages:  # fail on a bad name before any stage runs
         try:
             check_uses(stage.uses, registry)
-        except ValueError as err:
-            raise ValueError(f"stage '{stage.name}': {err}") from err
+        except StageNotFound as err:
+            raise StageNotFound(f"stage '{stage.name}': {err}") from err
     workdir = Path(spec.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, dict[str, Any]] = {}
