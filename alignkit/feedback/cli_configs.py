@@ -24,7 +24,12 @@ class ImportConfig(BaseModel):
     project: str
     input: str = Field(description="JSONL: prompt, and responses / chosen+rejected, optional gold / prelabel")
     stage: str | None = Field(None, description="create a task of this stage per row (else: stages pick items up)")
-    gold_fraction: float = Field(0.0, ge=0, le=1, description="share of rows with a 'truth' answer made gold")
+    gold_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of rows made gold tasks of --stage (answer: the row's 'truth' or a pair's chosen side)",
+    )
     annotators: str | None = Field(None, description="comma-separated annotator names to register (name:role)")
     seed: int = 0
 

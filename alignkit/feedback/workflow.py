@@ -110,6 +110,8 @@ def import_items(
 
     rng = random.Random(seed)
     pid, cfg = store.project(project)
+    if gold_fraction > 0 and not stage:
+        raise ValueError("gold tasks are made for one stage: give the stage with the gold fraction (e.g. --stage compare)")
     st = cfg.stage(stage) if stage else None
     n_prompts = n_tasks = n_gold = 0
     with store.write() as s:
@@ -128,12 +130,14 @@ def import_items(
             n_prompts += 1
             responses: list[tuple[str, str | None]] = []
             gold = row.get("gold")
+            pair_answer: dict[str, str] | None = None
             if "chosen" in row and "rejected" in row:
                 pair = [(row["chosen"], row.get("chosen_model")), (row["rejected"], row.get("rejected_model"))]
                 swap = rng.random() < 0.5
                 responses = pair[::-1] if swap else pair
-                if row.get("gold") is True:  # the pair's own order is the researcher's answer
-                    gold = {"overall": "B" if swap else "A"}
+                pair_answer = {"overall": "B" if swap else "A"}  # the pair's own order is the researcher's answer
+                if gold is True:
+                    gold = pair_answer
             else:
                 for r in row.get("responses", []):
                     responses.append((r["text"], r.get("model")) if isinstance(r, dict) else (r, row.get("model")))
@@ -144,8 +148,9 @@ def import_items(
                 s.flush()
                 ids.append(r.id)
             if st is not None:
-                if gold is None and gold_fraction > 0 and rng.random() < gold_fraction and "truth" in row:
-                    gold = row["truth"]
+                truth = row.get("truth", pair_answer)
+                if gold is None and gold_fraction > 0 and rng.random() < gold_fraction and truth is not None:
+                    gold = truth
                 store._add_task(
                     s,
                     pid,

@@ -1,10 +1,12 @@
 """Stages feed each other; exports carry provenance and load as alignkit records."""
 
 import pytest
+from sqlalchemy import select
 
 from alignkit.data import read_records
 from alignkit.feedback.config import ProjectConfig, StageConfig, sft_project
 from alignkit.feedback.export import aggregate_stage, build_records, export_dataset
+from alignkit.feedback.models import GoldAnswer, Response, Task
 from alignkit.feedback.workflow import advance, import_items
 
 
@@ -139,3 +141,21 @@ def test_rank_answer_must_fit_the_task(store):
     with pytest.raises(InvalidAnswer, match="permutation of 0..2"):
         store.submit("a", v.id, {"order": [0, 1]})
     assert store.snapshot() == before
+
+
+def test_gold_fraction_on_pairs_makes_gold_from_the_chosen_side(store):
+    """The README's import line: a pairs file, ``--stage compare --gold-fraction``; the chosen side is the gold answer."""
+    store.create_project("g", ProjectConfig(stages=[StageConfig(name="compare", task_type="compare", input="response_pairs")]))
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(200)]
+    with pytest.raises(ValueError, match="--stage compare"):
+        import_items(store, "g", rows[:1], gold_fraction=0.5)  # no stage: refused, not silently 0 gold
+    counts = import_items(store, "g", rows, stage="compare", gold_fraction=0.25, seed=3)
+    assert 25 <= counts["gold"] <= 75  # 25 % of 200 = 50, binomial sd ~6
+    with store.read() as s:
+        golds = s.execute(select(Task, GoldAnswer).join(GoldAnswer, GoldAnswer.task_id == Task.id)).all()
+        texts = {r.id: r.text for r in s.scalars(select(Response))}
+        assert len(golds) == counts["gold"]
+        for task, answer in golds:
+            a, b = (texts[i] for i in task.response_ids)
+            chosen = a if answer.answer["overall"] == "A" else b
+            assert task.is_gold and chosen.startswith("good")
