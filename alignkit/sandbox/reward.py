@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from alignkit.sandbox.build import load_world
 from alignkit.sandbox.world import build_world
-
-RewardFn = Callable[[Sequence[Any], Sequence[str]], list[float]]
+from alignkit.train.rewards import RewardFn
 
 
 def sandbox_reward(folder: str | None) -> RewardFn:
