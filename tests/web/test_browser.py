@@ -30,7 +30,8 @@ def browser():
 
 def _login(page, url: str, name: str) -> None:
     page.goto(url + "/login")
-    page.keyboard.type(name)  # the name field has autofocus
+    page.focus("#name")  # it has autofocus; focus it explicitly so typing does not race the page load
+    page.keyboard.type(name)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
