@@ -13,6 +13,11 @@ No cross-contamination between packed sequences: positions restart at 0 for each
 2-D attention mask is passed, so ``transformers`` (>= 5) builds a block-diagonal causal mask from
 the position ids. Padding continues the last sequence's positions, so a right-padded batch stays an
 ordinary causal batch (real tokens never attend to padding to their right).
+
+Packing is only exact for models whose attention honours ``position_ids`` (OPT, Bloom and kin do
+not); ``alignkit.models.packing.decide_packing`` decides per model, and ``packed_batch(...,
+pack=False)`` / ``collate(..., attention_mask=True)`` give the padded layout (one sequence per row,
+with a 2-D attention mask) the same downstream code reads.
 """
 
 from __future__ import annotations
@@ -44,8 +49,14 @@ def pack_greedy(sequences: list[Encoded], max_length: int) -> list[list[int]]:
     return rows
 
 
-def collate(rows: list[list[Encoded]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Lay out rows of sequences as tensors; sequence ids count up across the whole batch."""
+def collate(rows: list[list[Encoded]], pad_id: int, attention_mask: bool = False) -> dict[str, torch.Tensor]:
+    """Lay out rows of sequences as tensors; sequence ids count up across the whole batch.
+
+    ``attention_mask=True`` (rows of one sequence each) adds the 2-D mask of real tokens, which
+    also switches off ``transformers``' packed-sequence detection.
+    """
+    if attention_mask and any(len(row) > 1 for row in rows):
+        raise ValueError("attention_mask=True needs one sequence per row (a 2-D mask cannot separate packed sequences)")
     width = max(sum(len(s) for s in row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     loss_mask = torch.zeros((len(rows), width), dtype=torch.bool)
@@ -64,13 +75,16 @@ def collate(rows: list[list[Encoded]], pad_id: int) -> dict[str, torch.Tensor]:
             seq += 1
         last = int(position_ids[r, at - 1]) if at else -1
         position_ids[r, at:] = torch.arange(last + 1, last + 1 + width - at)
-    return {
+    out = {
         "input_ids": input_ids,
         "loss_mask": loss_mask,
         "position_ids": position_ids,
         "sequence_ids": sequence_ids,
         "num_sequences": torch.tensor(seq),
     }
+    if attention_mask:
+        out["attention_mask"] = (sequence_ids >= 0).long()
+    return out
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -84,8 +98,14 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-def packed_batch(sequences: Sequence[Encoded], pad_id: int, max_length: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def packed_batch(
+    sequences: Sequence[Encoded], pad_id: int, max_length: int, pack: bool = True
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Pack ``sequences`` into rows; also return where each input sequence landed.
+
+    ``pack=False`` gives one right-padded sequence per row with an attention mask instead (for
+    models where packing is not exact, see ``alignkit.models.packing``); ``where`` is then the
+    identity.
 
     Rows are at most twice the longest sequence of the batch (and at most ``max_length``): the
     attention of a packed row costs its full width squared (the block-diagonal mask is applied,
@@ -95,6 +115,10 @@ def packed_batch(sequences: Sequence[Encoded], pad_id: int, max_length: int) -> 
     The collated batch numbers sequences in row order, so ``where[i]`` is the batch position of
     ``sequences[i]``: ``sequence_logps[where]`` lists the results in input order.
     """
+    if not pack:
+        batch = collate([[s] for s in sequences], pad_id, attention_mask=True)
+        batch["where"] = torch.arange(len(sequences))
+        return batch, batch["where"]
     by_length = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     longest = len(sequences[by_length[0]])
     width = max(longest, min(max_length, 2 * longest))

@@ -22,6 +22,7 @@ from alignkit.data.batching import packed_batch
 from alignkit.data.chat import Encoded, encode_example
 from alignkit.models.heads import per_token_scores
 from alignkit.models.loading import load_tokenizer
+from alignkit.models.packing import packing_is_exact
 
 STATS_FILE = "reward_stats.json"
 
@@ -65,15 +66,16 @@ def score_sequences(
     batch_size: int = 16,
     progress: bool = False,
 ) -> list[float]:
-    """Rewards of encoded sequences (input order), packed and length-sorted for speed."""
+    """Rewards of encoded sequences (input order), packed (where exact for ``model``) and length-sorted for speed."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = [0.0] * len(sequences)
+    pack = packing_is_exact(model)[0]
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     for chunk in tqdm(chunks, desc="reward", disable=not progress):
-        batch, where = packed_batch([sequences[i] for i in chunk], pad_id, max_length)
+        batch, where = packed_batch([sequences[i] for i in chunk], pad_id, max_length, pack)
         batch = {k: v.to(device) for k, v in batch.items()}
         rewards = sequence_rewards(model, batch)[where.to(device)].cpu().tolist()
         for i, r in zip(chunk, rewards):

@@ -8,7 +8,7 @@ and pair it with a randomly initialised ``LlamaForCausalLM``. Both save and load
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -25,26 +25,41 @@ _SEED_TEXT = (
 )
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer (every byte is representable, so nothing is ever <unk>)."""
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = 512,
+    *,
+    special_tokens: Sequence[str] = SPECIAL_TOKENS,
+    bos_token: str | None = "<|bos|>",
+    eos_token: str = "<|end|>",
+    pad_token: str = "<|pad|>",
+    chat_template: str | None = DEFAULT_CHAT_TEMPLATE,
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer (every byte is representable, so nothing is ever <unk>).
+
+    The defaults give the tiny Llama's tokenizer; ``alignkit.models.architectures`` passes each
+    real family's own special tokens and chat template instead.
+    """
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator([_SEED_TEXT, *texts], trainer=trainer)
+    named = {bos_token, eos_token, pad_token}
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token="<|bos|>",
-        eos_token="<|end|>",
-        pad_token="<|pad|>",
-        additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>"],
+        bos_token=bos_token,
+        eos_token=eos_token,
+        pad_token=pad_token,
+        additional_special_tokens=[t for t in special_tokens if t not in named],
     )
-    fast.chat_template = DEFAULT_CHAT_TEMPLATE
+    if chat_template is not None:
+        fast.chat_template = chat_template
     return fast
 
 

@@ -95,13 +95,14 @@ def chosen_token_mask(batch: dict[str, torch.Tensor], token_mask: torch.Tensor, 
 class DPOObjective:
     """Pairs in, one packed forward pass, ``dpo_loss`` (+ optional NLL on chosen) out."""
 
-    def __init__(self, config: DPOConfig, pad_id: int, reference: Reference | None) -> None:
+    def __init__(self, config: DPOConfig, pad_id: int, reference: Reference | None, pack: bool = True) -> None:
         self.config = config
         self.pad_id = pad_id
         self.reference = reference
+        self.pack = pack  # False for models where packing is not exact (alignkit.models.packing)
 
     def collate(self, units: Sequence[PairExample]) -> dict[str, torch.Tensor]:
-        batch, where = packed_batch(flat_sequences(units), self.pad_id, self.config.max_length)
+        batch, where = packed_batch(flat_sequences(units), self.pad_id, self.config.max_length, self.pack)
         batch["chosen_index"], batch["rejected_index"] = where[0::2], where[1::2]
         if units[0].ref_chosen is not None:
             batch["ref_chosen_logps"] = torch.tensor([u.ref_chosen for u in units], dtype=torch.float32)

@@ -120,12 +120,13 @@ def sub_batch(batch: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Te
 class KTOObjective:
     """Completions (grad) and their mismatched twins (no grad) in two packed forward passes."""
 
-    def __init__(self, config: KTOConfig, pad_id: int, reference: Reference | None) -> None:
+    def __init__(self, config: KTOConfig, pad_id: int, reference: Reference | None, pack: bool = True) -> None:
         self.config, self.pad_id, self.reference = config, pad_id, reference
+        self.pack = pack  # False for models where packing is not exact (alignkit.models.packing)
 
     def collate(self, units: Sequence[BinaryExample]) -> dict[str, torch.Tensor]:
-        batch, where = packed_batch([u.sequence for u in units], self.pad_id, self.config.max_length)
-        kl_batch, kl_where = packed_batch([u.kl_sequence for u in units], self.pad_id, self.config.max_length)
+        batch, where = packed_batch([u.sequence for u in units], self.pad_id, self.config.max_length, self.pack)
+        kl_batch, kl_where = packed_batch([u.kl_sequence for u in units], self.pad_id, self.config.max_length, self.pack)
         batch["index"], batch["labels"] = where, torch.tensor([u.label for u in units], dtype=torch.bool)
         batch.update({KL_PREFIX + k: v for k, v in kl_batch.items()})
         batch[KL_PREFIX + "index"] = kl_where

@@ -19,6 +19,7 @@ import torch
 from alignkit.data.chat import Encoded
 from alignkit.data.splits import split_eval
 from alignkit.models.loading import apply_lora, save_model, trainable_parameters
+from alignkit.models.packing import decide_packing
 from alignkit.train.config import PreferenceConfig, ReferenceKind, TrainingConfig
 from alignkit.train.loop import train
 from alignkit.train.reference import Reference, cached_reference_logps, default_reference, precompute_logps
@@ -81,6 +82,7 @@ def train_against_reference(
     ``attach(examples, logps)`` stores precomputed ones back on the examples.
     """
     kind = default_reference(config.reference, config.lora)
+    pack = decide_packing(model)  # chosen and rejected share rows only where that is exact
     cache, reused = prepare_reference(
         config, kind, model, tokenizer.pad_token_id, {"train": flat(train_examples), "eval": flat(eval_examples)}, stage
     )
@@ -93,7 +95,7 @@ def train_against_reference(
     trainable, total = trainable_parameters(model)
     log.info("training %d of %d parameters; reference: %s", trainable, total, kind)
 
-    objective = objective_cls(config, tokenizer.pad_token_id, reference)
+    objective = objective_cls(config, tokenizer.pad_token_id, reference, pack=pack)
     result = train(config, model, objective, train_examples, eval_examples)
     output = save_model(result.model, tokenizer, config.output, merge_lora=config.merge_lora)
     write_run_summary(output, stage, config, result, data=data_report, reference={"kind": kind, "cache_reused": reused})

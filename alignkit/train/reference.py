@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from alignkit.data.batching import packed_batch
 from alignkit.data.chat import Encoded
 from alignkit.models import is_lora, sequence_logprobs
+from alignkit.models.packing import packing_is_exact
 from alignkit.train.config import ReferenceKind
 
 log = logging.getLogger(__name__)
@@ -116,16 +117,18 @@ def precompute_logps(
 ) -> torch.Tensor:
     """Sum of completion-token log-probs of every sequence under ``model`` (input order).
 
-    Sequences are sorted by length and packed so each forward pass wastes little on padding.
+    Sequences are sorted by length and packed (where packing is exact for ``model``, see
+    :mod:`alignkit.models.packing`) so each forward pass wastes little on padding.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = torch.zeros(len(sequences), dtype=torch.float32)
+    pack = packing_is_exact(model)[0]
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     for chunk in tqdm(chunks, desc="reference log-probs", disable=not progress):
-        batch, where = packed_batch([sequences[i] for i in chunk], pad_id, max_length)
+        batch, where = packed_batch([sequences[i] for i in chunk], pad_id, max_length, pack)
         batch = {k: v.to(device) for k, v in batch.items()}
         logps = sequence_logprobs(model, batch).sequence_logps[where.to(device)]
         out[torch.tensor(chunk)] = logps.float().cpu()

@@ -42,6 +42,7 @@ from alignkit.data.records import record_texts
 from alignkit.data.splits import split_eval
 from alignkit.models.heads import apply_head_lora
 from alignkit.models.loading import is_lora, load_reward_model, trainable_parameters
+from alignkit.models.packing import decide_packing
 from alignkit.models.reward import STATS_FILE, encode_response, last_token_index, score_sequences, sequence_rewards
 from alignkit.train.config import RewardConfig
 from alignkit.train.loop import train
@@ -140,13 +141,15 @@ def build_groups(
 class RewardObjective:
     """Groups in, one packed forward pass, Bradley-Terry loss over every comparison out."""
 
-    def __init__(self, pad_id: int, max_length: int, center_coef: float = 0.0, use_margin: bool = False) -> None:
-        self.pad_id, self.max_length = pad_id, max_length
+    def __init__(
+        self, pad_id: int, max_length: int, center_coef: float = 0.0, use_margin: bool = False, pack: bool = True
+    ) -> None:
+        self.pad_id, self.max_length, self.pack = pad_id, max_length, pack
         self.center_coef, self.use_margin = center_coef, use_margin
 
     def collate(self, units: Sequence[RewardGroup]) -> dict[str, torch.Tensor]:
         sequences = [s for g in units for s in g.sequences]
-        batch, where = packed_batch(sequences, self.pad_id, self.max_length)
+        batch, where = packed_batch(sequences, self.pad_id, self.max_length, self.pack)
         better, worse, margins, offset = [], [], [], 0
         for g in units:
             better += [offset + b for b, _ in g.comparisons]
@@ -268,7 +271,9 @@ def run_reward_model(config: RewardConfig) -> Path:
 
     train_groups = build_groups(tokenizer, train_pairs, config.max_length, config.template, config.margin_field)
     eval_groups = build_groups(tokenizer, eval_pairs, config.max_length, config.template, config.margin_field)
-    objective = RewardObjective(tokenizer.pad_token_id, config.max_length, config.center_coef, config.margin_field is not None)
+    objective = RewardObjective(
+        tokenizer.pad_token_id, config.max_length, config.center_coef, config.margin_field is not None, decide_packing(model)
+    )
     result = train(config, model, objective, train_groups, eval_groups)
     model = result.model
     if is_lora(model):

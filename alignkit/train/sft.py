@@ -19,6 +19,7 @@ from alignkit.data.records import record_texts
 from alignkit.data.splits import split_eval
 from alignkit.models import apply_lora, load_model, save_model, sequence_logprobs
 from alignkit.models.loading import trainable_parameters
+from alignkit.models.packing import decide_packing
 from alignkit.train.config import SFTConfig
 from alignkit.train.loop import train
 from alignkit.train.summary import write_run_summary
@@ -97,12 +98,13 @@ def run_sft(config: SFTConfig) -> Path:
     log.info("data: %s", data_report)
 
     objective = SFTObjective(tokenizer.pad_token_id)
+    packing = decide_packing(model, config.packing)  # --packing is honoured only where it is exact
     result = train(
         config,
         model,
         objective,
-        make_units(train_encoded, config.packing, config.max_length),
-        make_units(eval_encoded, config.packing, config.max_length),
+        make_units(train_encoded, packing, config.max_length),
+        make_units(eval_encoded, packing, config.max_length),
     )
     output = save_model(result.model, tokenizer, config.output, merge_lora=config.merge_lora)
     write_run_summary(output, "sft", config, result, data=data_report)
