@@ -38,12 +38,14 @@ def _check_text(value: str | list[Message], field: str) -> str | list[Message]:
 
 
 class SFTRecord(_Record):
-    """A demonstration: either a whole conversation (``messages``) or a ``prompt``/``completion``.
+    """A demonstration: a whole conversation (``messages``), a ``prompt``/``completion``, or plain ``text``.
 
-    Only assistant turns (or the completion) are trained on; everything else is context.
+    Only assistant turns (or the completion) are trained on; everything else is context. ``text``
+    (TRL's standard language-modeling shape) is trained on as a whole, without a chat template.
     """
 
     messages: list[Message] | None = None
+    text: str | None = None
     prompt: str | list[Message] | None = None
     completion: str | list[Message] | None = None
 
@@ -53,8 +55,11 @@ class SFTRecord(_Record):
             if not any(m.role == "assistant" for m in self.messages):
                 raise ValueError("'messages' has no assistant turn, so there is nothing to learn")
             return self
+        if self.text is not None and self.prompt is None and self.completion is None:
+            _check_text(self.text, "text")
+            return self
         if self.prompt is None and self.completion is None:
-            raise ValueError("expected either 'messages' or both 'prompt' and 'completion'")
+            raise ValueError("expected either 'messages', 'text' or both 'prompt' and 'completion'")
         for name in ("prompt", "completion"):
             if getattr(self, name) is None:
                 raise ValueError(f"'{name}' is missing (an SFT record needs 'messages' or 'prompt' and 'completion')")
@@ -131,7 +136,7 @@ def record_texts(records: Sequence[dict[str, Any]]) -> list[str]:
     """All text in SFT/pair/binary records: what the tiny model's tokenizer is trained on."""
     texts: list[str] = []
     for r in records:
-        for key in ("prompt", "completion", "chosen", "rejected"):
+        for key in ("prompt", "completion", "chosen", "rejected", "text"):
             value = r.get(key)
             if isinstance(value, str):
                 texts.append(value)
