@@ -10,15 +10,33 @@ generation prompt (its start) and through that turn (its end). Tokens that start
 assistant span are trained on; everything else is context. Tokenizing once avoids the
 token-merge artefacts of tokenizing turns separately.
 
+Only the completion is trained on: in a prompt/completion pair whose prompt is a conversation
+with earlier assistant turns (HH-RLHF, multi-turn DPO), those turns are context, as in TRL.
+
 Special tokens: a chat template writes its own BOS/EOS text, so the rendered string is tokenized
 with ``add_special_tokens=False``; tokenizing it with special tokens on is the classic double-BOS
 bug. In ``raw`` mode (no template) we add BOS once (if the tokenizer has one) and EOS once.
+
+Templates that refuse a system message (Gemma's raises "System role not supported"): the system
+text is merged into the next user turn (``system + "\n\n" + user``), which is what those
+models' own documentation recommends; it is logged once per template. Thinking-style templates
+(Qwen3) render an assistant turn with its ``<think>`` block only while it is the last turn and
+drop the block once the turn is history, so a conversation's first turns are not a prefix of the
+whole. For those, each conversation is trained on its last assistant turn exactly as the template
+renders a finished turn (``<think>…</think>`` included), earlier turns being context as the
+template renders history; logged once per template. A template that is not even stable for
+one turn is refused with what to pass instead.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from jinja2.exceptions import TemplateError
+
+log = logging.getLogger(__name__)
 
 TemplateMode = Literal["chat", "raw"]
 
@@ -66,36 +84,93 @@ def ensure_chat_template(tokenizer: Any) -> None:
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
 
 
+# Templates (by their text) seen to refuse system messages, and seen not to be prefix-stable: each is logged once.
+_MERGES_SYSTEM: set[str] = set()
+_FINAL_TURN_ONLY: set[str] = set()
+
+
+def merge_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """System messages folded into the next user turn (``system + "\n\n" + user``), for templates that refuse them."""
+    out: list[dict[str, Any]] = []
+    pending: list[str] = []
+    for m in messages:
+        if m["role"] == "system":
+            pending.append(str(m["content"]))
+        elif m["role"] == "user" and pending:
+            out.append({**m, "content": "\n\n".join([*pending, str(m["content"])])})
+            pending = []
+        else:
+            out.append(m)
+    if pending:
+        out.append({"role": "user", "content": "\n\n".join(pending)})
+    return out
+
+
 def render(tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool = False) -> str:
+    """The conversation as the model sees it (system merged into the first user turn if the template refuses it)."""
     ensure_chat_template(tokenizer)
-    return tokenizer.apply_chat_template(
-        [{"role": m["role"], "content": m["content"]} for m in messages],
-        tokenize=False,
-        add_generation_prompt=add_generation_prompt,
-    )
+    template = str(tokenizer.chat_template)
+    msgs: list[dict[str, Any]] = [{k: m[k] for k in ("role", "content", "reasoning_content") if k in m} for m in messages]
+    if template in _MERGES_SYSTEM:
+        msgs = merge_system(msgs)
+    try:
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except TemplateError:
+        if not any(m["role"] == "system" for m in msgs):
+            raise
+        text = tokenizer.apply_chat_template(merge_system(msgs), tokenize=False, add_generation_prompt=add_generation_prompt)
+    _MERGES_SYSTEM.add(template)
+    log.warning("the chat template refuses system messages; merging each into the next user turn (system + blank line + user)")
+    return text
 
 
-def _assistant_spans(tokenizer: Any, messages: list[dict[str, Any]], full: str) -> list[tuple[int, int]]:
+def _assistant_spans(tokenizer: Any, messages: list[dict[str, Any]], full: str, context: int) -> list[tuple[int, int]] | None:
+    """Character spans of the assistant turns at index ``>= context``; None if the template is not prefix-stable."""
     spans = []
     for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or i < context:
             continue
         start_text = render(tokenizer, messages[:i], add_generation_prompt=True)
         end_text = render(tokenizer, messages[: i + 1])
         if not full.startswith(start_text) or not full.startswith(end_text):
-            raise ValueError(
-                "the tokenizer's chat template is not prefix-stable (rendering the first turns does "
-                "not give a prefix of the whole conversation), so assistant tokens cannot be located; "
-                "set a simpler template with tokenizer.chat_template"
-            )
+            return None
         spans.append((len(start_text), len(end_text)))
     return spans
 
 
-def encode_messages(tokenizer: Any, messages: list[dict[str, Any]], max_length: int | None = None) -> Encoded:
-    """Tokenize a conversation; assistant turns (content and end-of-turn tokens) are the targets."""
+def _final_turn(tokenizer: Any, messages: list[dict[str, Any]], context: int) -> tuple[str, list[tuple[int, int]]]:
+    """The conversation through its last assistant turn, with that turn rendered as a finished turn (thinking templates)."""
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+    start_text = render(tokenizer, messages[:last], add_generation_prompt=True) if last >= context else ""
+    end_text = render(tokenizer, messages[: last + 1]) if last >= context else ""
+    if last < context or not end_text.startswith(start_text):
+        raise ValueError(
+            "the tokenizer's chat template renders an assistant turn differently from its own generation prompt "
+            "(rendering the conversation up to the reply with add_generation_prompt=True is not a prefix of the "
+            "conversation with the reply), so the reply's tokens cannot be located; pass --template raw to train on "
+            "plain prompt+completion text, or save the model with a training chat template (tokenizer.chat_template) "
+            "whose generation prompt starts every assistant turn"
+        )
+    template = str(tokenizer.chat_template)
+    if template not in _FINAL_TURN_ONLY:
+        _FINAL_TURN_ONLY.add(template)
+        log.warning(
+            "the chat template renders finished and historical assistant turns differently (thinking-style, e.g. Qwen3): "
+            "each conversation trains on its last assistant turn as the template renders a finished turn; earlier "
+            "assistant turns are context (split a conversation into one record per turn to train on each)"
+        )
+    return end_text, [(len(start_text), len(end_text))]
+
+
+def encode_messages(tokenizer: Any, messages: list[dict[str, Any]], max_length: int | None = None, context: int = 0) -> Encoded:
+    """Tokenize a conversation; assistant turns (content and end-of-turn tokens) are the targets.
+
+    The first ``context`` messages are never targets (a prompt's own assistant turns).
+    """
     full = render(tokenizer, messages)
-    spans = _assistant_spans(tokenizer, messages, full)
+    spans = _assistant_spans(tokenizer, messages, full, context)
+    if spans is None:
+        full, spans = _final_turn(tokenizer, messages, context)
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     mask = [any(s <= start < e for s, e in spans) for start, _ in offsets]
@@ -138,7 +213,8 @@ def encode_example(
         if not (isinstance(prompt, str) and isinstance(completion, str)):
             raise ValueError("template='raw' needs plain-string prompt and completion")
         return encode_raw(tokenizer, prompt, completion, max_length)
-    return encode_messages(tokenizer, to_messages(prompt, completion), max_length)
+    context = 1 if isinstance(prompt, str) else len(prompt)
+    return encode_messages(tokenizer, to_messages(prompt, completion), max_length, context=context)
 
 
 def encode_sft_record(
@@ -146,6 +222,8 @@ def encode_sft_record(
 ) -> Encoded:
     if record.get("messages") is not None:
         return encode_messages(tokenizer, record["messages"], max_length)
+    if record.get("prompt") is None and record.get("completion") is None and isinstance(record.get("text"), str):
+        return encode_raw(tokenizer, "", record["text"], max_length)  # language modeling: the whole text is the target
     return encode_example(tokenizer, record["prompt"], record["completion"], max_length, template)
 
 
