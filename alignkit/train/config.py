@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from alignkit.data.formats import default_eval_split
 from alignkit.models.config import LoraSettings
 
 ReferenceKind = Literal["copy", "adapter", "precomputed"]
@@ -69,10 +70,19 @@ class TrainingConfig(ModelSource, LoraFields, RunBookkeeping):
     data: Path = Field(..., description="Training data: .jsonl, .parquet or a `datasets` folder.")
     eval_data: Path | None = Field(None, description="Held-out data; default: a slice of --data.")
     eval_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Share of --data held out when --eval-data is not given.")
-    on_bad_record: Literal["raise", "skip"] = Field("raise", description="Stop at the first bad record, or skip and count them.")
+    on_bad_record: Literal["raise", "skip"] = Field(
+        "raise", description="Stop at the first bad record (the default everywhere), or skip them and report how many."
+    )
     max_length: int = Field(512, gt=8, description="Maximum tokens per sequence (prompt + completion).")
     template: Literal["chat", "raw"] = Field("chat", description="Render with the chat template, or raw prompt+completion text.")
     output: Path = Field(..., description="Output folder: checkpoints, metrics.jsonl and the final model.")
+
+    @model_validator(mode="after")
+    def _eval_on_test_split(self) -> TrainingConfig:
+        """A saved DatasetDict trains on its `train` split and, without --eval-data, evaluates on its `test` split."""
+        if self.eval_data is None and (split := default_eval_split(self.data)) is not None:
+            self.eval_data = split
+        return self
 
     # Optimisation
     max_steps: int | None = Field(None, gt=0, description="Optimizer steps; default: --epochs over the data.")
@@ -97,7 +107,6 @@ class SFTConfig(TrainingConfig):
 
 
 class RewardConfig(TrainingConfig):
-    on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
     margin_field: str | None = Field(
         None, description="Record field with a preference margin (Llama 2 style: loss uses r_c - r_r - margin)."
     )
@@ -129,9 +138,8 @@ class RewardConfig(TrainingConfig):
 
 
 class PreferenceConfig(TrainingConfig):
-    """Fields DPO and KTO share: bad records are skipped by default, β, and the reference kind."""
+    """Fields DPO and KTO share: β and the reference kind."""
 
-    on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
     beta: float = Field(0.1, gt=0, description="Strength of the KL penalty (inverse temperature of the implicit reward).")
     reference: ReferenceKind | None = Field(
         None,
