@@ -197,7 +197,7 @@ def build_architecture(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation, dtype=dtype)
-    stops = [tokenizer.eos_token_id, *tokenizer.convert_tokens_to_ids(list(spec.stop_tokens))]
+    stops = [tokenizer.eos_token_id, *(tokenizer.convert_tokens_to_ids(t) for t in spec.stop_tokens)]
     model.generation_config.eos_token_id = stops if len(stops) > 1 else stops[0]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from alignkit.data import DataError, encode_prompt
 from alignkit.data.chat import prompt_text
 from alignkit.data.io import iter_rows
+from alignkit.models.generation import stop_criteria
 from alignkit.models.loading import apply_lora, is_lora, load_model
 from alignkit.train import rl_math
 from alignkit.train.config import RLConfig
@@ -55,7 +56,7 @@ from alignkit.train.loop import (
     unit_order,
 )
 from alignkit.train.reference import adapter_disabled, frozen_copy
-from alignkit.train.rollout import Rollout, decode_responses, rollout_logprobs, sample, stop_token_ids
+from alignkit.train.rollout import Rollout, decode_responses, rollout_logprobs, sample
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,8 @@ def rl_loop(
     device = accelerator.device
     policy.eval()  # dropout off: old and new log-probs must come from the same function
     reference = RolloutReference(policy)
-    stop_ids = stop_token_ids(tokenizer)
+    stop = stop_criteria(policy, tokenizer)  # generation_config EOS ids (e.g. <end_of_turn>) and stop strings
+    stop_ids = list(stop.token_ids)
     encoded = [encode_prompt(tokenizer, p, config.template)[-config.max_prompt_length :] for p in prompts]
 
     modules = [policy, *algorithm.trainable()]
@@ -242,10 +244,12 @@ def rl_loop(
             temperature=config.temperature,
             top_p=config.top_p,
             generator=_generator(device, config.seed, step, 1),
+            stop_strings=stop.strings,
+            tokenizer=tokenizer,
         )
         sample_time = time.perf_counter() - started
         batch_prompts = [prompts[i] for i in picked]
-        responses = decode_responses(tokenizer, rollout, stop_ids)
+        responses = decode_responses(tokenizer, rollout, stop_ids, stop.strings)
 
         # 2. scores
         raw = torch.tensor(reward_fn(batch_prompts, responses), dtype=torch.float32, device=device)

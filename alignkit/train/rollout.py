@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from alignkit.data.batching import left_pad
+from alignkit.models.generation import stop_criteria
 from alignkit.models.logprobs import LogProbs, logprobs_from_logits, model_logits
 
 
@@ -98,7 +99,7 @@ def rollout_logprobs(
     return response_slice(lp.token_logps, width), logits
 
 
-def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Mask (to -inf) the tail outside the smallest set of tokens with probability >= top_p."""
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     probs = sorted_logits.softmax(-1)
@@ -106,6 +107,9 @@ def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     drop = probs.cumsum(-1) - probs >= top_p
     sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+
+
+_top_p_filter = top_p_filter  # the old private name (alignkit.ai.serving imported it)
 
 
 @torch.no_grad()
@@ -119,13 +123,22 @@ def sample(
     temperature: float = 1.0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    stop_strings: Sequence[str] = (),
+    tokenizer: Any = None,
 ) -> Rollout:
     """Sample one response per prompt (token-id lists) with the KV cache.
 
-    Every row stops at its first token in ``stop_ids`` (kept as the last response token); rows that
-    never stop are cut at ``max_new_tokens`` and flagged in ``Rollout.stopped``. ``temperature``
-    must be > 0: the log-probs of a greedy policy are not defined.
+    Every row stops at its first token in ``stop_ids`` (kept as the last response token), or (with
+    ``stop_strings`` and the ``tokenizer`` to decode with) at the token that completes a stop string;
+    rows that never stop are cut at ``max_new_tokens`` and flagged in ``Rollout.stopped``. Take
+    ``stop_ids``/``stop_strings`` from :func:`alignkit.models.generation.stop_criteria` (the model's
+    ``generation_config``, not just the tokenizer's EOS). ``temperature`` must be > 0: the
+    log-probs of a greedy policy are not defined.
     """
+    if stop_strings and tokenizer is None:
+        raise ValueError("stop_strings need the tokenizer to decode responses with")
+    # A stop string of n characters spans at most n tokens (plus one for a partial first token).
+    window = max((len(s) for s in stop_strings), default=0) + 2
     if temperature <= 0:
         raise ValueError(f"rollout temperature must be > 0 (got {temperature}); RL needs a stochastic policy")
     if not prompts:
@@ -156,7 +169,7 @@ def sample(
     for step in range(max_new_tokens):
         scaled = next_logits.float() / temperature
         logp_all = scaled.log_softmax(-1)
-        filtered = _top_p_filter(scaled, top_p) if top_p < 1.0 else scaled
+        filtered = top_p_filter(scaled, top_p) if top_p < 1.0 else scaled
         token = torch.multinomial(filtered.softmax(-1), 1, generator=generator).squeeze(1)
         live = ~finished
         at = rows[live]
@@ -165,6 +178,11 @@ def sample(
         logprobs[at, step] = logp_all.gather(1, token[:, None]).squeeze(1)[live]
         width = step + 1
         newly = live & torch.isin(token, stops)
+        if stop_strings:
+            for r in live.nonzero().squeeze(1).tolist():
+                tail = tokenizer.decode(response_ids[rows[r], max(0, step + 1 - window) : step + 1].tolist())
+                if any(s in tail for s in stop_strings):
+                    newly[r] = True
         stopped[rows[newly]] = True
         finished = finished | newly
         if bool(finished.all()) or step == max_new_tokens - 1:
@@ -198,26 +216,22 @@ def sample(
     )
 
 
-def decode_responses(tokenizer: Any, rollout: Rollout, stop_ids: Sequence[int]) -> list[str]:
-    """Response texts without the stop token and padding (what reward functions see)."""
+def decode_responses(tokenizer: Any, rollout: Rollout, stop_ids: Sequence[int], stop_strings: Sequence[str] = ()) -> list[str]:
+    """Response texts without the stop token (or stop string) and padding (what reward functions see)."""
     stops = set(stop_ids)
     texts = []
     for ids, mask in zip(rollout.response_ids.tolist(), rollout.response_mask.tolist()):
         kept = [t for t, m in zip(ids, mask) if m and t not in stops]
-        texts.append(tokenizer.decode(kept, skip_special_tokens=True).strip())
+        text = tokenizer.decode(kept, skip_special_tokens=True)
+        ends = [i for i in (text.find(s) for s in stop_strings) if i >= 0]
+        texts.append((text[: min(ends)] if ends else text).strip())
     return texts
 
 
-def stop_token_ids(tokenizer: Any, extra: Sequence[str] = ()) -> list[int]:
-    """EOS (one id or several) plus any extra stop strings that are single tokens."""
-    ids: list[int] = []
-    eos = tokenizer.eos_token_id
-    ids.extend(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
-    for s in extra:
-        tok = tokenizer.convert_tokens_to_ids(s)
-        if tok is None or tok == tokenizer.unk_token_id:
-            raise ValueError(f"stop token {s!r} is not a single token of this tokenizer")
-        ids.append(tok)
-    if not ids:
-        raise ValueError("the tokenizer has no EOS token and no stop tokens were given; responses could never stop")
-    return sorted(set(ids))
+def stop_token_ids(tokenizer: Any, extra: Sequence[str] = (), model: torch.nn.Module | None = None) -> list[int]:
+    """Stop ids: every EOS id of ``model.generation_config`` (e.g. Gemma's ``<end_of_turn>``) and of
+    the tokenizer, plus ``extra`` stop strings, each of which must be a single token here."""
+    criteria = stop_criteria(model, tokenizer, extra)
+    if criteria.strings:
+        raise ValueError(f"stop token(s) {list(criteria.strings)} are not single tokens of this tokenizer")
+    return list(criteria.token_ids)

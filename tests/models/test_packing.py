@@ -11,8 +11,8 @@ from transformers import AutoModelForSequenceClassification
 
 from alignkit.data.batching import packed_batch
 from alignkit.data.chat import encode_example
-from alignkit.models.logprobs import sequence_logprobs
 from alignkit.models import packing
+from alignkit.models.logprobs import sequence_logprobs
 from alignkit.models.packing import decide_packing, packing_is_exact, probe_packing
 from alignkit.models.reward import score_sequences
 from alignkit.train.reference import precompute_logps
