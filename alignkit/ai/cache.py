@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from alignkit.data.files import atomic_write_text
 
 
 def request_key(request: dict[str, Any]) -> str:
@@ -45,9 +45,5 @@ class RequestCache:
 
     def put(self, request: dict[str, Any], response: Any) -> None:
         path = self._path(request_key(request))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            # The request is stored too: entries stay inspectable and auditable by hand.
-            json.dump({"request": request, "response": response}, f, ensure_ascii=False)
-        os.replace(tmp, path)
+        # The request is stored too: entries stay inspectable and auditable by hand.
+        atomic_write_text(path, json.dumps({"request": request, "response": response}, ensure_ascii=False))

@@ -11,6 +11,8 @@ import logging
 
 import typer
 
+from alignkit.cli.common import set_debug
+
 app = typer.Typer(help="alignkit: align language models to be helpful, honest and harmless.", no_args_is_help=True)
 
 # Modules under alignkit.cli that define ``register(app)``; a module that is missing is skipped so a
@@ -19,8 +21,13 @@ COMMAND_MODULES = ["train", "data", "preference", "rl", "sandbox", "feedback", "
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: bool = typer.Option(
+        False, "--debug", envvar="ALIGNKIT_DEBUG", help="Show the full traceback when a command fails (default: one error line)."
+    ),
+) -> None:
     """alignkit: align language models to be helpful, honest and harmless."""
+    set_debug(debug)
 
 
 def _register_all() -> None:

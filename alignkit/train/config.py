@@ -59,6 +59,11 @@ class RunBookkeeping(BaseModel):
     keep_checkpoints: int = Field(2, gt=0, description="How many recent checkpoints to keep.")
     log_every: int = Field(1, gt=0, description="Write metrics every N steps.")
     resume: bool = Field(True, description="Resume from the latest checkpoint in --output if there is one.")
+    overwrite: bool = Field(
+        False,
+        description="Replace what --output holds (another run's folder or other files); otherwise it must be new, "
+        "empty or this same run's.",
+    )
     progress: bool = Field(True, description="Show a progress bar.")
     report_to: str = Field("", description="Extra metric sinks, comma-separated: tensorboard, mlflow.")
 

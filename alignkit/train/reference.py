@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 
 from alignkit.data.batching import packed_batch
 from alignkit.data.chat import Encoded
+from alignkit.data.files import atomic_path
 from alignkit.models import is_lora, sequence_logprobs
 from alignkit.models.packing import packing_is_exact
 from alignkit.train.config import ReferenceKind
@@ -190,8 +190,6 @@ def cached_reference_logps(
         except Exception as err:  # a half-written or foreign file is recomputed, not trusted
             log.warning("cannot read %s (%s); recomputing", path, err)
     logps = {name: compute(seqs) for name, seqs in splits.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # several processes may write at once
-    torch.save({"key": key, "logps": logps}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # a unique temp name: several processes may write at once
+        torch.save({"key": key, "logps": logps}, tmp)
     return logps, False

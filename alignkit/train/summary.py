@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from alignkit.data.files import atomic_write_text
+
 RUN_FILE = "alignkit_run.json"
 
 
@@ -23,5 +25,5 @@ def write_run_summary(output: Path, stage: str, config: BaseModel, result: Any, 
     if hasattr(result, "eval_history"):
         summary["eval"] = result.eval_history[-1] if result.eval_history else None
     path = Path(output) / RUN_FILE
-    path.write_text(json.dumps(summary, indent=2))
+    atomic_write_text(path, json.dumps(summary, indent=2))
     return path

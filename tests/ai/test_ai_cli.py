@@ -147,13 +147,13 @@ def test_bad_inputs_name_file_line_and_field(tmp_path):
         tmp_path / "pairs.jsonl", [{"prompt": "p", "response_a": "x", "response_b": "y"}, {"prompt": "p", "response_a": "x"}]
     )
     result = runner.invoke(app, ["ai-label", "--pairs", str(bad), "--output", str(tmp_path / "o.jsonl")])
-    assert result.exit_code == 1
-    assert f"{bad}, line 2: field 'response_b'" in result.output
+    assert result.exit_code == 2
+    assert f"{bad}:2: response_b:" in result.output
     prompts = _write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "ok"}, {"text": "no prompt"}])
     result = runner.invoke(app, ["cai", "--prompts", str(prompts), "--output", str(tmp_path / "c")])
-    assert result.exit_code == 1 and f"{prompts}, line 2: field 'prompt'" in result.output
+    assert result.exit_code == 2 and f"{prompts}:2: prompt:" in result.output
     result = runner.invoke(app, ["cai", "--prompts", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "c")])
-    assert result.exit_code == 1 and "nope.jsonl" in result.output
+    assert result.exit_code == 2 and "nope.jsonl" in result.output
 
 
 def test_alignkit_serve_process(tmp_path):

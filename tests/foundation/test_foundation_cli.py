@@ -46,5 +46,5 @@ def test_bad_data_file_error_names_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n')
     result = runner.invoke(app, ["sft", "--data", str(bad), "--output", str(tmp_path / "o")])
-    assert result.exit_code == 1
-    assert f"error: {bad}, line 2: field 'completion'" in result.output
+    assert result.exit_code == 2
+    assert f"error: {bad}:2: completion:" in result.output

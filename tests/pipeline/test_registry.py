@@ -170,7 +170,7 @@ def test_cli_run_takes_the_pipeline_file_as_an_argument(tmp_path: Path, user_mod
     typo = tmp_path / "typo.yaml"
     typo.write_text(pipeline.read_text().replace("python:mystages.steps:double", "train.sfft"))
     unknown = CliRunner().invoke(app, ["run", str(typo)])
-    assert unknown.exit_code == 1 and "unknown 'uses: train.sfft'" in unknown.output
+    assert unknown.exit_code == 2 and "unknown 'uses: train.sfft'" in unknown.output
     assert unknown.exception is None or isinstance(unknown.exception, SystemExit)  # a message, not a traceback
     twice = CliRunner().invoke(app, ["run", str(pipeline), "--pipeline", str(pipeline)])
     assert twice.exit_code != 0 and "given twice" in twice.output

@@ -28,4 +28,4 @@ def test_preference_commands_run_from_the_cli(tmp_path):
     bad = runner.invoke(app, ["dpo", *common, "--output", str(tmp_path / "x"), "--loss", "nope"])
     assert bad.exit_code != 0
     missing = runner.invoke(app, ["dpo", "--data", str(tmp_path / "none.jsonl"), "--output", str(tmp_path / "y")])
-    assert missing.exit_code == 1 and "no such file" in missing.output
+    assert missing.exit_code == 2 and "no such file" in missing.output

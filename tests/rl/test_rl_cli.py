@@ -48,5 +48,5 @@ def test_rl_command_reports_bad_prompt_rows(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"question": "no prompt field"}\n')
     result = CliRunner().invoke(app, ["rloo", "--data", str(bad), "--output", str(tmp_path / "o"), "--reward", "sandbox"])
-    assert result.exit_code == 1
-    assert "bad.jsonl, line 2: field 'prompt'" in result.output
+    assert result.exit_code == 2
+    assert "bad.jsonl:2: prompt:" in result.output

@@ -80,15 +80,15 @@ def test_score_reports_bad_rows_with_line_and_field(tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"prompt": "What is the river of X?", "response": "I don\'t know."}\n{"prompt": "Hi?"}\n')
     result = runner.invoke(app, ["sandbox", "score", "--data", str(data), "--output", str(tmp_path / "o.jsonl")])
-    assert result.exit_code == 1
-    assert "line 2" in result.output and "response" in result.output
+    assert result.exit_code == 2
+    assert f"{data}:2: response:" in result.output
     data.write_text("not json\n")
     result = runner.invoke(app, ["sandbox", "score", "--data", str(data), "--output", str(tmp_path / "o.jsonl")])
-    assert result.exit_code == 1 and "line 1" in result.output
+    assert result.exit_code == 2 and f"{data}:1:" in result.output
     result = runner.invoke(
         app, ["sandbox", "score", "--data", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "o.jsonl")]
     )
-    assert result.exit_code == 1 and "no such file" in result.output
+    assert result.exit_code == 2 and "no such file" in result.output
 
 
 def test_score_accepts_message_lists(tmp_path):
