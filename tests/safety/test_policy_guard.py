@@ -6,10 +6,12 @@ import json
 import math
 
 import pytest
+import torch
 
 from alignkit.ai.backend import LocalBackend
 from alignkit.ai.openai_backend import OpenAIBackend
 from alignkit.ai.server import BackgroundServer, make_app
+from alignkit.data.chat import encode_prompt
 from alignkit.data.io import DataError
 from alignkit.models.tiny import build_tiny_model
 from alignkit.safety.config import GuardTrainConfig
@@ -188,11 +190,20 @@ def test_judge_guard_text_cannot_close_the_conversation():
 def test_judge_guard_over_alignkit_serve_matches_local():
     texts = ["safe unsafe safe unsafe", "The answer is safe.", "This is unsafe."] * 20
     model, tokenizer = build_tiny_model(texts, seed=1)
-    for word in ("safe", "unsafe"):
-        assert len(tokenizer(word, add_special_tokens=False)["input_ids"]) == 1, "options must be single tokens for the endpoint"
+    ids = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in ("safe", "unsafe")]
+    assert all(len(i) == 1 for i in ids), "options must be single tokens for the endpoint"
     policy = Policy(name="one", categories=[Category(code="S1", name="Violent Crimes")])  # fits the tiny context
-    local = JudgeGuard(LocalBackend(model, tokenizer), policy).score(["hello"], ["This is unsafe."])[0].unsafe
+    guard = JudgeGuard(LocalBackend(model, tokenizer), policy)
+    local = guard.score(["hello"], ["This is unsafe."])[0].unsafe
     with BackgroundServer(make_app(model, tokenizer, "tiny")) as server:
-        remote_backend = OpenAIBackend(server.url, model="tiny", top_logprobs=len(tokenizer), cache_dir=None)
+        remote_backend = OpenAIBackend(server.url, model="tiny", top_logprobs=20, cache_dir=None)
         remote = JudgeGuard(remote_backend, policy).score(["hello"], ["This is unsafe."])[0].unsafe
-    assert 0 < local < 1 and remote == pytest.approx(local, abs=1e-4)
+        assert server.app.state.stats["chat_completions"] == 1
+    # The endpoint lists the top 20 first tokens; when both options are among them the scores agree exactly.
+    prompt = encode_prompt(tokenizer, guard.messages("hello", "This is unsafe."))
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt])).logits[0, -1]
+    top = set(logits.topk(20).indices.tolist())
+    assert 0 < local < 1 and 0 < remote < 1
+    if all(i[0] in top for i in ids):
+        assert remote == pytest.approx(local, abs=1e-4)
