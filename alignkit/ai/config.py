@@ -12,7 +12,21 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 
-class ServeConfig(BaseModel):
+class ServeLimits(BaseModel):
+    """What one request may ask of ``alignkit serve`` (the server's own protection; OpenAI's caps where it has them)."""
+
+    max_request_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body in bytes; bigger bodies get 413 before they are read."
+    )
+    max_tokens_limit: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for (400 above it).")
+    default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request gives none.")
+    max_top_logprobs: int = Field(20, ge=0, description="Largest top_logprobs (chat) / logprobs (completions); OpenAI's is 20.")
+    max_n: int = Field(8, ge=1, description="Largest n (choices per request).")
+    max_batch_size: int = Field(32, ge=1, description="Sequences decoded together in one step (continuous batching).")
+    max_queue: int = Field(1024, ge=1, description="Sequences waiting for a batch slot; beyond it requests get 429.")
+
+
+class ServeConfig(ServeLimits):
     """Serve a model over an OpenAI-compatible API."""
 
     model: str = Field("tiny", description="Local model folder, a hub id (with --allow-download) or 'tiny'.")
@@ -23,6 +37,9 @@ class ServeConfig(BaseModel):
     allow_download: bool = Field(False, description="Allow fetching the model from the Hugging Face hub.")
     tiny_texts: Path | None = Field(None, description="Text file to train the tiny model's tokenizer on (model 'tiny' only).")
     seed: int = Field(0, description="Seed for building the tiny model.")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key clients must send as 'Authorization: Bearer KEY'."
+    )
 
 
 class BackendSettings(BaseModel):

@@ -1,206 +1,270 @@
-"""``alignkit serve``: any model alignkit loads, behind a small OpenAI-compatible HTTP API.
+"""``alignkit serve``: any model alignkit loads, behind an OpenAI-compatible HTTP API.
 
 Why our own server: it lets every tool that speaks the OpenAI protocol (our ``OpenAIBackend``, the
 ``openai`` client, evaluation harnesses) use a checkpoint fresh out of training, and it lets the
-test suite drive the real HTTP path end to end on loopback with a tiny model. For throughput on a
-GPU use vLLM; this one decodes one request at a time.
+test suite drive the real HTTP path end to end on loopback with a tiny model. For a large model on
+a GPU, vLLM is faster; this server is for models alignkit trains and for tests.
 
-Endpoints: ``GET /v1/models`` and ``POST /v1/chat/completions`` (messages, max_tokens /
-max_completion_tokens, temperature, top_p, seed, stop, n=1, logprobs, top_logprobs). Log-probs
-are those of the model's raw next-token distribution (temperature 1), as vLLM reports by default,
-in the OpenAI shape ``choices[0].logprobs.content[j].top_logprobs``. Unlike OpenAI's cap of 20,
-``top_logprobs`` may go up to the vocabulary size.
-
-Sampling uses a private ``torch.Generator`` seeded from the request's ``seed`` (0 if absent), so
-equal requests give equal answers and concurrent requests never share RNG state.
+Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` and ``POST /v1/completions`` with
+``n``, ``stop``, ``seed``, ``logprobs``/``top_logprobs``, ``stream`` (server-sent events in
+OpenAI's chunk format, ending ``data: [DONE]``; ``stream_options.include_usage`` adds the usage
+chunk). All requests share one decode loop (continuous batching,
+:mod:`alignkit.ai.serving.engine`); a request whose client disconnects stops decoding at the next
+step. Protection: ``--api-key-env VAR`` (bearer token, compared in constant time), bodies over
+``--max-request-bytes`` refused with 413 before they are read, ``max_tokens``, ``n`` and
+``top_logprobs`` capped (:class:`alignkit.ai.config.ServeLimits`), a bounded wait queue (429).
+Errors have OpenAI's shape (:mod:`alignkit.ai.serving.protocol`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
+import os
 import socket
 import threading
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from alignkit.ai.config import ServeConfig
+from alignkit.ai.config import ServeConfig, ServeLimits
+from alignkit.ai.serving.engine import Engine, Job, QueueFull, SamplingParams
+from alignkit.ai.serving.protocol import APIError, ChatRequest, CompletionRequest, Response, parse, sse
 from alignkit.data.chat import encode_prompt
 from alignkit.models.loading import load_model
 
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "user", "assistant"]
-    content: str | list[dict[str, Any]]
-
-    @field_validator("content")
-    @classmethod
-    def _text_parts(cls, value: Any) -> str:
-        """OpenAI clients may send content as parts ([{"type": "text", "text": ...}]); keep the text."""
-        if isinstance(value, str):
-            return value
-        texts = [part.get("text", "") for part in value if part.get("type") == "text"]
-        if len(texts) != len(value):
-            raise ValueError("only text content parts are supported")
-        return "".join(texts)
+POLL_S = 0.1  # how often a waiting request checks that its client is still there
 
 
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # unknown OpenAI options are ignored, not fatal
-    model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
-    n: int = 1
-    stop: str | list[str] | None = None
-    logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0)
+def _error_response(err: APIError) -> JSONResponse:
+    return JSONResponse(status_code=err.status, content=err.body())
 
 
-def _token_entry(tokenizer: Any, token_id: int, logprob: float) -> dict[str, Any]:
-    text = tokenizer.decode([token_id])
-    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed ``limit`` bytes: from
+    ``Content-Length`` before reading anything, or while reading a chunked body."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes", code="request_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"request body exceeds the limit of {limit} bytes", code="request_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-class Decoder:
-    """Sample one completion token by token, keeping the raw log-probs OpenAI clients expect."""
-
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, max_context: int | None = None) -> None:
-        self.model, self.tokenizer = model.eval(), tokenizer
-        self.max_context = max_context or getattr(model.config, "max_position_embeddings", None)
-        # All model work runs on this one thread: one forward at a time (CPU cores are better spent
-        # inside torch), and one OpenMP thread team instead of one per web worker thread, which
-        # on a small machine made concurrent teams spin against each other (seconds per request).
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alignkit-decode")
-
-    def decode(self, *args: Any, **kwargs: Any) -> tuple[list[int], list[dict[str, Any]], str]:
-        return self.worker.submit(self._decode, *args, **kwargs).result()
-
-    @torch.no_grad()
-    def _decode(
-        self, prompt_ids: list[int], max_tokens: int, temperature: float, top_p: float, seed: int, top_logprobs: int = 0
-    ) -> tuple[list[int], list[dict[str, Any]], str]:
-        if self.max_context is not None and len(prompt_ids) + max_tokens > self.max_context:
-            max_tokens = self.max_context - len(prompt_ids)
-            if max_tokens < 1:
-                raise ValueError(f"prompt has {len(prompt_ids)} tokens; the model's context is {self.max_context}")
-        device = next(self.model.parameters()).device
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        eos = self.tokenizer.eos_token_id
-        ids: list[int] = []
-        entries: list[dict[str, Any]] = []
-        finish = "length"
-        past = None
-        step_input = torch.tensor([prompt_ids], device=device)
-        for _ in range(max_tokens):
-            out = self.model(input_ids=step_input, past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            logits = out.logits[0, -1].float().cpu()
-            logps = torch.log_softmax(logits, -1)
-            if temperature == 0:
-                token = int(logits.argmax())
-            else:
-                probs = torch.softmax(logits / temperature, -1)
-                if top_p < 1.0:
-                    sorted_p, order = probs.sort(descending=True)
-                    # Keep the smallest prefix whose mass reaches top_p (always at least one token).
-                    drop = sorted_p.cumsum(0) - sorted_p >= top_p
-                    sorted_p[drop] = 0.0
-                    probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
-                token = int(torch.multinomial(probs, 1, generator=generator))
-            entry = _token_entry(self.tokenizer, token, float(logps[token]))
-            if top_logprobs:
-                values, indices = logps.topk(min(top_logprobs, logps.numel()))
-                entry["top_logprobs"] = [_token_entry(self.tokenizer, int(i), float(v)) for v, i in zip(values, indices)]
-            else:
-                entry["top_logprobs"] = []
-            entries.append(entry)  # EOS included, so a 1-token request always has a first entry
-            if token == eos:
-                finish = "stop"
-                break
-            ids.append(token)
-            step_input = torch.tensor([[token]], device=device)
-        return ids, entries, finish
-
-
-def make_app(model: torch.nn.Module, tokenizer: Any, model_name: str = "alignkit", fail_first_n: int = 0) -> Any:
+def make_app(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    model_name: str = "alignkit",
+    fail_first_n: int = 0,
+    *,
+    limits: ServeLimits | None = None,
+    api_key: str | None = None,
+) -> Any:
     """The FastAPI app. ``fail_first_n`` answers the first n chat requests with HTTP 500 (for
-    testing clients' retries). ``app.state.stats`` counts requests received per endpoint."""
+    testing clients' retries). ``app.state.stats`` counts requests received per endpoint,
+    ``app.state.engine.stats`` what the decode loop did."""
+    limits = limits or ServeLimits()
     app = FastAPI(title="alignkit OpenAI-compatible server")
-    decoder = Decoder(model, tokenizer)
-    app.state.stats = {"requests": 0, "chat_completions": 0, "models": 0, "failed_on_purpose": 0}
+    engine = Engine(model, tokenizer, max_batch_size=limits.max_batch_size, max_queue=limits.max_queue)
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    app.state.engine = engine
+    app.state.stats = {"requests": 0, "chat_completions": 0, "completions": 0, "models": 0, "failed_on_purpose": 0}
     app.state.fail_first_n = fail_first_n
     stats_lock = threading.Lock()
+    expected = f"Bearer {api_key}".encode() if api_key else None
+
+    def count(key: str) -> None:
+        with stats_lock:
+            app.state.stats[key] += 1
 
     @app.middleware("http")
-    async def count_requests(request: Request, call_next: Any) -> Any:
-        with stats_lock:
-            app.state.stats["requests"] += 1
+    async def guard(request: Request, call_next: Any) -> Any:
+        count("requests")
+        if expected is not None:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return _error_response(
+                    APIError(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')", code="invalid_api_key")
+                )
         return await call_next(request)
 
-    def error(status: int, message: str, kind: str) -> JSONResponse:
-        return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, err: APIError) -> JSONResponse:
+        return _error_response(err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found_error" if err.status_code == 404 else "invalid_request_error"
+        return _error_response(APIError(err.status_code, f"{request.method} {request.url.path}: {err.detail}", kind))
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
-        app.state.stats["models"] += 1
+        count("models")
         return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "alignkit"}]}
 
+    def check_common(body: Any, max_tokens: int, top: int, prompts: list[list[int]]) -> int:
+        if body.model not in (None, model_name):
+            raise APIError(
+                404,
+                f"model {body.model!r} is not served here; this server serves {model_name!r}",
+                "not_found_error",
+                "model",
+                "model_not_found",
+            )
+        if body.n > limits.max_n:
+            raise APIError(400, f"n is {body.n}; this server allows at most {limits.max_n}", param="n")
+        if top > limits.max_top_logprobs:
+            raise APIError(400, f"top_logprobs is {top}; at most {limits.max_top_logprobs}", param="top_logprobs")
+        if max_tokens > limits.max_tokens_limit:
+            raise APIError(400, f"max_tokens is {max_tokens}; at most {limits.max_tokens_limit}", param="max_tokens")
+        longest = max(len(p) for p in prompts)
+        if context is not None:
+            if longest >= context:
+                raise APIError(
+                    400,
+                    f"the prompt has {longest} tokens; the model's context is {context}",
+                    param="messages",
+                    code="context_length_exceeded",
+                )
+            max_tokens = min(max_tokens, context - longest)
+        return max_tokens
+
+    async def run(request: Request, job: Job, response: Response, stream: bool, include_usage: bool) -> Any:
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+
+        def notify() -> None:
+            loop.call_soon_threadsafe(event.set)
+
+        job.notify = notify
+        try:
+            engine.submit(job)
+        except QueueFull as err:
+            raise APIError(429, str(err), "rate_limit_error", code="queue_full") from err
+
+        def usage() -> dict[str, int]:
+            completion = job.completion_tokens()
+            return {
+                "prompt_tokens": job.prompt_tokens,
+                "completion_tokens": completion,
+                "total_tokens": job.prompt_tokens + completion,
+            }
+
+        async def wait() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), POLL_S)
+            event.clear()
+
+        if stream:
+
+            async def events() -> AsyncIterator[bytes]:
+                try:
+                    while True:
+                        finished = job.done
+                        for delta in job.take():
+                            for chunk in response.chunks(delta):
+                                yield sse(chunk)
+                        if finished:
+                            break
+                        await wait()
+                    if job.error is not None:
+                        yield sse(APIError(500, job.error, "server_error").body())
+                    elif include_usage:
+                        yield sse(response.usage_chunk(usage()))
+                    yield sse("[DONE]")
+                finally:
+                    if not job.done:
+                        job.cancel()  # the client went away mid-stream (or the server is stopping)
+
+            return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+        try:
+            while not job.done:
+                await wait()
+                for delta in job.take():
+                    response.add(delta)
+                if not job.done and await request.is_disconnected():
+                    job.cancel()
+                    return JSONResponse(status_code=499, content=APIError(499, "client disconnected").body())
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        for delta in job.take():
+            response.add(delta)
+        if job.error is not None:
+            raise APIError(500, job.error, "server_error")
+        return response.body(usage())
+
     @app.post("/v1/chat/completions")
-    def chat_completions(body: ChatRequest) -> Any:
+    async def chat_completions(request: Request) -> Any:
+        body: ChatRequest = parse(ChatRequest, await read_body(request, limits.max_request_bytes))
+        count("chat_completions")
         with stats_lock:
-            app.state.stats["chat_completions"] += 1
             if app.state.stats["failed_on_purpose"] < app.state.fail_first_n:
                 app.state.stats["failed_on_purpose"] += 1
-                return error(500, "injected failure (fail_first_n)", "server_error")
-        if body.model not in (None, model_name):
-            return error(
-                404, f"model {body.model!r} is not served here; this server serves {model_name!r}", "invalid_request_error"
-            )
-        if body.n != 1:
-            return error(400, "only n=1 is supported", "invalid_request_error")
+                raise APIError(500, "injected failure (fail_first_n)", "server_error")
+        if body.top_logprobs and not body.logprobs:
+            raise APIError(400, "top_logprobs needs logprobs=true", param="top_logprobs")
         try:
-            prompt_ids = encode_prompt(tokenizer, [m.model_dump() for m in body.messages])
-            top = (body.top_logprobs or 0) if body.logprobs else 0
-            max_tokens = body.max_completion_tokens or body.max_tokens or 256
-            ids, entries, finish = decoder.decode(prompt_ids, max_tokens, body.temperature, body.top_p, body.seed or 0, top)
+            prompt = encode_prompt(tokenizer, [m.model_dump() for m in body.messages])
         except ValueError as err:
-            return error(400, str(err), "invalid_request_error")
-        text = tokenizer.decode(ids, skip_special_tokens=True)
-        stops = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
-        cut = min((text.find(s) for s in stops if s and s in text), default=-1)
-        if cut >= 0:
-            text, finish = text[:cut], "stop"
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model_name,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish,
-                    "logprobs": {"content": entries} if body.logprobs else None,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": len(prompt_ids),
-                "completion_tokens": len(ids),
-                "total_tokens": len(prompt_ids) + len(ids),
-            },
-        }
+            raise APIError(400, str(err), param="messages") from err
+        top = body.top_logprobs or 0
+        max_tokens = check_common(body, body.max_completion_tokens or body.max_tokens or limits.default_max_tokens, top, [prompt])
+        params = SamplingParams(
+            max_tokens, body.temperature, body.top_p, body.stops(), top if body.logprobs else 0, body.logprobs
+        )
+        job = Job([prompt], body.n, params, body.seed)
+        response = Response("chat", model_name, len(job.choices), body.logprobs)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await run(request, job, response, body.stream, include_usage)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Any:
+        body: CompletionRequest = parse(CompletionRequest, await read_body(request, limits.max_request_bytes))
+        count("completions")
+        if body.echo:
+            raise APIError(400, "echo is not supported", param="echo")
+        if body.suffix:
+            raise APIError(400, "suffix is not supported", param="suffix")
+        if body.best_of not in (None, body.n):
+            raise APIError(400, "best_of other than n is not supported", param="best_of")
+        raw = body.prompt
+        if isinstance(raw, str):
+            items: list[Any] = [raw]
+        elif raw and all(isinstance(x, int) for x in raw):
+            items = [raw]
+        else:
+            items = list(raw)
+        prompts: list[list[int]] = []
+        vocab = len(tokenizer)
+        for item in items:
+            if isinstance(item, str):
+                prompts.append(encode_prompt(tokenizer, item, "raw"))
+            else:
+                if not item or any(not 0 <= t < vocab for t in item):
+                    raise APIError(400, f"token-id prompts must be non-empty with ids in [0, {vocab})", param="prompt")
+                prompts.append(list(item))
+        top = body.logprobs or 0
+        max_tokens = check_common(body, body.max_tokens or limits.default_max_tokens, top, prompts)
+        wants = body.logprobs is not None
+        params = SamplingParams(max_tokens, body.temperature, body.top_p, body.stops(), top, wants)
+        job = Job(prompts, body.n, params, body.seed)
+        response = Response("completion", model_name, len(job.choices), wants)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await run(request, job, response, body.stream, include_usage)
 
     return app
 
@@ -237,6 +301,9 @@ class BackgroundServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.socket.close()
+        engine = getattr(getattr(self.app, "state", None), "engine", None)
+        if engine is not None:
+            engine.close()
 
     def __enter__(self) -> BackgroundServer:
         return self.start()
@@ -249,11 +316,23 @@ def _read_texts(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def api_key_from_env(variable: str | None) -> str | None:
+    """The key named by ``--api-key-env``; a named but unset or empty variable is an error, never "no auth"."""
+    if variable is None:
+        return None
+    key = os.environ.get(variable, "")
+    if not key.strip():
+        raise ValueError(f"--api-key-env {variable}: the environment variable is not set or empty")
+    return key.strip()
+
+
 def serve(config: ServeConfig) -> None:
     """Load the model and serve it until interrupted."""
+    api_key = api_key_from_env(config.api_key_env)
     texts = _read_texts(config.tiny_texts) if config.tiny_texts else ()
     model, tokenizer = load_model(
         config.model, allow_download=config.allow_download, dtype=config.dtype, tiny_texts=texts, seed=config.seed
     )
-    app = make_app(model, tokenizer, config.model_name or config.model)
+    limits = ServeLimits.model_validate(config.model_dump(include=set(ServeLimits.model_fields)))
+    app = make_app(model, tokenizer, config.model_name or config.model, limits=limits, api_key=api_key)
     uvicorn.run(app, host=config.host, port=config.port, log_level="info")

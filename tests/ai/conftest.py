@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from alignkit.ai.config import ServeLimits
 from alignkit.ai.server import BackgroundServer, make_app
 
 
 @pytest.fixture(scope="module")
 def server(tiny):
     model, tokenizer = tiny
-    app = make_app(model, tokenizer, "tiny")
+    # top_logprobs may list the whole vocabulary here, so option log-probs are exact (the default cap is 20).
+    app = make_app(model, tokenizer, "tiny", limits=ServeLimits(max_top_logprobs=len(tokenizer)))
     with BackgroundServer(app) as srv:
         yield srv
 

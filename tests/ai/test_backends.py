@@ -36,7 +36,7 @@ def test_server_rejects_other_models_and_n(server):
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-x", messages=MSGS, max_tokens=2)
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="tiny", messages=MSGS, max_tokens=2, n=2)
+        client.chat.completions.create(model="tiny", messages=MSGS, max_tokens=2, n=100)  # above --max-n
 
 
 def test_seeded_sampling_is_reproducible(server):
@@ -202,7 +202,7 @@ def test_text_content_parts_are_accepted(server):
     )
     plain = client.chat.completions.create(model="tiny", messages=MSGS, max_tokens=4, temperature=0.0)
     assert parts.choices[0].message.content == plain.choices[0].message.content
-    with pytest.raises(openai.UnprocessableEntityError):
+    with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(
             model="tiny",
             max_tokens=2,
