@@ -72,7 +72,8 @@ def _import(cfg) -> None:
             if spec.strip():  # name[:role[:status]]; annotators start as screening candidates when there is gold
                 name, role, status = (spec.strip().split(":") + ["", ""])[:3]
                 role = role or "annotator"
-                store.add_annotator(name, role=role, status=status or store.default_status(cfg.project, role), exist_ok=True)
+                status = status or store.default_status(cfg.project, role)
+                store.add_annotator(name, role=role, status=status, exist_ok=True, project=cfg.project)
     except ValueError as err:
         _fail(err)
     typer.echo(json.dumps({**counts, "tasks_by_stage": created}))

@@ -33,7 +33,7 @@ class Aggregate(BaseModel):
     n_judgments: int
     annotator_ids: list[str]
     created_at: str | None
-    source: str = "human"  # "model" for auto-labelled pre-labels
+    source: str = "human"  # "model" for auto-labelled pre-labels, "adjudicated" for review-queue decisions
 
 
 def aggregate_stage(
@@ -48,7 +48,7 @@ def aggregate_stage(
 ) -> dict[int, Aggregate]:
     """One label per non-gold task of ``stage`` from the judgments of annotators whose status is in
     ``statuses`` (default: active only; screened-out and flagged people are left out), plus auto
-    pre-labels.
+    pre-labels. A task an admin decided in the review queue takes that decision (confidence 1).
 
     Gold tasks take part in the Dawid–Skene fit but are not returned. With ``clamp_gold`` (the
     default) their researcher label is fixed, so every annotator's confusion matrix is anchored on
@@ -88,8 +88,23 @@ def aggregate_stage(
                 annotator_ids=[r.annotator for r in rows],
                 created_at=max(r.created_at for r in rows).isoformat(),
             )
+    decided = store.adjudications(project, stage)
     for t in store.tasks(project, stage):
-        if t.status == "auto" and t.prelabel is not None and t.id not in out:
+        if t.id in decided:
+            label = label_of(t.type, decided[t.id])
+            prior = out.get(t.id)
+            rows_for = [j for j in judgments if j.task_id == t.id]
+            out[t.id] = Aggregate(
+                task_id=t.id,
+                label=label,
+                confidence=1.0,
+                agreement=sum(j.label == label for j in rows_for) / len(rows_for) if rows_for else 1.0,
+                n_judgments=len(rows_for),
+                annotator_ids=prior.annotator_ids if prior else [],
+                created_at=prior.created_at if prior else None,
+                source="adjudicated",
+            )
+        elif t.status == "auto" and t.prelabel is not None and t.id not in out:
             out[t.id] = Aggregate(
                 task_id=t.id,
                 label=label_of(t.type, t.prelabel),
@@ -144,7 +159,7 @@ def build_records(
         aggs = aggregate_stage(store, project, st, method)
         keep = {tid: a for tid, a in aggs.items() if a.agreement >= min_agreement and a.confidence >= min_confidence}
         texts = _texts(store, list(keep))
-        raw = _raw(store, list(keep))
+        raw = _raw(store, project, list(keep))
         for tid, agg in sorted(keep.items()):
             prompt, responses, task = texts[tid]
             base = {"task_id": tid, "stage": st, **_provenance(agg), "judgments": raw.get(tid, [])}
@@ -175,16 +190,19 @@ def build_records(
     return records
 
 
-def _raw(store: FeedbackStore, task_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+def _raw(store: FeedbackStore, project: str, task_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    active = {p.id for p in store.people(project).values() if p.status == "active"}  # active in this project
     with store.read() as s:
         q = (
             select(Annotation, Annotator.name)
             .join(Annotator, Annotator.id == Annotation.annotator_id)
-            .where(Annotation.task_id.in_(task_ids), Annotator.status == "active")
+            .where(Annotation.task_id.in_(task_ids))
             .order_by(Annotation.id)
         )
         for note, name in s.execute(q).all():
+            if note.annotator_id not in active:
+                continue
             out[note.task_id].append({"annotator": name, **note.answer})
     return out
 

@@ -66,6 +66,7 @@ class Annotator(Base):
 
 class Prompt(Base):
     __tablename__ = "prompts"
+    __table_args__ = (UniqueConstraint("project_id", "content_key", name="uq_prompt_content_key"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     text: Mapped[str] = mapped_column(Text)
@@ -73,6 +74,9 @@ class Prompt(Base):
     source: Mapped[str] = mapped_column(String(100), default="import")
     author_id: Mapped[int | None] = mapped_column(ForeignKey("annotators.id"), nullable=True)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Imports: a hash of the imported row, so importing the same row again adds nothing (None: not imported).
+    # The row's responses are created with the prompt in one transaction, so this key covers them too.
+    content_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -92,7 +96,10 @@ class Response(Base):
 
 class Task(Base):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_queue", "project_id", "stage", "status", "is_gold"),)
+    __table_args__ = (
+        Index("ix_tasks_queue", "project_id", "stage", "status", "is_gold"),
+        UniqueConstraint("project_id", "content_key", name="uq_task_content_key"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     stage: Mapped[str] = mapped_column(String(100))
@@ -109,6 +116,7 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(20), default="open")  # open | done | auto
     prelabel: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     prelabel_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    content_key: Mapped[str | None] = mapped_column(String(64), nullable=True)  # imported row + stage (see Prompt)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
@@ -170,6 +178,28 @@ class Membership(Base):
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"), index=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(20), default="annotator")  # annotator | reviewer | admin
+    # Screening state and super-rater mark in this project (None: the annotator's own row decides, as
+    # for people added before memberships existed): passing screening in one project admits nobody elsewhere.
+    status: Mapped[str | None] = mapped_column(String(20), nullable=True)  # candidate | active | excluded | flagged
+    super_rater: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+
+
+class Flag(Base):
+    """An item sent to a project admin's review queue: reported by an annotator (broken, unsafe,
+    unanswerable) or raised by the store (a task closed at its overlap ceiling without agreement)."""
+
+    __tablename__ = "flags"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    annotator_id: Mapped[int | None] = mapped_column(ForeignKey("annotators.id"), nullable=True)  # None: the store
+    kind: Mapped[str] = mapped_column(String(20), default="report")  # report | disagreement
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | dismissed | reopened | adjudicated
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the admin's answer (adjudicated)
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("annotators.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Invitation(Base):

@@ -58,7 +58,7 @@ def _peer_stats(judgments: list[Judgment], trusted: set[str]) -> dict[str, tuple
 def annotator_quality(store: FeedbackStore, project: str, stage: str | None = None) -> list[AnnotatorQuality]:
     """One row per annotator who judged anything in the project (any status)."""
     judgments = store.judgments(project, stage, statuses=("candidate", "active", "excluded", "flagged"))
-    people = {a.name: a for a in store.annotators()}
+    people = store.people(project)  # status and super-rater mark in this project
     peers = _peer_stats(judgments, {n for n, a in people.items() if a.status in ("active", "candidate")})
     gold: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     counts: Counter = Counter()
@@ -163,7 +163,7 @@ def screen(
             n_correct += ok
             status = screening_decision(n_correct, n, threshold, chance, false_admit, false_exclude, max_gold)
             if status != "candidate":
-                store.set_annotator(name, status=status)
+                store.set_annotator(name, status=status, project=project)
                 decided[name] = status
                 break
     return dict(sorted(decided.items()))
@@ -188,7 +188,7 @@ def flag_spammers(
             continue
         k, n = (q.n_gold_correct, q.n_gold) if q.n_gold >= min_items else (q.n_peer_agree, q.n_peer)
         if n >= min_items and _log_likelihood_ratio(k, n, threshold, chance) <= math.log(false_flag):
-            store.set_annotator(q.annotator, status="flagged")
+            store.set_annotator(q.annotator, status="flagged", project=project)
             flagged.append(q.annotator)
     return flagged
 
@@ -206,7 +206,7 @@ def update_super_raters(
             and (q.peer_agreement is None or q.peer_agreement >= peer_agreement)
         )
         if ok != q.super_rater:
-            store.set_annotator(q.annotator, super_rater=ok)
+            store.set_annotator(q.annotator, super_rater=ok, project=project)
         if ok:
             supers.append(q.annotator)
     return supers

@@ -16,7 +16,13 @@ Guarantees (each tested):
 - a submit is refused once its lease has run out (even if nobody expired it yet), and from an
   excluded or flagged annotator (also on gold tasks leased before the flag);
 - a submit may carry an idempotency key: a retry with the same key (say after a network error on
-  a submit that did commit) is answered with the first submit's annotation id, and writes nothing.
+  a submit that did commit) is answered with the first submit's annotation id, and writes nothing;
+- roles and screening are per project: a person's membership of a project holds their role there
+  (annotator / reviewer / admin) and their screening state (candidate / active / excluded / flagged)
+  and super-rater mark, so passing screening in one project, or reviewing in it, gives nothing in
+  another; an annotator's own row is the fallback for people without a membership (scripts);
+- items that need a person's eye (reported by an annotator, or closed without agreement) go to the
+  project's review queue (``flags``), where an admin dismisses, reopens or decides them.
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ from alignkit.feedback.models import (
     Assignment,
     Base,
     Criterion,
+    Flag,
     GoldAnswer,
     Guideline,
+    Membership,
     Project,
     Prompt,
     Response,
@@ -99,6 +107,21 @@ class TaskView:
     payload: dict[str, Any]
     lease_expires_at: datetime
     draft: dict[str, Any] | None = None
+
+
+@dataclass
+class Person:
+    """An annotator as one project sees them: role, screening state and super-rater mark there."""
+
+    id: int
+    name: str
+    role: str
+    status: str
+    super_rater: bool
+
+
+STATUSES = ("candidate", "active", "excluded", "flagged")
+FLAG_ACTIONS = ("dismiss", "reopen", "adjudicate")
 
 
 @dataclass
@@ -195,41 +218,109 @@ class FeedbackStore:
         screening candidate; reviewers, admins, and everyone in projects without gold start active."""
         return "candidate" if role == "annotator" and self.has_gold(project) else "active"
 
-    def add_annotator(self, name: str, role: str = "annotator", status: str = "active", exist_ok: bool = False) -> int:
+    def add_annotator(
+        self, name: str, role: str = "annotator", status: str = "active", exist_ok: bool = False, project: str | None = None
+    ) -> int:
+        """Add a person. With ``project``, also make them a member of it with ``role`` and ``status``
+        there (an existing person gets the membership when they have none in that project)."""
         if role not in ROLES:
             raise FeedbackError(f"role must be one of {ROLES}, got {role!r}")
-        if status not in ("candidate", "active", "excluded", "flagged"):
+        if status not in STATUSES:
             raise FeedbackError(f"status must be candidate, active, excluded or flagged, got {status!r}")
+        pid = self.project(project)[0] if project else None
         with self.write() as s:
-            found = s.scalar(select(Annotator).where(Annotator.name == name))
-            if found is not None:
-                if exist_ok:
-                    return found.id
+            a = s.scalar(select(Annotator).where(Annotator.name == name))
+            if a is not None and not exist_ok:
                 raise FeedbackError(f"annotator {name!r} already exists")
-            a = Annotator(name=name, role=role, status=status)
-            s.add(a)
-            s.flush()
+            if a is None:
+                a = Annotator(name=name, role=role, status=status)
+                s.add(a)
+                s.flush()
+            if pid is not None and self._membership(s, pid, a.id) is None:
+                s.add(Membership(annotator_id=a.id, project_id=pid, role=role, status=status))
             return a.id
 
+    @staticmethod
+    def _membership(s: Session, project_id: int, annotator_id: int) -> Membership | None:
+        return s.scalar(select(Membership).where(Membership.annotator_id == annotator_id, Membership.project_id == project_id))
+
+    def _person(self, s: Session, project_id: int, ann: Annotator) -> Person:
+        m = self._membership(s, project_id, ann.id)
+        if m is None:
+            return Person(ann.id, ann.name, ann.role, ann.status, ann.super_rater)
+        return Person(
+            ann.id,
+            ann.name,
+            m.role,
+            m.status or ann.status,
+            m.super_rater if m.super_rater is not None else ann.super_rater,
+        )
+
+    def person(self, project: str, name: str) -> Person:
+        """``name`` as ``project`` sees them (role, status and super-rater mark there)."""
+        pid, _ = self.project(project)
+        with self.read() as s:
+            return self._person(s, pid, self._annotator(s, name))
+
+    def people(self, project: str) -> dict[str, Person]:
+        """Everyone as ``project`` sees them (members with their membership, others with their own row)."""
+        pid, _ = self.project(project)
+        with self.read() as s:
+            rows = s.execute(
+                select(Annotator, Membership)
+                .outerjoin(Membership, (Membership.annotator_id == Annotator.id) & (Membership.project_id == pid))
+                .order_by(Annotator.id)
+            ).all()
+        out = {}
+        for a, m in rows:
+            out[a.name] = (
+                Person(a.id, a.name, a.role, a.status, a.super_rater)
+                if m is None
+                else Person(
+                    a.id, a.name, m.role, m.status or a.status, m.super_rater if m.super_rater is not None else a.super_rater
+                )
+            )
+        return out
+
     def set_annotator(
-        self, name: str, status: str | None = None, super_rater: bool | None = None, role: str | None = None
+        self,
+        name: str,
+        status: str | None = None,
+        super_rater: bool | None = None,
+        role: str | None = None,
+        project: str | None = None,
     ) -> None:
-        """Change an annotator's status/role. Excluding or flagging someone also returns the slots
-        their judgments held on label tasks, so other people are asked instead (their raw
+        """Change an annotator's status/role/super-rater mark in ``project`` (their membership there,
+        made when missing), or, without ``project``, their own row (the fallback for projects they
+        are no member of). Excluding or flagging someone also returns the slots their judgments
+        held on label tasks (of that project), so other people are asked instead (their raw
         judgments stay in the store, marked by their status, and are left out of aggregation)."""
+        if status is not None and status not in STATUSES:
+            raise FeedbackError(f"status must be candidate, active, excluded or flagged, got {status!r}")
+        if role is not None and role not in ROLES:
+            raise FeedbackError(f"role must be one of {ROLES}, got {role!r}")
+        pid = self.project(project)[0] if project else None
         with self.write() as s:
             a = self._annotator(s, name)
+            target: Annotator | Membership = a
+            before = a.status
+            if pid is not None:
+                m = self._membership(s, pid, a.id)
+                if m is None:
+                    m = Membership(annotator_id=a.id, project_id=pid, role=a.role)
+                    s.add(m)
+                before, target = m.status or a.status, m
             if status is not None:
-                if status in ("excluded", "flagged") and a.status not in ("excluded", "flagged"):
-                    self._discount(s, a)
-                a.status = status
+                if status in ("excluded", "flagged") and before not in ("excluded", "flagged"):
+                    self._discount(s, a, pid)
+                target.status = status
             if super_rater is not None:
-                a.super_rater = super_rater
+                target.super_rater = super_rater
             if role is not None:
-                a.role = role
+                target.role = role
 
-    def _discount(self, s: Session, ann: Annotator) -> None:
-        rows = s.execute(
+    def _discount(self, s: Session, ann: Annotator, project_id: int | None = None) -> None:
+        q = (
             select(Assignment, Task)
             .join(Task, Task.id == Assignment.task_id)
             .where(
@@ -238,7 +329,8 @@ class FeedbackStore:
                 Task.is_gold.is_(False),
                 Task.type.in_(LABEL_TASKS),
             )
-        ).all()
+        )
+        rows = s.execute(q.where(Task.project_id == project_id) if project_id is not None else q).all()
         for asg, task in rows:
             s.refresh(task, with_for_update=True)
             task.n_active -= 1
@@ -388,8 +480,9 @@ class FeedbackStore:
             ann = s.scalar(select(Annotator).where(Annotator.name == annotator).with_for_update())
             if ann is None:
                 raise UnknownAnnotator(f"no annotator {annotator!r}")
-            if ann.status in ("excluded", "flagged"):
-                raise NotAllowed(f"annotator {annotator!r} is {ann.status} and gets no tasks")
+            me = self._person(s, pid, ann)
+            if me.status in ("excluded", "flagged"):
+                raise NotAllowed(f"annotator {annotator!r} is {me.status} in project {project!r} and gets no tasks")
             pending = s.execute(
                 select(func.count())
                 .select_from(Assignment)
@@ -402,9 +495,9 @@ class FeedbackStore:
             n_seen = s.execute(select(func.count()).select_from(Assignment).where(Assignment.annotator_id == ann.id)).scalar_one()
             draw = self._gold_draw(s, pid, ann.id, n_seen)
             for st in stages:
-                if st.role == "reviewer" and ann.role == "annotator":
-                    continue
-                if ann.status == "candidate":
+                if st.role == "reviewer" and me.role == "annotator":
+                    continue  # a reviewer stage: reviewers and admins of this project only
+                if me.status == "candidate":
                     order = [True]  # screening: candidates see only gold tasks
                 elif st.gold_rate > 0 and draw < st.gold_rate:
                     order = [True, False]
@@ -565,8 +658,9 @@ class FeedbackStore:
                     if prior.task_id != task_id:
                         raise FeedbackError(f"idempotency key {idempotency_key!r} was used for task {prior.task_id}")
                     return prior.id
-            if ann.status in ("excluded", "flagged"):
-                raise NotAllowed(f"annotator {annotator!r} is {ann.status}; their answers are no longer taken")
+            me = self._person(s, task.project_id, ann)
+            if me.status in ("excluded", "flagged"):
+                raise NotAllowed(f"annotator {annotator!r} is {me.status}; their answers are no longer taken")
             asg = self._assignment(s, annotator, task_id)
             if asg.lease_expires_at < now:
                 raise LeaseExpired(f"task {task_id}: the lease of annotator {annotator!r} expired at {asg.lease_expires_at}")
@@ -606,19 +700,32 @@ class FeedbackStore:
             )
         )
         labels = [label_of(task.type, a) for a in answers]
-        top, share = None, 1.0
+        top, share, tied = None, 1.0, False
         if labels and labels[0] is not None:
             top, count = Counter(labels).most_common(1)[0]
             share = count / len(labels)
             # a tie at the top is not agreement
             if sum(1 for c in Counter(labels).values() if c == count) > 1:
-                top, share = None, min(share, 0.5)
+                top, share, tied = None, min(share, 0.5), True
         project = s.get_one(Project, task.project_id)
         st = ProjectConfig.model_validate(project.config).stage(task.stage)
         if share < st.agreement_threshold and task.overlap < task.max_overlap:
             task.overlap += 1  # dynamic overlap: ask one more person
             return
         task.status, task.completed_at = "done", now
+        dynamic = task.max_overlap > st.overlap
+        if len(labels) > 1 and (tied or (dynamic and share < st.agreement_threshold)):
+            # No majority, or the overlap ceiling was reached below the bar: a person should look.
+            why = "no majority" if tied else f"top answer's share {share:.2f} below {st.agreement_threshold}"
+            s.add(
+                Flag(
+                    project_id=task.project_id,
+                    task_id=task.id,
+                    kind="disagreement",
+                    reason=f"{why} after {len(labels)} judgments",
+                    created_at=now,
+                )
+            )
         if task.type == "verify_prompt" and task.prompt_id is not None:
             s.get_one(Prompt, task.prompt_id).status = "accepted" if top == "accept" else "rejected"
         elif task.type == "review_completion" and task.response_ids:
@@ -640,11 +747,112 @@ class FeedbackStore:
             else:
                 resp.status = "accepted" if top == "accept" else "rejected"
 
+    # -- the review queue -----------------------------------------------------------------------------
+    def flag(self, annotator: str, task_id: int, reason: str) -> int:
+        """An annotator reports the task leased to them (broken, unsafe, unanswerable): it goes to the
+        review queue and the lease is given back as a skip. Returns the flag id."""
+        reason = (reason or "").strip()
+        if not reason:
+            raise FeedbackError("a report needs a reason")
+        with self.write() as s:
+            asg = self._assignment(s, annotator, task_id)
+            task = s.get_one(Task, task_id)
+            f = Flag(
+                project_id=task.project_id, task_id=task_id, annotator_id=asg.annotator_id, kind="report", reason=reason[:2000]
+            )
+            s.add(f)
+            asg.status, asg.draft = "skipped", None
+            task.n_active -= 1
+            s.flush()
+            return f.id
+
+    def flags(self, project: str, status: str | None = "open") -> list[dict[str, Any]]:
+        """The review queue (for a project's admins only: it shows everyone's answers and gold)."""
+        pid, _ = self.project(project)
+        with self.read() as s:
+            q = select(Flag).where(Flag.project_id == pid).order_by(Flag.id)
+            if status:
+                q = q.where(Flag.status == status)
+            out = []
+            for f in s.scalars(q):
+                task = s.get_one(Task, f.task_id)
+                judged = s.execute(
+                    select(Annotator.name, Annotation.answer)
+                    .join(Annotator, Annotator.id == Annotation.annotator_id)
+                    .where(Annotation.task_id == task.id)
+                    .order_by(Annotation.id)
+                ).all()
+                gold = s.scalar(select(GoldAnswer.answer).where(GoldAnswer.task_id == task.id))
+                view = self._view(s, task, task.created_at)
+                out.append(
+                    {
+                        "id": f.id,
+                        "kind": f.kind,
+                        "reason": f.reason,
+                        "status": f.status,
+                        "reported_by": s.get_one(Annotator, f.annotator_id).name if f.annotator_id else None,
+                        "created_at": f.created_at.isoformat(),
+                        "resolution": f.resolution,
+                        "task": {
+                            "id": task.id,
+                            "type": task.type,
+                            "stage": task.stage,
+                            "status": task.status,
+                            "prompt": view.prompt,
+                            "responses": view.responses,
+                            "payload": view.payload,
+                            "is_gold": task.is_gold,
+                            "gold": gold,
+                        },
+                        "judgments": [{"annotator": n, "answer": a} for n, a in judged],
+                    }
+                )
+            return out
+
+    def resolve_flag(self, project: str, flag_id: int, admin: str, action: str, answer: dict[str, Any] | None = None) -> None:
+        """Close an open flag: ``dismiss`` it, ``reopen`` its task for one more judgment, or
+        ``adjudicate`` it with the admin's own ``answer`` (checked against the task's schema;
+        aggregation then takes it as the task's label)."""
+        if action not in FLAG_ACTIONS:
+            raise FeedbackError(f"action must be one of {FLAG_ACTIONS}, got {action!r}")
+        pid, _ = self.project(project)
+        with self.write() as s:
+            f = s.get(Flag, flag_id, with_for_update=True)
+            if f is None or f.project_id != pid:
+                raise UnknownTask(f"no flag {flag_id} in project {project!r}")
+            if f.status != "open":
+                raise LeaseExpired(f"flag {flag_id} is already {f.status}")
+            task = s.get_one(Task, f.task_id, with_for_update=True)
+            if action == "adjudicate":
+                if answer is None:
+                    raise FeedbackError("adjudicate needs the answer")
+                f.resolution = validate_answer(task.type, answer, task.payload)
+            elif action == "reopen" and not task.is_gold:
+                task.overlap += 1
+                task.max_overlap = max(task.max_overlap, task.overlap)
+                task.status, task.completed_at = "open", None
+            f.status = {"dismiss": "dismissed", "reopen": "reopened", "adjudicate": "adjudicated"}[action]
+            f.resolved_by, f.resolved_at = self._annotator(s, admin).id, utcnow()
+
+    def adjudications(self, project: str, stage: str | None = None) -> dict[int, dict[str, Any]]:
+        """task id -> the admin's answer, for tasks decided in the review queue (the latest decision)."""
+        pid, _ = self.project(project)
+        with self.read() as s:
+            q = (
+                select(Flag.task_id, Flag.resolution)
+                .join(Task, Task.id == Flag.task_id)
+                .where(Flag.project_id == pid, Flag.status == "adjudicated")
+                .order_by(Flag.resolved_at, Flag.id)
+            )
+            if stage:
+                q = q.where(Task.stage == stage)
+            return {tid: ans for tid, ans in s.execute(q).all() if ans is not None}
+
     # -- reading back --------------------------------------------------------------------------------
     def judgments(
         self, project: str, stage: str | None = None, include_gold: bool = True, statuses: Sequence[str] = ("active", "candidate")
     ) -> list[Judgment]:
-        """Every raw judgment (oldest first) by annotators whose status is in ``statuses``."""
+        """Every raw judgment (oldest first) by annotators whose status in the project is in ``statuses``."""
         pid, _ = self.project(project)
         with self.read() as s:
             q = (
@@ -663,8 +871,9 @@ class FeedbackStore:
                 )
                 .join(Task, Task.id == Annotation.task_id)
                 .join(Annotator, Annotator.id == Annotation.annotator_id)
+                .outerjoin(Membership, (Membership.annotator_id == Annotator.id) & (Membership.project_id == pid))
                 .outerjoin(GoldAnswer, GoldAnswer.task_id == Task.id)
-                .where(Task.project_id == pid, Annotator.status.in_(list(statuses)))
+                .where(Task.project_id == pid, func.coalesce(Membership.status, Annotator.status).in_(list(statuses)))
                 .order_by(Annotation.id)
             )
             if stage:
@@ -735,4 +944,5 @@ __all__ = [
     "InvalidAnswer",
     "TaskView",
     "Judgment",
+    "Person",
 ]

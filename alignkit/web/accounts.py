@@ -3,8 +3,10 @@
 A person is one :class:`~alignkit.feedback.models.Annotator` (the store's identity, with its
 screening status) plus one :class:`~alignkit.feedback.models.Account` (password, API token) and
 a :class:`~alignkit.feedback.models.Membership` per project with a role: ``annotator``,
-``reviewer`` (may also take reviewer stages) or ``admin`` (runs the project). A server-wide admin
-is an annotator whose own role is ``admin``.
+``reviewer`` (may also take reviewer stages) or ``admin`` (runs the project), and the person's
+screening state there (a candidate in a project with gold until screened on *its* gold). Roles
+never leak between projects: the person's own row keeps role ``annotator`` (``admin`` only for a
+server-wide admin), so reviewing in one project opens no reviewer stage in another.
 """
 
 from __future__ import annotations
@@ -86,6 +88,14 @@ def new_api_token(store: FeedbackStore, annotator_id: int) -> str:
     return token
 
 
+def _start_status(s: Session, project_id: int | None, role: str, status: str | None) -> str:
+    """A plain annotator in a project with gold starts as a screening candidate there."""
+    if status is not None:
+        return status
+    has_gold = project_id is not None and s.scalar(select(exists().where(Task.project_id == project_id, Task.is_gold.is_(True))))
+    return "candidate" if role == "annotator" and has_gold else "active"
+
+
 def _create(s: Session, name: str, password: str, project_id: int | None, role: str, status: str | None) -> int:
     _check_password(password)
     if role not in ROLES:
@@ -94,21 +104,14 @@ def _create(s: Session, name: str, password: str, project_id: int | None, role: 
         raise FeedbackError("a name of 1 to 200 characters is needed")
     if s.scalar(select(Annotator.id).where(Annotator.name == name)) is not None:
         raise FeedbackError(f"the name {name!r} is taken")
-    if status is None:  # a plain annotator in a project with gold is screened on it first
-        has_gold = project_id is not None and s.scalar(
-            select(exists().where(Task.project_id == project_id, Task.is_gold.is_(True)))
-        )
-        status = "candidate" if role == "annotator" and has_gold else "active"
-    if project_id is None and role == "admin":
-        global_role = "admin"
-    else:
-        global_role = "reviewer" if role in ("reviewer", "admin") else "annotator"
+    status = _start_status(s, project_id, role, status)
+    global_role = "admin" if project_id is None and role == "admin" else "annotator"
     a = Annotator(name=name, role=global_role, status=status)
     s.add(a)
     s.flush()
     s.add(Account(annotator_id=a.id, password_hash=hash_password(password)))
     if project_id is not None:
-        s.add(Membership(annotator_id=a.id, project_id=project_id, role=role))
+        s.add(Membership(annotator_id=a.id, project_id=project_id, role=role, status=status))
     s.flush()
     return a.id
 
@@ -169,9 +172,9 @@ def accept_invitation(
                 s.scalar(select(Membership).where(Membership.annotator_id == aid, Membership.project_id == inv.project_id))
                 is None
             ):
-                s.add(Membership(annotator_id=aid, project_id=inv.project_id, role=inv.role))
-                if inv.role in ("reviewer", "admin") and ann.role == "annotator":
-                    ann.role = "reviewer"
+                # Screened afresh in this project: being admitted elsewhere says nothing about it.
+                status = _start_status(s, inv.project_id, inv.role, None if inv.status == "auto" else inv.status)
+                s.add(Membership(annotator_id=aid, project_id=inv.project_id, role=inv.role, status=status))
         inv.used_by = aid
         return aid
 

@@ -98,8 +98,20 @@ class InviteBody(BaseModel):
 
 
 class AnnotatorChange(BaseModel):
+    """Changes apply in this project only (the person's membership of it)."""
+
     status: Literal["candidate", "active", "excluded", "flagged"] | None = None
     super_rater: bool | None = None
+    role: Literal["annotator", "reviewer", "admin"] | None = None
+
+
+class FlagBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ResolveBody(BaseModel):
+    action: Literal["dismiss", "reopen", "adjudicate"]
+    answer: dict[str, Any] | None = None  # adjudicate: the admin's answer, checked like any submit
 
 
 class QualityRun(BaseModel):
@@ -273,6 +285,7 @@ def project_info(store: FeedbackStore, project: str, user: User) -> dict[str, An
     info: dict[str, Any] = {
         "name": project,
         "role": user.project_role(project),
+        "status": store.person(project, user.name).status,  # your screening state in this project
         "guidelines": guideline or cfg.guidelines,
         "stages": stages,
         "lease_minutes": cfg.lease_minutes,
@@ -382,8 +395,11 @@ def join(body: JoinBody, request: Request) -> dict[str, Any]:
 
 
 @api.get("/me", tags=["account"])
-def me(user: AnyUser) -> dict[str, Any]:
-    return {"name": user.name, "role": user.role, "status": user.status, "projects": user.memberships}
+def me(request: Request, user: AnyUser) -> dict[str, Any]:
+    """Who you are; your role and your screening state in each project (they are per project)."""
+    store = _store(request)
+    status = {p: store.person(p, user.name).status for p in user.memberships}
+    return {"name": user.name, "server_admin": user.is_admin, "projects": user.memberships, "status": status}
 
 
 @api.post("/me/token", tags=["account"])
@@ -468,6 +484,15 @@ def skip(project: str, task_id: int, request: Request, user: MemberUser) -> dict
     return {"ok": True}
 
 
+@api.post("/projects/{project}/tasks/{task_id}/flag", tags=["annotate"])
+def flag_task(project: str, task_id: int, body: FlagBody, request: Request, user: MemberUser) -> dict[str, Any]:
+    """Report the task leased to you (broken, unsafe, unanswerable): it goes to the admins' review
+    queue and leaves your queue (like a skip)."""
+    store = _store(request)
+    my_task(store, project, user, task_id)
+    return {"flag_id": _store_errors(lambda: store.flag(user.name, task_id, body.reason))}
+
+
 @api.get("/projects/{project}/progress", tags=["annotate"])
 def my_progress(project: str, request: Request, user: MemberUser) -> dict[str, Any]:
     return progress(_store(request), project, user)
@@ -517,7 +542,7 @@ def annotator_rows(store: FeedbackStore, project: str) -> list[dict[str, Any]]:
     quality = {r.annotator: r.model_dump() for r in q.annotator_quality(store, project)}
     with store.read() as s:
         people = s.execute(
-            select(Annotator, Membership.role)
+            select(Annotator.id, Annotator.name, Membership.role)
             .join(Membership, Membership.annotator_id == Annotator.id)
             .where(Membership.project_id == pid)
             .order_by(Annotator.name)
@@ -535,12 +560,13 @@ def annotator_rows(store: FeedbackStore, project: str) -> list[dict[str, Any]]:
                 .group_by(Assignment.annotator_id)
             ).all()
         )
+    here = store.people(project)  # status and super-rater mark in this project
     rows = []
-    for a, role in people:
-        row = quality.get(a.name) or {
-            "annotator": a.name,
-            "status": a.status,
-            "super_rater": a.super_rater,
+    for aid, name, role in people:
+        row = quality.get(name) or {
+            "annotator": name,
+            "status": here[name].status,
+            "super_rater": here[name].super_rater,
             "n_judgments": 0,
             "n_gold": 0,
             "n_gold_correct": 0,
@@ -551,7 +577,7 @@ def annotator_rows(store: FeedbackStore, project: str) -> list[dict[str, Any]]:
         }
         row["role"] = role
         row["gold_interval"] = q_interval(row["n_gold_correct"], row["n_gold"])
-        mean_s = secs.get(a.id)
+        mean_s = secs.get(aid)
         row["seconds_per_item"] = round(float(mean_s), 1) if mean_s is not None else None
         rows.append(row)
     return rows
@@ -574,11 +600,42 @@ def list_annotators(project: str, request: Request, user: AdminUser) -> list[dic
 
 @api.post("/projects/{project}/admin/annotators/{name}", tags=["admin"])
 def change_annotator(project: str, name: str, body: AnnotatorChange, request: Request, user: AdminUser) -> dict[str, Any]:
-    """Admit (status active), exclude, flag, or make super rater."""
+    """Admit (status active), exclude, flag, make super rater, or change the role, in this project."""
     store = _store(request)
-    if name not in {r["annotator"] for r in annotator_rows(store, project)}:
+    pid = _project_id(store, project)
+    with store.read() as s:
+        is_member = s.scalar(
+            select(Membership.id)
+            .join(Annotator, Annotator.id == Membership.annotator_id)
+            .where(Membership.project_id == pid, Annotator.name == name)
+        )
+    if is_member is None:
         raise HTTPException(404, f"{name!r} is not in project {project!r}")
-    _store_errors(lambda: store.set_annotator(name, status=body.status, super_rater=body.super_rater))
+    _store_errors(
+        lambda: store.set_annotator(name, status=body.status, super_rater=body.super_rater, role=body.role, project=project)
+    )
+    return {"ok": True}
+
+
+@api.get("/projects/{project}/admin/review", tags=["admin"])
+def review_queue(
+    project: str,
+    request: Request,
+    user: AdminUser,
+    status: Literal["open", "dismissed", "reopened", "adjudicated", "all"] = "open",
+) -> list[dict[str, Any]]:
+    """Flagged items (reported by annotators, or closed without agreement) with every judgment."""
+    store = _store(request)
+    _project_id(store, project)
+    return store.flags(project, None if status == "all" else status)
+
+
+@api.post("/projects/{project}/admin/review/{flag_id}", tags=["admin"])
+def resolve(project: str, flag_id: int, body: ResolveBody, request: Request, user: AdminUser) -> dict[str, Any]:
+    """Dismiss a flag, reopen its task for one more judgment, or decide it (the label aggregation uses)."""
+    store = _store(request)
+    _project_id(store, project)
+    _store_errors(lambda: store.resolve_flag(project, flag_id, user.name, body.action, body.answer))
     return {"ok": True}
 
 

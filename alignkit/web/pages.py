@@ -146,4 +146,5 @@ def admin_page(project: str, request: Request, user: api.AdminUser) -> HTMLRespo
         progress=api.admin_progress(store, project),
         annotators=api.annotator_rows(store, project),
         agreement=agreement_report(store, project),
+        flags=store.flags(project),
     )

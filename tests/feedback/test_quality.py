@@ -56,7 +56,7 @@ def test_screening_admits_good_and_excludes_spammers(store):
     assert rows["spam"].gold_accuracy == 0.0
     decided = screen(store, "p", threshold=0.8, max_gold=20)
     assert decided == {"expert": "active", "good": "active", "spam": "excluded", "coin": "excluded"}
-    assert {a.name: a.status for a in store.annotators()} == decided
+    assert {a.name: a.status for a in store.people("p").values()} == decided
 
 
 def test_screening_waits_for_enough_gold(store):
@@ -64,7 +64,7 @@ def test_screening_waits_for_enough_gold(store):
     store.add_annotator("new", status="candidate")
     _answer_all(store, "new", 1.0, seed=0)
     assert screen(store, "p") == {}  # 3 right answers are not yet evidence enough either way
-    assert store.annotators()[0].status == "candidate"
+    assert store.person("p", "new").status == "candidate"
 
 
 def test_screening_decision_boundaries_by_hand():
@@ -124,7 +124,7 @@ def test_spammer_flagging_and_super_raters(store):
     assert rows["ace"].peer_agreement > rows["spam"].peer_agreement
     assert flag_spammers(store, "p", min_items=8) == ["spam"]
     assert update_super_raters(store, "p", min_gold=8, gold_accuracy=0.95, peer_agreement=0.5) == ["ace"]
-    assert [a.name for a in store.annotators() if a.super_rater] == ["ace"]
+    assert [a.name for a in store.people("p").values() if a.super_rater] == ["ace"]
 
 
 def test_agreement_report(store):

@@ -153,7 +153,7 @@ def test_cli_added_annotators_are_screened_when_the_project_has_gold(tmp_path):
         ],
     )
     assert r.exit_code == 0, r.output
-    status = {a.name: a.status for a in FeedbackStore(db).annotators()}
+    status = {n: p.status for n, p in FeedbackStore(db).people("p").items()}
     assert status == {"ann1": "candidate", "rev1": "active", "ann2": "active"}
 
 
@@ -177,3 +177,35 @@ def test_compare_answer_takes_both_bad_strength_and_rationale():
     assert validate_answer("compare", {"overall": "A"}) == {"overall": "A", "criteria": {}, "harms": []}  # unchanged
     with pytest.raises(InvalidAnswer, match="strength"):
         validate_answer("compare", {"overall": "A", "strength": 5})
+
+
+def test_screening_state_is_per_project_in_assignment_submit_and_judgments(store):
+    """Admitted in p, a candidate in q (gold only there); flagged in q, still working in p; q's
+    judgments leave out the flagged person, p's keep them."""
+    _project(store, n_tasks=2)
+    store.create_project("q", ProjectConfig(stages=[StageConfig(name="cmp", task_type="compare", overlap=1)]))
+    q_ids = []
+    for i in range(3):
+        pid = store.add_prompt("q", f"q{i}", status="accepted")
+        rs = [store.add_response(pid, "x"), store.add_response(pid, "y")]
+        q_ids.append(store.add_task("q", "cmp", pid, rs, gold={"overall": "A"} if i == 0 else None))
+    store.add_annotator("a", status="active", project="p")
+    store.add_annotator("a", status="candidate", exist_ok=True, project="q")
+    assert (store.person("p", "a").status, store.person("q", "a").status) == ("active", "candidate")
+    v = store.next_task("q", "a")
+    assert v.id == q_ids[0] and store.next_task("q", "a") is None  # candidates: gold only
+    store.submit("a", v.id, {"overall": "A"})
+    store.set_annotator("a", status="active", project="q")
+    w = store.next_task("q", "a")
+    store.set_annotator("a", status="flagged", project="q")
+    with pytest.raises(NotAllowed):
+        store.submit("a", w.id, {"overall": "A"})
+    with pytest.raises(NotAllowed):
+        store.next_task("q", "a")
+    u = store.next_task("p", "a")
+    store.submit("a", u.id, {"overall": "B"})
+    assert [j.task_id for j in store.judgments("p")] == [u.id]
+    assert store.judgments("q") == [] and len(store.judgments("q", statuses=("flagged",))) == 1
+    # the flag returned q's slot and nothing of p's
+    assert [t.n_active for t in store.tasks("q") if t.id == w.id] == [0]
+    assert [t.n_done for t in store.tasks("p") if t.id == u.id] == [1]

@@ -177,6 +177,17 @@
         if (r.ok) location.reload(); else show(r);
       });
     }
+    for (const b of document.querySelectorAll("button.resolve")) {
+      b.addEventListener("click", async () => {
+        const body = { action: b.dataset.action };
+        if (b.dataset.action === "adjudicate") {
+          try { body.answer = JSON.parse(b.closest("article").querySelector("textarea.decision").value); }
+          catch (e) { out.textContent = "the decision is not valid JSON"; return; }
+        }
+        const r = await call("POST", `${adminUrl}/review/${b.dataset.flag}`, body);
+        if (r.ok) location.reload(); else show(r);
+      });
+    }
     document.getElementById("run-quality").addEventListener("click", async () =>
       show(await call("POST", `${adminUrl}/quality`, { screen: true, flag_spammers: true, super_raters: true })));
     for (const b of document.querySelectorAll("button.aggregate"))
