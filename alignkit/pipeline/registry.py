@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from alignkit.plugins import PluginError, load_object
 
 StageFn = Callable[[dict[str, Any], Path], dict[str, Any]]
@@ -39,6 +41,36 @@ STAGES: dict[str, str] = {
     "train.grpo": "alignkit.pipeline.stages:train_grpo",
     "report": "alignkit.pipeline.stages:report",
 }
+
+
+# The typed config each built-in stage builds from its ``with:`` (plus keys the stage function
+# itself reads), so a pipeline's keys and literal values are checked before any stage runs: a
+# misspelt key is an error, not silently ignored. Named by string, like the stages themselves.
+STAGE_CONFIGS: dict[str, tuple[str, frozenset[str]]] = {
+    "sandbox.build": ("alignkit.sandbox.build:BuildConfig", frozenset({"world_seed"})),
+    "sandbox.base_model": ("alignkit.sandbox.config:PretrainConfig", frozenset({"retrain"})),
+    "feedback.simulate": ("alignkit.sandbox.config:SimulateConfig", frozenset()),
+    "evaluate.sandbox": ("alignkit.sandbox.config:SandboxEvalConfig", frozenset({"annotators", "title", "summary"})),
+    "train.sft": ("alignkit.train.config:SFTConfig", frozenset()),
+    "train.rm": ("alignkit.train.config:RewardConfig", frozenset()),
+    "train.dpo": ("alignkit.train.config:DPOConfig", frozenset()),
+    "train.kto": ("alignkit.train.config:KTOConfig", frozenset()),
+    "train.ppo": ("alignkit.train.config:PPOConfig", frozenset()),
+    "train.rloo": ("alignkit.train.config:RLOOConfig", frozenset()),
+    "train.grpo": ("alignkit.train.config:GRPOConfig", frozenset()),
+}
+STAGE_KEYS: dict[str, frozenset[str]] = {"report": frozenset({"results"})}  # stages without a config class
+
+
+def stage_fields(uses: str) -> tuple[type[BaseModel] | None, frozenset[str]] | None:
+    """``(config class or None, other accepted keys)`` of a built-in stage; ``None`` when unknown (``python:`` stages)."""
+    if uses in STAGE_CONFIGS:
+        target, extra = STAGE_CONFIGS[uses]
+        cls: type[BaseModel] = load_object(target, what=f"config of stage '{uses}'", callable_only=False)
+        return cls, extra
+    if uses in STAGE_KEYS:
+        return None, STAGE_KEYS[uses]
+    return None
 
 
 class StageNotFound(PluginError):

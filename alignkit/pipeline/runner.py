@@ -25,6 +25,7 @@ checkpoint interval). Changing one stage's config reruns it and everything downs
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -36,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from alignkit.pipeline.registry import STAGES, StageFn, StageNotFound, check_uses, resolve_stage
+from alignkit.data.errors import DataError, describe_value
+from alignkit.pipeline.registry import STAGES, StageFn, StageNotFound, check_uses, resolve_stage, stage_fields
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +64,154 @@ class PipelineSpec(BaseModel):
     seed: int = 0
     stages: list[StageSpec]
 
+    # Where the spec came from, for error messages: the file and the line of each YAML node by path.
+    _source: str = PrivateAttr("<pipeline>")
+    _lines: dict[tuple[str, ...], int] = PrivateAttr(default_factory=dict)
+
+    def where(self, *path: str | int) -> tuple[str, int | None]:
+        """(file, line) of a node such as ``("stages", 2, "with", "lr")``, or of its nearest parent."""
+        keys = tuple(str(p) for p in path)
+        while keys and keys not in self._lines:
+            keys = keys[:-1]
+        return self._source, self._lines.get(keys)
+
+
+def _node_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """Line (1-based) of every mapping key / sequence item of a composed YAML document, by path."""
+    out: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, str(key.value))
+            out[path] = key.start_mark.line + 1
+            out.update(_node_lines(value, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            path = (*prefix, str(i))
+            out[path] = item.start_mark.line + 1
+            out.update(_node_lines(item, path))
+    return out
+
 
 def load_pipeline(path: Path) -> PipelineSpec:
-    raw = yaml.safe_load(Path(path).read_text())
-    spec = PipelineSpec.model_validate(raw)
+    """Read and validate a pipeline file; every problem is a :class:`DataError` naming the file, line and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, "pipeline", "an existing YAML file", seen="a folder" if path.exists() else "nothing there")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            path, None, None, "UTF-8 text", seen=f"byte 0x{err.object[err.start]:02x} at offset {err.start}"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise DataError(path, mark.line + 1 if mark else None, None, f"valid YAML ({problem})") from None
+    lines = _node_lines(node) if node is not None else {}
+    if not isinstance(raw, dict):
+        raise DataError(
+            path, None, None, "a mapping with 'stages:' (and optionally 'workdir:', 'seed:')", seen=describe_value(raw)
+        )
+    try:
+        spec = PipelineSpec.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = tuple(str(p) for p in first["loc"])
+        keys = loc
+        while keys and keys not in lines:
+            keys = keys[:-1]
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            expected, seen = "a known key (workdir, seed, stages; per stage: name, uses, with)", f"unknown key '{loc[-1]}'"
+        elif first["type"] == "missing":
+            expected, seen = "a value (required)", "none"
+        else:
+            expected, seen = (
+                msg.removeprefix("Input should be ").removeprefix("String should "),
+                describe_value(first.get("input")),
+            )
+        raise DataError(path, lines.get(keys), ".".join(loc) or None, expected, seen=seen) from None
+    spec._source, spec._lines = str(path), lines
     names = [s.name for s in spec.stages]
-    duplicates = {n for n in names if names.count(n) > 1}
+    duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"{path}: stage names must be unique, repeated: {sorted(duplicates)}")
+        second = [i for i, n in enumerate(names) if n == duplicates[0]][1]
+        raise DataError(
+            path,
+            lines.get(("stages", str(second), "name")),
+            f"stages.{second}.name",
+            "stage names that are unique",
+            seen=f"repeated: {duplicates}",
+        )
     return spec
+
+
+def validate_pipeline(spec: PipelineSpec, registry: Mapping[str, StageFn | str]) -> None:
+    """Check what can be checked before any stage runs, so a typo never costs an hour of training.
+
+    Every ``${stage.key}`` must name an earlier stage (a reference to itself or a later one would be
+    a cycle); a built-in stage's ``with:`` keys must be fields of its config and its literal values
+    (those without references) must validate, each error naming the file, line and key.
+    """
+    earlier: set[str] = set()
+    for i, stage in enumerate(spec.stages):
+        for key, value in stage.with_.items():
+            for ref in REF.finditer(json.dumps(value, default=str)):
+                target = ref.group(1)
+                if target not in earlier:
+                    source, line = spec.where("stages", i, "with", key)
+                    kind = (
+                        "which is itself (a cycle)"
+                        if target == stage.name
+                        else "which runs later (a cycle: stages run in file order)"
+                        if target in {s.name for s in spec.stages}
+                        else "which is not in this pipeline"
+                    )
+                    raise DataError(
+                        source,
+                        line,
+                        f"{stage.name}.{key}",
+                        f"a reference to an earlier stage (one of {sorted(earlier) or 'none'})",
+                        seen=f"'${{{target}.{ref.group(2)}}}', which refers to stage '{target}', {kind}",
+                    )
+        earlier.add(stage.name)
+        if stage.uses not in STAGES or registry.get(stage.uses) != STAGES[stage.uses]:
+            continue  # a user's own stage (or registry) decides what it accepts
+        known = stage_fields(stage.uses)
+        if known is None:
+            continue
+        cls, extra = known
+        allowed = set(extra) | {"seed"} | (set(cls.model_fields) if cls is not None else set())
+        for key in stage.with_:
+            if key not in allowed:
+                source, line = spec.where("stages", i, "with", key)
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise DataError(
+                    source, line, f"{stage.name}.{key}", f"a setting of '{stage.uses}'{hint}", seen=f"unknown key '{key}'"
+                )
+        if cls is None:
+            continue
+        literal = {k: v for k, v in stage.with_.items() if k in cls.model_fields and not REF.search(json.dumps(v, default=str))}
+        try:
+            cls.model_validate(literal)
+        except ValidationError as err:
+            for e in err.errors():
+                top = str(e["loc"][0]) if e["loc"] else ""
+                if e["type"] == "missing" or top not in literal:
+                    continue  # given by a reference, or filled in by the stage (output, progress)
+                source, line = spec.where("stages", i, "with", top)
+                expected = e["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+                raise DataError(
+                    source,
+                    line,
+                    f"{stage.name}.{'.'.join(str(p) for p in e['loc'])}",
+                    expected,
+                    seen=describe_value(e.get("input")),
+                ) from None
 
 
 def _file_digest(path: Path) -> str:
@@ -175,11 +316,14 @@ def run_pipeline(
     built-in :data:`~alignkit.pipeline.registry.STAGES`); ``python:`` targets work with any registry.
     """
     registry = STAGES if registry is None else registry
-    for stage in spec.stages:  # fail on a bad name before any stage runs
+    for i, stage in enumerate(spec.stages):  # fail on a bad name before any stage runs
         try:
             check_uses(stage.uses, registry)
         except StageNotFound as err:
-            raise StageNotFound(f"stage '{stage.name}': {err}") from err
+            source, line = spec.where("stages", i, "uses")
+            at = f"{source}:{line}: " if line is not None else ""
+            raise StageNotFound(f"{at}stage '{stage.name}': {err}") from err
+    validate_pipeline(spec, registry)
     workdir = Path(spec.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, dict[str, Any]] = {}
