@@ -166,6 +166,19 @@ class KTOConfig(PreferenceConfig):
     undesirable_weight: float = Field(1.0, gt=0, description="Loss weight of undesirable (label false) examples.")
 
 
+class SafeAlignConfig(TrainingConfig):
+    """Red-Instruct safety alignment: NLL on safe (label true) rows, bounded gradient ascent on harmful (label false) rows."""
+
+    harmful_coef: float = Field(0.5, ge=0, description="Weight of the gradient-ascent term on harmful completions.")
+    ascent_clamp: float = Field(
+        3.0, gt=0, description="Per-token NLL cap of the ascent term (nats): past it a harmful token gets no more push."
+    )
+    helpful_data: Path | None = Field(
+        None, description="SFT records (e.g. demonstrations) trained with NLL beside the safe rows, against the alignment tax."
+    )
+    on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
+
+
 # --------------------------------------------------------------------------- online RL
 
 
