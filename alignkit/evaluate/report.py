@@ -90,6 +90,9 @@ class ReportData(BaseModel):
     baseline: str | None = Field(None, description="model the others are compared with in Findings (usually SFT)")
     models: list[ModelResult] = []
     ladders: dict[str, list[RatingRow]] = Field({}, description='e.g. {"Bradley-Terry": [...], "Elo": [...]}')
+    headline_ladder: str = Field(
+        "Bradley-Terry", description="the ladder the report leads with; the others are cross-checks of it"
+    )
     win_rates: list[WinRateRow] = []
     reward_kl: dict[str, list[tuple[float, float]]] = Field({}, description="method -> [(kl, reward), ...]")
     reward_kl_label: str = Field(
@@ -100,6 +103,8 @@ class ReportData(BaseModel):
     judge_consistency: float | None = Field(None, description="share of judge verdicts unchanged by a position swap")
     over_refusal_tolerance: float = Field(0.10, description="over-refusal increase (absolute) still called small")
     ci_level: float = 0.95
+    world_seed: int | None = Field(None, description="seed of the sandbox world (KB, prompts): fixed across runs")
+    run_seed: int | None = Field(None, description="seed of this run (crowd, sampling, training, bootstrap)")
 
 
 def ladder_rows(rater: Any) -> list[RatingRow]:
@@ -217,6 +222,29 @@ def _ladder_findings(name: str, rows: list[RatingRow]) -> list[str]:
     return [text + "; their CIs overlap, so the order of the top two is not settled."]
 
 
+def _cross_check_findings(headline: str, rows: list[RatingRow], name: str, other: list[RatingRow]) -> list[str]:
+    """Say where a cross-check ladder orders two models differently from the headline, and why."""
+    rank = {r.model: r.rating for r in rows}
+    by = {r.model: r for r in other if r.model in rank}
+    out = []
+    models = sorted(by, key=lambda m: -rank[m])
+    for i, hi in enumerate(models):
+        for lo in models[i + 1 :]:
+            if rank[hi] > rank[lo] and by[lo].rating > by[hi].rating:
+                a, b = by[lo], by[hi]
+                settled = a.ci_low is not None and b.ci_high is not None and a.ci_low > b.ci_high
+                why = (
+                    "their intervals do not overlap, so check the battles' order (online Elo weighs recent battles more)"
+                    if settled
+                    else "their intervals overlap, so the cross-check does not contradict it"
+                )
+                out.append(
+                    f"{name} (cross-check) puts {lo} above {hi}, unlike {headline}; {why}. {headline} is the headline "
+                    "ladder: it is fitted on all battles at once and does not depend on their order."
+                )
+    return out
+
+
 def findings(data: ReportData) -> list[str]:
     """Plain statements derived from the numbers by fixed rules (no adjectives without a test).
 
@@ -233,6 +261,11 @@ def findings(data: ReportData) -> list[str]:
         out.append("No baseline model is set (or it has no metrics), so models are not compared against it.")
     for name, rows in data.ladders.items():
         out.extend(_ladder_findings(name, rows))
+    head = data.ladders.get(data.headline_ladder)
+    if head:
+        for name, rows in data.ladders.items():
+            if name != data.headline_ladder:
+                out.extend(_cross_check_findings(data.headline_ladder, head, name, rows))
     for w in data.win_rates:
         if w.ci_low is not None and w.ci_low > 0.5:
             word = "clearly beats"
@@ -278,8 +311,8 @@ def _ladder_plot(name: str, rows: list[RatingRow]) -> str:
     ax = fig.add_subplot()
     y = list(range(len(rows)))
     x = [r.rating for r in rows]
-    # Draw the interval itself, not symmetric error bars: a percentile bootstrap interval (and
-    # online Elo's, which depends on battle order) need not contain the point estimate.
+    # Draw the interval itself, not symmetric error bars: a percentile bootstrap interval need not
+    # be symmetric about the estimate.
     for yi, r in zip(y, rows):
         if r.ci_low is not None and r.ci_high is not None:
             ax.plot([r.ci_low, r.ci_high], [yi, yi], color="#2b6cb0", linewidth=2, solid_capstyle="butt")
@@ -289,6 +322,11 @@ def _ladder_plot(name: str, rows: list[RatingRow]) -> str:
     ax.set_title(name)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
+
+
+def ladder_plot_png(name: str, rows: list[RatingRow]) -> bytes:
+    """The ladder plot (point and interval per model) as PNG bytes, for files outside the report."""
+    return base64.b64decode(_ladder_plot(name, rows))
 
 
 def _rates_plot(models: list[ModelResult]) -> str | None:
@@ -399,14 +437,17 @@ def _ladders_section(data: ReportData) -> str:
     if not data.ladders:
         return _empty("ratings")
     parts = []
-    for name, rows in data.ladders.items():
-        rows = sorted(rows, key=lambda r: -r.rating)
+    names = sorted(data.ladders, key=lambda n: n != data.headline_ladder)  # the headline first
+    for name in names:
+        rows = sorted(data.ladders[name], key=lambda r: -r.rating)
+        role = "headline" if name == data.headline_ladder else f"cross-check of {data.headline_ladder}"
         body = "".join(
             f'<tr><td>{i + 1}</td><th>{e(r.model)}</th><td class="num">{r.rating:.1f}</td>'
             f'<td class="num">{_rating_or_na(r.ci_low)} – {_rating_or_na(r.ci_high)}</td></tr>'
             for i, r in enumerate(rows)
         )
-        parts.append(f"<h3>{e(name)}</h3><table><tr><th>#</th><th>model</th><th>rating</th><th>CI</th></tr>{body}</table>")
+        head = "<tr><th>#</th><th>model</th><th>rating</th><th>CI</th></tr>"
+        parts.append(f"<h3>{e(name)} <span class='ci'>({e(role)})</span></h3><table>{head}{body}</table>")
         if rows:
             parts.append(_img(_ladder_plot(name, rows), f"{name} ladder"))
     return "".join(parts)
@@ -460,11 +501,21 @@ def _samples_section(data: ReportData) -> str:
     return "".join(parts)
 
 
+def _seeds_line(data: ReportData) -> str:
+    parts = []
+    if data.world_seed is not None:
+        parts.append(f"world seed {data.world_seed} (knowledge base, prompts and splits: the same for every run)")
+    if data.run_seed is not None:
+        parts.append(f"run seed {data.run_seed} (crowd, sampling, training order, bootstrap: varies between runs)")
+    return f"<p class='ci'>Seeds: {e('; '.join(parts))}.</p>" if parts else ""
+
+
 def render_report(data: ReportData) -> str:
     """The report as one HTML string."""
     items = "".join(f"<li>{e(f)}</li>" for f in findings(data)) or "<li>No numbers to draw findings from.</li>"
+    summary = (f"<p>{e(data.summary)}</p>" if data.summary else _empty("summary")) + _seeds_line(data)
     sections = [
-        ("Summary", f"<p>{e(data.summary)}</p>" if data.summary else _empty("summary")),
+        ("Summary", summary),
         ("Findings", f"<ul class='findings'>{items}</ul>"),
         ("Metrics", _metrics_section(data)),
         ("Ratings", _ladders_section(data)),

@@ -24,6 +24,7 @@ class SimulateConfig(BaseModel):
     position_bias: float = Field(0.1, ge=0, le=1, description="crowd position bias range (sandbox make_crowd)")
     length_bias: float = Field(0.1, ge=0, le=1, description="crowd length bias range")
     helpful_lean: float = Field(0.3, ge=0, le=1, description="crowd lean towards helpfulness over harmlessness")
+    world_seed: int = Field(0, description="World seed (KB, prompts); 0 is the world the shipped base model knows.")
     overlap: int = Field(3, ge=1)
     max_overlap: int | None = Field(None, ge=1, description="set above --overlap for dynamic overlap")
     agreement_threshold: float = Field(1.0, ge=0, le=1, description="dynamic overlap: top-label share needed to stop")
@@ -36,15 +37,18 @@ class SimulateConfig(BaseModel):
     )
     screening_threshold: float = Field(0.7, gt=0.5, lt=1, description="gold accuracy the screening test admits at")
     screening_false_admit: float = Field(0.005, gt=0, lt=1, description="screening: chance a coin-flipper is admitted")
-    seed: int = 0
+    seed: int = Field(0, description="Run seed: the crowd's skills and answers, gold placement, task order.")
     progress: bool = True
 
 
 class SandboxEvalConfig(BaseModel):
     models: dict[str, str] = Field(..., description="Model name -> model folder, in display order.")
     output: Path = Field(..., description="Folder for results.json and responses.jsonl.")
-    world: Path | None = Field(None, description="A `sandbox build` folder (default: the world of --seed).")
-    seed: int = Field(0, description="World seed (without --world) and sampling seed.")
+    world: Path | None = Field(None, description="A `sandbox build` folder (default: the world of --world-seed).")
+    world_seed: int = Field(
+        0, description="World seed without --world (KB and prompts); 0 is the world the shipped base model was pretrained on."
+    )
+    seed: int = Field(0, description="Run seed: sampling, battle order, bootstrap (never the world).")
     splits: str = Field("eval,test", description="Comma-separated prompt splits to evaluate on.")
     n_prompts: int | None = Field(None, description="At most this many prompts (default: all of the splits).")
     temperature: float = Field(0.7, ge=0, description="Sampling temperature (0 = greedy).")

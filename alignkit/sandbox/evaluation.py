@@ -36,7 +36,7 @@ def _metric_models(metrics: dict[str, dict[str, Any]]) -> dict[str, MetricCI]:
 
 def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = None) -> ReportData:
     """Run the whole evaluation; writes ``results.json`` (ReportData) and ``responses.jsonl``."""
-    world = load_world(config.world) if config.world is not None else build_world(config.seed)
+    world = load_world(config.world) if config.world is not None else build_world(config.world_seed)
     prompts = [p for split in config.splits.split(",") for p in world.prompts(split.strip())]
     if config.n_prompts is not None:
         prompts = prompts[: config.n_prompts]
@@ -126,6 +126,8 @@ def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = N
         reward_kl={m: [(kl[m], next(r for r in results if r.name == m).metrics["utility"].value)] for m in kl},
         annotators=extra.get("annotators", []),
         reward_kl_label="ground-truth utility (KL to the reference on the model's own samples)",
+        world_seed=world.config.seed,
+        run_seed=config.seed,
     )
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ def confusion_oracle_accuracy(judgments: list[tuple[int, str, str]], truth: dict
 
 
 def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: bool = True) -> SimulateResult:
-    world = world or build_world(cfg.seed)
+    world = world or build_world(cfg.world_seed)
     crowd = crowd or make_crowd(
         world,
         n=cfg.n_annotators,

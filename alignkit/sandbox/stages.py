@@ -3,6 +3,12 @@
 
 The pipeline names them by string in :data:`alignkit.pipeline.registry.STAGES`, so it never
 imports the sandbox; this module is loaded only when a pipeline uses one of them.
+
+Two seeds, kept apart (issue #22): the pipeline's ``seed`` is the *run* seed (crowd, sampling,
+training order) and reaches every stage; the *world* seed (the KB, the prompts and their splits,
+the curated datasets) is ``world_seed`` of ``sandbox.build`` (default 0, the world the shipped base
+model was pretrained on), which the build stage outputs for the stages after it. Before, one seed
+did both, so ``seed: 1`` evaluated a base model on facts it had never seen.
 """
 
 from __future__ import annotations
@@ -19,15 +25,26 @@ from alignkit.sandbox.simulate import simulate
 
 
 def build(params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    return build_folder(BuildConfig(**{**params, "output": folder}))
+    """The world of ``world_seed`` (default 0) and its datasets; the run seed does not change it."""
+    params = dict(params)
+    params.pop("seed", None)  # the run seed
+    world_seed = int(params.pop("world_seed", 0))
+    return {**build_folder(BuildConfig(**{**params, "seed": world_seed, "output": folder})), "world_seed": world_seed}
 
 
 def base_model(params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The shipped base model, or (with ``retrain: true``) one rebuilt from its seed."""
+    """The shipped base model (pretrained on world 0), or (``retrain: true``) one pretrained on ``world_seed``."""
     params = dict(params)
+    world_seed = int(params.pop("world_seed", 0))
     if not params.pop("retrain", False):
+        if world_seed != 0:
+            raise ValueError(
+                f"base_model: the shipped base model was pretrained on world 0, not world {world_seed}; "
+                "set retrain: true to pretrain one on this world"
+            )
         return {"model": str(SHIPPED_BASE_MODEL)}
-    return {"model": str(pretrain_base_model(PretrainConfig(**{"progress": False, **params, "output": folder})))}
+    config = PretrainConfig(**{"progress": False, **params, "world_seed": world_seed, "output": folder})
+    return {"model": str(pretrain_base_model(config))}
 
 
 def feedback_simulate(params: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -75,5 +92,8 @@ def evaluate(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     for key in ("title", "summary"):
         if key in params:
             extra[key] = params.pop(key)
-    evaluate_sandbox(SandboxEvalConfig(**{"progress": False, **params, "output": folder}), extra)
+    config = SandboxEvalConfig(**{"progress": False, **params, "output": folder})
+    if config.world is not None and "world_seed" not in params:  # the seed of the world folder, for the report
+        config.world_seed = int(json.loads((config.world / "world.json").read_text())["world_config"]["seed"])
+    evaluate_sandbox(config, extra)
     return {"results": str(folder / "results.json"), "responses": str(folder / "responses.jsonl")}
