@@ -2,27 +2,41 @@
 
 ``name_or_path`` is a local folder, a hub id (only with ``allow_download=True``: alignkit never
 touches the network unless asked) or ``"tiny"``, the built-in tiny model made in-process.
+
+LoRA chains. A folder may hold a ``peft`` adapter instead of full weights (an SFT run with
+``--lora`` and no ``--merge-lora``). :func:`load_model` loads its base (recursively: the base may
+itself be an adapter folder), applies the adapter and *merges* it, so the model that comes back
+is the fine-tuned model: a DPO/KTO/PPO run with ``--lora`` on it then trains a new adapter on top,
+and its ``adapter`` reference (the new adapter switched off) is the SFT model, not the original
+base. :func:`save_model` records the base of an unmerged adapter as an absolute path (or keeps a
+hub id); a base with no folder of its own (``"tiny"``) is saved next to the adapter in
+``base_model/``, so the output loads from any working directory.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from alignkit.data.chat import ensure_chat_template
+from alignkit.data.errors import DataError
 from alignkit.models.config import LoraSettings
 from alignkit.models.tiny import build_tiny_model
 
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
+ADAPTER_CONFIG = "adapter_config.json"
+BASE_DIR = "base_model"
 
 
 def _dtype(name: str) -> torch.dtype | str:
@@ -51,11 +65,80 @@ def load_model(
         return build_tiny_model(texts=tiny_texts, seed=seed)
     if not allow_download and not Path(name_or_path).exists():
         raise FileNotFoundError(f"model '{name_or_path}' is not a local folder; pass --allow-download to fetch it from the hub")
+    if is_adapter_folder(name_or_path):
+        return load_merged_adapter(Path(name_or_path), allow_download=allow_download, dtype=dtype)
     tokenizer = load_tokenizer(name_or_path, allow_download)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, local_files_only=not allow_download, dtype=_dtype(dtype))
+    if Path(name_or_path).exists():
+        model.config._name_or_path = model.name_or_path = str(Path(name_or_path).resolve())  # an adapter records it
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def is_adapter_folder(path: str | Path) -> bool:
+    """A ``peft`` adapter folder: ``adapter_config.json`` and no full ``config.json``."""
+    return (Path(path) / ADAPTER_CONFIG).exists() and not (Path(path) / "config.json").exists()
+
+
+def adapter_base(folder: Path) -> str:
+    """The base an adapter folder was trained on, as a loadable source; errors say what was looked for.
+
+    ``base_model_name_or_path`` may be absolute, relative to the working directory it was saved
+    from (older outputs), relative to the adapter folder, or a hub id.
+    """
+    config_path = folder / ADAPTER_CONFIG
+    try:
+        base = json.loads(config_path.read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError) as err:
+        raise DataError(config_path, None, None, "a peft adapter config (JSON)", seen=str(err).splitlines()[0]) from err
+    if not base:
+        raise DataError(
+            config_path,
+            None,
+            "base_model_name_or_path",
+            "the base model's folder or hub id (an adapter cannot be loaded without its base)",
+            seen="nothing",
+        )
+    candidates = [Path(base), folder / base] if not Path(base).is_absolute() else [Path(base)]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate.resolve())
+    looked = ", ".join(f"'{c}'" for c in dict.fromkeys(str(c.absolute()) for c in candidates))
+    return _hub_or_error(base, config_path, looked)
+
+
+def _hub_or_error(base: str, config_path: Path, looked: str) -> str:
+    looks_like_hub_id = not base.startswith((".", "/", "~")) and base.count("/") <= 1 and "\\" not in base
+    if looks_like_hub_id:
+        return base  # load_model then needs --allow-download, and says so
+    raise DataError(
+        config_path,
+        None,
+        "base_model_name_or_path",
+        "an existing base-model folder (looked for " + looked + ")",
+        seen=f"'{base}'",
+    )
+
+
+def load_merged_adapter(folder: Path, *, allow_download: bool = False, dtype: str = "float32") -> tuple[torch.nn.Module, Any]:
+    """Base model (itself possibly an adapter: chains resolve recursively) + this adapter, merged."""
+    base = adapter_base(folder)
+    if not allow_download and not Path(base).exists():
+        raise DataError(
+            folder / ADAPTER_CONFIG,
+            None,
+            "base_model_name_or_path",
+            "a local base-model folder, or --allow-download to fetch the hub id",
+            seen=f"'{base}'",
+        )
+    model, base_tokenizer = load_model(base, allow_download=allow_download, dtype=dtype)
+    tokenizer = load_tokenizer(str(folder)) if (folder / "tokenizer_config.json").exists() else base_tokenizer
+    merged: Any = PeftModel.from_pretrained(cast(Any, model), str(folder)).merge_and_unload()
+    # A new adapter on top records this folder as its base (peft reads the instance's name_or_path).
+    merged.config._name_or_path = merged.name_or_path = str(folder.resolve())
+    log.info("loaded LoRA adapter %s on base %s (merged)", folder, base)
+    return merged, tokenizer
 
 
 def load_reward_model(
@@ -78,8 +161,13 @@ def load_reward_model(
                 raise FileNotFoundError(
                     f"model '{name_or_path}' is not a local folder; pass --allow-download to fetch it from the hub"
                 )
-            tokenizer = load_tokenizer(name_or_path, allow_download)
-            path, local_only = name_or_path, not allow_download
+            if is_adapter_folder(name_or_path):  # e.g. a LoRA SFT output: merge, then read it as a classifier
+                merged, tokenizer = load_merged_adapter(Path(name_or_path), allow_download=allow_download, dtype=dtype)
+                cast(Any, merged).save_pretrained(tmp)
+                path, local_only = tmp, True
+            else:
+                tokenizer = load_tokenizer(name_or_path, allow_download)
+                path, local_only = name_or_path, not allow_download
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -119,9 +207,28 @@ def save_model(model: torch.nn.Module, tokenizer: Any, output: str | Path, merge
     hf: Any = model  # a transformers/peft model: its methods are not in torch.nn.Module's type
     if is_lora(hf) and merge_lora:
         hf = hf.merge_and_unload()
+    if is_lora(hf):
+        _record_base(hf, output, tokenizer)
     hf.save_pretrained(output)
     tokenizer.save_pretrained(output)
     return output
+
+
+def _record_base(model: Any, output: Path, tokenizer: Any) -> None:
+    """Point every adapter's ``base_model_name_or_path`` at something loadable from anywhere.
+
+    A local base becomes an absolute path; a hub id stays; a base with no folder (the in-process
+    tiny model) is saved to ``output/base_model`` first.
+    """
+    for config in model.peft_config.values():
+        base = config.base_model_name_or_path
+        if base and Path(base).exists():
+            config.base_model_name_or_path = str(Path(base).resolve())
+        elif not base:  # rare (tiny models): a full copy of the weights, once
+            plain = copy.deepcopy(model).unload()
+            plain.save_pretrained(output / BASE_DIR)
+            tokenizer.save_pretrained(output / BASE_DIR)
+            config.base_model_name_or_path = str((output / BASE_DIR).resolve())
 
 
 def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
