@@ -17,7 +17,22 @@ app = typer.Typer(help="alignkit: align language models to be helpful, honest an
 
 # Modules under alignkit.cli that define ``register(app)``; a module that is missing is skipped so a
 # partial install (or a stage still being built) does not break the whole CLI.
-COMMAND_MODULES = ["train", "data", "preference", "rl", "sandbox", "feedback", "ai", "evaluate", "pipeline", "web"]
+COMMAND_MODULES = [
+    "train",
+    "data",
+    "preference",
+    "rl",
+    "sandbox",
+    "feedback",
+    "ai",
+    "evaluate",
+    "ratings",
+    "pipeline",
+    "web",
+    "rag",
+    "monitor",
+    "benchmark",
+]
 
 
 @app.callback()
