@@ -33,6 +33,11 @@ class StageConfig(BaseModel):
     gold_rate: float = Field(0.0, ge=0, le=1, description="share of served tasks that are gold")
     role: Literal["annotator", "reviewer"] = "annotator"
     auto_label_confidence: float | None = Field(None, ge=0, le=1, description="pre-labels at or above this skip people")
+    show_prelabels: bool = Field(
+        False,
+        description="show a task's model pre-label to annotators as a suggestion (pre-filled and marked); off by default, "
+        "since a visible suggestion anchors judgments",
+    )
     payload: dict[str, Any] = Field(
         default_factory=dict, description="task settings: criteria, harms, scale, rules, questions, k"
     )

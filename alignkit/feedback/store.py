@@ -107,6 +107,7 @@ class TaskView:
     payload: dict[str, Any]
     lease_expires_at: datetime
     draft: dict[str, Any] | None = None
+    suggestion: dict[str, Any] | None = None  # a model's pre-label, when the stage shows them (show_prelabels)
 
 
 @dataclass
@@ -150,6 +151,7 @@ class FeedbackStore:
         self._write_engine = self.engine.execution_options(write=True)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._projects: dict[str, tuple[int, ProjectConfig]] = {}
+        self._configs: dict[int, ProjectConfig] = {}  # by project id (configs never change)
         self._last_expiry = 0.0  # time.monotonic() of the last lease sweep made on the real clock
         if init:
             init_db(self.engine)
@@ -572,9 +574,19 @@ class FeedbackStore:
                 return task
             rejected.add(task.id)
 
+    def _config(self, s: Session, project_id: int) -> ProjectConfig:
+        if project_id not in self._configs:
+            self._configs[project_id] = ProjectConfig.model_validate(s.get_one(Project, project_id).config)
+        return self._configs[project_id]
+
     def _view(self, s: Session, task: Task, lease: datetime, draft: dict | None = None) -> TaskView:
         prompt = s.get_one(Prompt, task.prompt_id).text if task.prompt_id else None
         texts = [s.get_one(Response, r).text for r in task.response_ids or []]
+        suggestion = None
+        if task.prelabel is not None:
+            names = {st.name: st for st in self._config(s, task.project_id).stages}
+            if task.stage in names and names[task.stage].show_prelabels:
+                suggestion = dict(task.prelabel)
         return TaskView(
             id=task.id,
             type=task.type,
@@ -584,6 +596,7 @@ class FeedbackStore:
             payload=dict(task.payload or {}),
             lease_expires_at=lease,
             draft=draft,
+            suggestion=suggestion,
         )
 
     def pending(self, annotator: str) -> list[TaskView]:

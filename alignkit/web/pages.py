@@ -22,8 +22,65 @@ HERE = Path(__file__).parent
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"], default=True))
 router = APIRouter(include_in_schema=False, dependencies=[Depends(api.check_csrf)])
 
-# Keys for the per-criterion rows of a compare task (A, B, tie), one row each.
+# Keyboard shortcuts. Every choice on every page has a key or a key sequence (typed one key after
+# the other, like vim's); within a page the codes are prefix-free, so a sequence is never cut short.
+# ``p`` (skip), ``/`` (to the first text field) and Enter (submit) are reserved on every page.
+# Compare: overall 1 2 3, both bad 0, strength 7 8 9, a criterion row per letter triple (A, B, tie);
+# rows after the eighth are "4", the row's code, then 1 2 3; harms are "m" then the harm's code.
 CRITERION_KEYS = ["qwe", "asd", "zxc", "rty", "fgh", "vbn", "uio", "jkl"]
+DIGITS = "123456789"
+LETTERS = "abcdefghijklmnoqrstuvwxyz"  # no p: it is skip
+
+
+def codes(n: int, alphabet: str = DIGITS + LETTERS) -> list[str]:
+    """``n`` prefix-free key codes: single keys while they last, else fixed-length sequences."""
+    width = 1
+    while len(alphabet) ** width < n:
+        width += 1
+    out: list[str] = []
+    for i in range(n):
+        code, k = "", i
+        for _ in range(width):
+            code = alphabet[k % len(alphabet)] + code
+            k //= len(alphabet)
+        out.append(code)
+    return out
+
+
+def compare_keys(criteria: list[str], harms: list[str]) -> tuple[list[tuple[str, list[str]]], list[tuple[str, str]]]:
+    rows = []
+    extra = codes(max(len(criteria) - len(CRITERION_KEYS), 0))
+    for i, c in enumerate(criteria):
+        keys = list(CRITERION_KEYS[i]) if i < len(CRITERION_KEYS) else ["4" + extra[i - len(CRITERION_KEYS)] + d for d in "123"]
+        rows.append((c, keys))
+    return rows, [(h, "m" + code) for h, code in zip(harms, codes(len(harms)), strict=True)]
+
+
+def scale_keys(values: list[int]) -> list[str]:
+    """A rating scale: the digit itself when every value is one digit; the value's digits, zero-padded
+    to one width, for longer non-negative scales (0..10: "07" is 7, "10" is 10); else codes in order."""
+    if all(0 <= v <= 9 for v in values):
+        return [str(v) for v in values]
+    if all(v >= 0 for v in values):
+        width = len(str(max(values)))
+        return [str(v).zfill(width) for v in values]
+    return codes(len(values), DIGITS + "0" + LETTERS)
+
+
+def qa_keys(questions: list[dict[str, Any]]) -> list[list[str]]:
+    """Option keys per question: the option's code alone for one question, else the question's
+    letter then the option's code (so "b2" answers the second option of the second question)."""
+    multi = [q for q in questions if q.get("options")]
+    qcodes = iter(codes(len(multi), LETTERS))
+    out: list[list[str]] = []
+    for q in questions:
+        options = q.get("options") or []
+        if not options:
+            out.append([])
+            continue
+        prefix = next(qcodes) if len(multi) > 1 else ""
+        out.append([prefix + c for c in codes(len(options))])
+    return out
 
 
 def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -121,8 +178,10 @@ def task_page(project: str, task_id: int, request: Request, user: api.MemberUser
     store = api._store(request)
     task = api.my_task(store, project, user, task_id)
     p = task["payload"]
-    rows = [(c, CRITERION_KEYS[i] if i < len(CRITERION_KEYS) else "") for i, c in enumerate(p.get("criteria", []))]
+    rows, harms = compare_keys(list(p.get("criteria", [])), list(p.get("harms", [])))
     scale = p.get("scale", [1, 7])
+    values = list(range(int(scale[0]), int(scale[1]) + 1))
+    questions = list(p.get("questions", []))
     return render(
         request,
         "task.html",
@@ -130,7 +189,11 @@ def task_page(project: str, task_id: int, request: Request, user: api.MemberUser
         project=api.project_info(store, project, user),
         task=task,
         criteria=rows,
-        scale=list(range(int(scale[0]), int(scale[1]) + 1)),
+        harms=harms,
+        scale=list(zip(values, scale_keys(values), strict=True)),
+        rules=list(zip(p.get("rules", []), codes(len(p.get("rules", []))), strict=True)),
+        questions=list(zip(questions, qa_keys(questions), strict=True)),
+        rank_keys=codes(len(task["responses"])) if task["type"] == "rank" else [],
         progress=api.progress(store, project, user),
     )
 

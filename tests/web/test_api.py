@@ -114,3 +114,19 @@ def test_admin_import_quality_aggregate_export_match_the_cli_code(web, tmp_path)
     assert web["store"].person("p", "ann2").status == "excluded"
     q = lead.get("/api/v1/projects/p/admin/quality").json()
     assert "cmp" in q["agreement"]
+
+
+def test_prelabels_reach_annotators_only_where_the_stage_shows_them(web):
+    from alignkit.feedback.config import ProjectConfig, StageConfig
+    from alignkit.web.accounts import create_account
+
+    store = web["store"]
+    stages = [StageConfig(name=n, task_type="binary", overlap=1, show_prelabels=n == "shown") for n in ("hidden", "shown")]
+    store.create_project("pl", ProjectConfig(stages=stages))
+    create_account(store, "pl_ann", PASSWORD, project="pl", status="active")
+    for name in ("hidden", "shown"):
+        pid = store.add_prompt("pl", name, status="accepted")
+        store.add_task("pl", name, pid, [store.add_response(pid, "r")], prelabel={"good": True}, confidence=0.6)
+    c = web["client"]("pl_ann")
+    got = {t["stage"]: t["suggestion"] for t in (c.post("/api/v1/projects/pl/next", json={}).json()["task"] for _ in range(2))}
+    assert got == {"hidden": None, "shown": {"good": True}}

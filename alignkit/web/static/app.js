@@ -92,8 +92,42 @@
     form.addEventListener("input", saveSoon);
     form.addEventListener("change", saveSoon);
 
+    // A model's pre-label, as form state: pre-filled only when there is no draft, and marked.
+    function fromAnswer(a) {
+      const s = {};
+      if (type === "compare") {
+        s.overall = a.overall; s.harms = a.harms || []; s.both_bad = a.both_bad ? ["yes"] : [];
+        if (a.strength) s.strength = String(a.strength);
+        if (a.rationale) s.rationale = a.rationale;
+        for (const c in a.criteria || {}) s["criteria." + c] = a.criteria[c];
+      } else if (type === "review_completion") {
+        s.decision = a.decision; if (a.edited_text) s.edited_text = a.edited_text; if (a.reason) s.reason = a.reason;
+      } else if (type === "verify_prompt") {
+        s.accept = String(a.accept); if (a.reason) s.reason = a.reason;
+      } else if (type === "write_prompt" || type === "write_completion") {
+        s.text = a.text; if (a.domain) s.domain = a.domain;
+      } else if (type === "rank") s["__order"] = a.order;
+      else if (type === "rate") s.score = String(a.score);
+      else if (type === "binary") s.good = String(a.good);
+      else if (type === "rules") s.violations = Object.keys(a.violations || {}).filter((r) => a.violations[r]);
+      else if (type === "qa") for (const q in a.answers || {}) s["qa." + q] = a.answers[q];
+      return s;
+    }
+
     const draft = JSON.parse(document.getElementById("draft").textContent || "null");
+    const suggestion = JSON.parse(document.getElementById("suggestion").textContent || "null");
     if (draft) { restore(draft); say("draft restored"); }
+    else if (suggestion) {
+      const state = fromAnswer(suggestion);
+      restore(state);
+      for (const el of form.elements) {
+        if (!el.name || !(el.name in state)) continue;
+        const mark = el.type === "radio" || el.type === "checkbox" ? (el.checked ? el.closest("label") : null) : el;
+        if (mark) mark.classList.add("suggested");
+      }
+      if (rank && state["__order"]) rank.classList.add("suggested");
+      say("model suggestion pre-filled");
+    }
 
     // An idempotency key per task, kept across reloads, so a retried submit is never counted twice.
     const keyName = "alignkit-key-" + taskId;
@@ -123,10 +157,42 @@
     form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
     document.getElementById("skip").addEventListener("click", skip);
 
+    document.getElementById("report").addEventListener("click", async () => {
+      const reason = document.getElementById("report-reason").value;
+      const r = await call("POST", base + "/flag", { reason });
+      if (r.ok) await goNext(); else say("report not sent (" + r.status + "): give a reason");
+    });
+
+    // Shortcuts: a data-key may be one key or a sequence ("m3": m, then 3). Codes on a page are
+    // prefix-free, so a key that starts a longer code waits (shown in #pending-keys) for the next.
+    const keyed = [...form.querySelectorAll("[data-key]")].map((el) => [el.dataset.key, el]).filter(([k]) => k);
+    const rankKeys = rank ? rank.dataset.keys.split(" ").filter(Boolean) : [];
+    const pendingShown = document.getElementById("pending-keys");
+    let prefix = "";
+    function press(key) {
+      const seq = prefix + key;
+      const exact = keyed.find(([k]) => k === seq);
+      const place = rankKeys.indexOf(seq);
+      if (exact || place >= 0) {
+        prefix = ""; pendingShown.textContent = "";
+        if (exact) { const el = exact[1]; el.click(); if (el.type === "radio" || el.type === "checkbox") saveSoon(); }
+        else if (rank.children[place]) rank.children[place].focus();
+        return true;
+      }
+      if (keyed.some(([k]) => k.startsWith(seq)) || rankKeys.some((k) => k.startsWith(seq))) {
+        prefix = seq; pendingShown.textContent = seq + "…";
+        return true;
+      }
+      const had = prefix !== "";
+      prefix = ""; pendingShown.textContent = "";
+      return had ? press(key) : false;  // a wrong second key starts over from itself
+    }
+
     document.addEventListener("keydown", (e) => {
       const t = e.target, typing = t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && !["radio", "checkbox"].includes(t.type));
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey || !typing)) { e.preventDefault(); submit(); return; }
       if (typing) { if (e.key === "Escape") t.blur(); return; }
+      if (e.key === "Escape") { prefix = ""; pendingShown.textContent = ""; return; }
       if (rank && t.parentElement === rank && (e.key === "ArrowUp" || e.key === "ArrowDown")) {
         e.preventDefault();
         const other = e.key === "ArrowUp" ? t.previousElementSibling : t.nextElementSibling;
@@ -139,8 +205,7 @@
         if (field) { e.preventDefault(); field.focus(); }
         return;
       }
-      const el = form.querySelector(`[data-key="${CSS.escape(e.key)}"]`);
-      if (el) { e.preventDefault(); el.click(); if (el.type === "radio" || el.type === "checkbox") saveSoon(); }
+      if (e.key.length === 1 && press(e.key)) e.preventDefault();
     });
 
     if (rank) {
@@ -150,7 +215,12 @@
       rank.addEventListener("drop", (e) => {
         e.preventDefault();
         const target = e.target.closest("li");
-        if (dragged && target && dragged !== target) { rank.insertBefore(dragged, target); saveSoon(); }
+        if (!dragged || !target || dragged === target) return;
+        // Dropped on an item: take its place (moving down lands after it, moving up before it).
+        const down = [...rank.children].indexOf(dragged) < [...rank.children].indexOf(target);
+        rank.insertBefore(dragged, down ? target.nextElementSibling : target);
+        rank.classList.remove("suggested");
+        saveSoon();
       });
     }
 
