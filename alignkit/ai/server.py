@@ -63,6 +63,28 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class Guard:
+    """Pure ASGI middleware: count every request and check the bearer token before anything is read.
+
+    (Not ``@app.middleware``: Starlette's ``BaseHTTPMiddleware`` wraps ``receive`` so that a plain
+    request no longer sees its client's disconnect, and cancellation needs exactly that.)
+    """
+
+    def __init__(self, app: Any, expected: bytes | None, on_request: Any) -> None:
+        self.app, self.expected, self.on_request = app, expected, on_request
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.on_request()
+            if self.expected is not None:
+                given = dict(scope.get("headers", [])).get(b"authorization", b"")
+                if not hmac.compare_digest(given, self.expected):
+                    err = APIError(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')", code="invalid_api_key")
+                    await _error_response(err)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def make_app(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -89,16 +111,7 @@ def make_app(
         with stats_lock:
             app.state.stats[key] += 1
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        count("requests")
-        if expected is not None:
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return _error_response(
-                    APIError(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')", code="invalid_api_key")
-                )
-        return await call_next(request)
+    app.add_middleware(Guard, expected=expected, on_request=lambda: count("requests"))
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, err: APIError) -> JSONResponse:
