@@ -13,9 +13,12 @@ from alignkit.data.io import DataError, read_records, skip_reason
 def read_pairs(path: Path, on_error: str) -> tuple[list[dict[str, Any]], Counter]:
     """Pair records from ``path``; rankings become all their pairs (``ranking_id`` marks a group).
 
-    Bad rows (empty chosen, identical chosen/rejected, missing fields) are counted by reason and
-    skipped (or raise, with ``on_error="raise"``), all before training starts; pairs marked
-    ``tie`` (see ``alignkit.data.conversions``) are counted and dropped too.
+    Every shape :mod:`alignkit.data.formats` recognises is read (TRL's explicit and implicit
+    prompts, prompt-repeated conversations, HH-RLHF raw, UltraFeedback). A bad row (empty chosen,
+    identical chosen/rejected, missing fields, an ambiguous shape) stops the load with
+    ``on_error="raise"`` (every trainer's default); with ``"skip"`` bad rows are counted by reason
+    and skipped, all before training starts. Pairs marked ``tie`` (see
+    ``alignkit.data.conversions``) state no preference: they are counted and dropped either way.
     """
     loaded = read_records(path, on_error=on_error)  # type: ignore[arg-type]
     skipped = Counter(skip_reason(e) for e in loaded.skipped)
