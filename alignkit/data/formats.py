@@ -319,7 +319,9 @@ def ultrafeedback_to_ranking(row: Mapping[str, Any], score: Score = "mean") -> d
 
 def detect_shape(row: Mapping[str, Any]) -> Shape:
     """The shape ``row`` is in (see the module table); raises :class:`ShapeError` if ambiguous or unknown."""
-    has = {k for k in ("messages", "text", "prompt", "completion", "chosen", "rejected", "label", "completions") if k in row}
+    # A null is an absent column: `datasets`/Parquet give every row every column of the file.
+    keys = ("messages", "text", "prompt", "completion", "chosen", "rejected", "label", "completions")
+    has = {k for k in keys if row.get(k) is not None}
     if "messages" in has and has & {"chosen", "rejected", "completion", "completions"}:
         clash = sorted(has & {"chosen", "rejected", "completion", "completions"})
         raise ShapeError(

@@ -189,3 +189,11 @@ def test_dataset_dict_folder_trains_on_train_and_evaluates_on_test(tmp_path):
     ).save_to_disk(str(two))
     with pytest.raises(DataError, match="'train' split"):
         read_records(two)
+
+
+def test_null_columns_count_as_absent_as_in_parquet_files_with_mixed_rows(tmp_path):
+    rows = [r | {"prompt": None, "completion": None} for r in implicit_standard(3)]
+    path = tmp_path / "mixed.parquet"
+    datasets.Dataset.from_list(rows).to_parquet(str(path))
+    pairs, _ = read_pairs(path, "raise")
+    assert [p["prompt"] for p in pairs] == ["What is 1 plus 1?", "What is 1 plus 2?", "What is 1 plus 3?"]
