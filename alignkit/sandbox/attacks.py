@@ -243,3 +243,9 @@ class CarelessJudgeModel:
         self, messages_list: Sequence[list[dict[str, Any]]], max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
     ) -> list[str]:
         return ["A" if self.option_logprobs(m, ["A", "B"])[0] > math.log(0.5) else "B" for m in messages_list]
+
+
+def redteam_requests(spec: str | None = None, split: str = "test", seed: int = 0) -> list[dict[str, Any]]:
+    """``attack_requests`` of the world ``spec`` names (folder, seed or nothing): the plug-in behind
+    ``alignkit redteam --judge sandbox`` without ``--requests``."""
+    return attack_requests(_world(spec), split, seed=seed)
