@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "rag",
     "monitor",
     "benchmark",
+    "safety",
 ]
 
 
