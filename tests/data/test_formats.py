@@ -197,3 +197,11 @@ def test_null_columns_count_as_absent_as_in_parquet_files_with_mixed_rows(tmp_pa
     datasets.Dataset.from_list(rows).to_parquet(str(path))
     pairs, _ = read_pairs(path, "raise")
     assert [p["prompt"] for p in pairs] == ["What is 1 plus 1?", "What is 1 plus 2?", "What is 1 plus 3?"]
+
+
+def test_hh_rlhf_with_an_explicit_prompt_and_sft_completions_repeating_the_prompt():
+    row = {"prompt": "\n\nHuman: 2+2?\n\nAssistant:", "chosen": " 4", "rejected": " 5"}
+    out = normalize_row(row)
+    assert out["prompt"] == [user("2+2?")] and out["chosen"] == [assistant("4")] and out["rejected"] == [assistant("5")]
+    sft = normalize_row({"prompt": "2+2?", "completion": [user("2+2?"), assistant("4")]})
+    assert sft["prompt"] == [user("2+2?")] and sft["completion"] == [assistant("4")]
