@@ -11,9 +11,11 @@ import logging
 
 import typer
 
-from alignkit.cli.common import set_debug
+from alignkit.cli.common import AlignkitGroup, set_debug
 
-app = typer.Typer(help="alignkit: align language models to be helpful, honest and harmless.", no_args_is_help=True)
+app = typer.Typer(
+    cls=AlignkitGroup, help="alignkit: align language models to be helpful, honest and harmless.", no_args_is_help=True
+)
 
 # Modules under alignkit.cli that define ``register(app)``; a module that is missing is skipped so a
 # partial install (or a stage still being built) does not break the whole CLI.

@@ -28,25 +28,29 @@ import importlib
 import inspect
 import json
 import os
+import sys
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-import click
 import typer
 import yaml
 from pydantic import BaseModel, ValidationError
+from typer.core import TyperGroup
 
 from alignkit.data.errors import DataError, describe_value
-from alignkit.data.files import existing_path_inputs, guard_run_folder, refuse_output_inputs, run_fingerprint
+from alignkit.data.files import check_model_folder, existing_path_inputs, guard_run_folder, refuse_output_inputs, run_fingerprint
 from alignkit.plugins import PluginError, load_object
 
 BAD_INPUT = 2  # the user can fix it: data, configuration, paths
 RUN_FAILED = 1  # good input, the run itself failed (diverged, out of memory, a bug)
 DEBUG_ENV = "ALIGNKIT_DEBUG"
 _debug = False
+
+# Config fields that name a model folder: checked (config.json, whole .safetensors) before anything loads.
+MODEL_FIELDS = frozenset({"model", "value_model", "reward_model", "ref_model", "judge_model"})
 
 # Fields of a run's config that do not change its results: left out of the output folder's fingerprint.
 RESULT_NEUTRAL_FIELDS = frozenset(
@@ -126,7 +130,7 @@ def describe_error(err: BaseException) -> tuple[int, str]:
         if err.filename is not None and err.strerror:
             return BAD_INPUT, f"{err.filename}: {err.strerror.lower()}"
         return BAD_INPUT, text
-    if isinstance(err, click.UsageError):
+    if isinstance(err, typer.TyperException) and hasattr(err, "format_message"):  # typer.BadParameter and friends
         return BAD_INPUT, err.format_message()
     if isinstance(err, ValueError):  # the library raises ValueError for arguments it cannot use
         return BAD_INPUT, text
@@ -143,7 +147,7 @@ def report_errors() -> Iterator[None]:
     """
     try:
         yield
-    except (click.exceptions.Exit, click.exceptions.Abort, typer.Exit, SystemExit):
+    except (typer.Exit, typer.Abort, SystemExit):
         raise
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
@@ -170,6 +174,37 @@ def _option_type(annotation: Any) -> tuple[Any, dict[str, Any]]:
     if annotation in (int, float, bool, str, Path):
         return annotation, {}
     return str, {}  # lists, dicts, unions: passed as text and parsed by pydantic
+
+
+class AlignkitGroup(TyperGroup):
+    """The root command group: usage errors (an unknown flag, ``--lr fast``) in the same one-line style, exit 2."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(RUN_FAILED)
+        except typer.TyperException as err:
+            code = int(getattr(err, "exit_code", BAD_INPUT))
+            if type(err).__name__ == "NoArgsIsHelpError" or not hasattr(err, "format_message"):
+                err.show()  # type: ignore[attr-defined]
+                sys.exit(code)
+            typer.echo(f"error: {err.format_message()}", err=True)
+            ctx = getattr(err, "ctx", None)
+            if ctx is not None:
+                typer.echo(f"(see '{ctx.command_path} --help')", err=True)
+            sys.exit(BAD_INPUT)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _yaml_key_lines(text: str) -> dict[str, int]:
@@ -258,8 +293,18 @@ def load_config(config_cls: type[BaseModel], config_file: Path | None, overrides
 
 
 def guard_outputs(config: BaseModel) -> None:
-    """Before a command opens anything: its output is not one of its inputs; a run's folder is new, empty or its own."""
+    """Before a command opens anything: model folders it names are loadable, its output is not one of its
+    inputs, and a run's folder is new, empty or its own."""
     fields = type(config).model_fields
+    for name in MODEL_FIELDS & set(fields):
+        value = getattr(config, name, None)
+        if isinstance(value, (str, Path)) and str(value):
+            check_model_folder(value, field=name)
+    models = getattr(config, "models", None)
+    if isinstance(models, dict):
+        for label, value in models.items():
+            if isinstance(value, (str, Path)):
+                check_model_folder(value, field=f"models.{label}")
     output = getattr(config, "output", None)
     if "output" not in fields or output is None or str(output) == "":
         return

@@ -178,16 +178,19 @@ def run_fingerprint(config: BaseModel, ignore: Iterable[str] = ()) -> dict[str, 
 
 
 def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    out = []
+    """What changed, real changes first (fields both runs set), then fields only one of them has."""
+    changed, one_sided = [], []
     for section in ("config", "inputs"):
         a, b = saved.get(section, {}) or {}, now.get(section, {}) or {}
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
                 if section == "inputs":
-                    out.append(f"content of --{key.replace('_', '-')}")
+                    changed.append(f"content of --{key.replace('_', '-')}")
+                elif key in a and key in b:
+                    changed.append(f"{key} ({_short(a[key])} -> {_short(b[key])})")
                 else:
-                    out.append(f"{key} ({_short(a.get(key, '<unset>'))} -> {_short(b.get(key, '<unset>'))})")
-    return out
+                    one_sided.append(f"{key} ({_short(a.get(key, '<unset>'))} -> {_short(b.get(key, '<unset>'))})")
+    return changed + one_sided
 
 
 def _short(value: Any) -> str:
@@ -276,3 +279,64 @@ def guard_run_folder(
             seen="--no-resume with this run's files already in the folder",
         )
     return "resume"
+
+
+# --------------------------------------------------------------------------- model folders
+
+
+def _check_safetensors(path: Path, field: str) -> None:
+    """A ``.safetensors`` file's header is whole and its tensors fit in the file (catches truncated copies)."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or n > size - 8:
+            raise DataError(
+                path, None, field, "a complete .safetensors file", seen=f"a header length of {n} bytes in a file of {size} bytes"
+            )
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise DataError(
+                path, None, field, "a .safetensors file with a JSON header", seen=f"a corrupt header ({err})"
+            ) from None
+    if not isinstance(header, dict):
+        raise DataError(path, None, field, "a .safetensors file with a JSON header", seen="a header that is not an object")
+    ends = [v.get("data_offsets", [0, 0])[1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    need = 8 + n + max(ends, default=0)
+    if need > size:
+        raise DataError(path, None, field, f"a complete .safetensors file ({need} bytes)", seen=f"{size} bytes (truncated?)")
+
+
+def check_model_folder(path: str | Path, field: str = "model") -> None:
+    """Refuse a local model folder that cannot load, before anything is loaded, naming the bad file.
+
+    Checks only what is cheap: a ``config.json`` (or a LoRA ``adapter_config.json``) that is a JSON
+    object, and every ``.safetensors`` file whole. A path that is not a folder is left to the loader
+    (it may be a hub id or ``tiny``).
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    configs = [folder / name for name in ("config.json", "adapter_config.json") if (folder / name).is_file()]
+    if not configs:
+        names = sorted(p.name for p in folder.iterdir())
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        raise DataError(
+            folder,
+            None,
+            field,
+            "a model folder saved by save_pretrained (config.json and weights)",
+            seen=f"a folder holding {shown}" if names else "an empty folder",
+        )
+    for config in configs:
+        try:
+            loaded = json.loads(config.read_bytes().decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise DataError(config, None, field, "UTF-8 JSON", seen="bytes that are not UTF-8") from None
+        except json.JSONDecodeError as err:
+            raise DataError(config, err.lineno, field, "valid JSON", seen=f"{err.msg} at column {err.colno}") from None
+        if not isinstance(loaded, dict):
+            raise DataError(config, None, field, "a JSON object", seen=type(loaded).__name__)
+    for weights in sorted(folder.glob("*.safetensors")):
+        _check_safetensors(weights, field)
