@@ -10,8 +10,9 @@ the option log-probs of ``yes``/``no`` as the next token (no parsing, a calibrat
   ask the judge, per sentence, whether it makes a factual claim at all and whether the passages
   support it: faithfulness = sum p_claim * [supported] / sum p_claim over the sentences judged
   claims (NaN when none is), so "I hope that helps." neither helps nor hurts.
-* **answer relevancy**: P(the answer addresses the question). RAGAS generates questions back from
-  the answer and compares embeddings; with a judge we ask directly.
+* **answer relevancy**: P(the answer answers the question asked, right or wrong). RAGAS generates
+  questions back from the answer and compares embeddings, and scores non-committal answers 0;
+  with a judge we ask directly, and tell it that "I don't know" does not answer.
 * **context precision**: rank-weighted precision of the passages judged relevant,
   ``sum_k precision@k * v_k / sum_k v_k`` (RAGAS), with soft relevances ``v_k``.
 * **context recall**: share of the reference answer's sentences attributable to the passages
@@ -40,7 +41,10 @@ METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_rec
 
 FAITHFUL_Q = "Is every factual claim in the STATEMENT supported by the PASSAGES? Answer yes or no."
 CLAIM_Q = "Does the STATEMENT make a factual claim (not just a greeting, an offer of help or 'I don't know')? Answer yes or no."
-RELEVANT_Q = "Does the ANSWER address the QUESTION that was asked (whether or not it is correct)? Answer yes or no."
+RELEVANT_Q = (
+    "Does the ANSWER answer the QUESTION that was asked, whether or not it is correct? A non-committal answer "
+    "such as 'I don't know' does not. Answer yes or no."
+)
 CONTEXT_Q = "Is the PASSAGE useful for answering the QUESTION? Answer yes or no."
 RECALL_Q = "Can the STATEMENT be attributed to the PASSAGES? Answer yes or no."
 
@@ -56,14 +60,14 @@ def _passages(contexts: Sequence[str]) -> str:
     return "\n".join(quote(f"PASSAGE {i}", c) for i, c in enumerate(contexts, start=1))
 
 
-def faithfulness_prompt(claim: str, contexts: Sequence[str]) -> str:
-    return "\n\n".join(
-        ["You check statements against passages. " + INSTRUCTIONS, _passages(contexts), quote("STATEMENT", claim), FAITHFUL_Q]
-    )
+def faithfulness_prompt(claim: str, contexts: Sequence[str], question: str = "") -> str:
+    head = ["You check statements from an answer to a question against passages. " + INSTRUCTIONS, quote("QUESTION", question)]
+    return "\n\n".join([*head, _passages(contexts), quote("STATEMENT", claim), FAITHFUL_Q])
 
 
-def claim_prompt(statement: str) -> str:
-    return "\n\n".join(["You read one statement. " + INSTRUCTIONS, quote("STATEMENT", statement), CLAIM_Q])
+def claim_prompt(statement: str, question: str = "") -> str:
+    head = "You read one statement from an answer to a question. " + INSTRUCTIONS
+    return "\n\n".join([head, quote("QUESTION", question), quote("STATEMENT", statement), CLAIM_Q])
 
 
 def relevancy_prompt(question: str, answer: str) -> str:
@@ -88,10 +92,12 @@ def context_prompt(question: str, passage: str) -> str:
     )
 
 
-def recall_prompt(statement: str, contexts: Sequence[str]) -> str:
-    return "\n\n".join(
-        ["You check statements against passages. " + INSTRUCTIONS, _passages(contexts), quote("STATEMENT", statement), RECALL_Q]
-    )
+def recall_prompt(statement: str, contexts: Sequence[str], question: str = "") -> str:
+    head = [
+        "You check statements from a reference answer to a question against passages. " + INSTRUCTIONS,
+        quote("QUESTION", question),
+    ]
+    return "\n\n".join([*head, _passages(contexts), quote("STATEMENT", statement), RECALL_Q])
 
 
 def yes_probabilities(backend: ChatBackend, prompts: Sequence[str]) -> list[float]:
@@ -141,12 +147,14 @@ def evaluate_rag(backend: ChatBackend, cases: Sequence[RagCase], threshold: floa
         claims = split_claims(c.answer)
         claims_of.append(claims)
         span = {
-            "faithfulness": add([faithfulness_prompt(x, c.contexts) for x in claims] if c.contexts else []),
-            "is_claim": add([claim_prompt(x) for x in claims] if c.contexts else []),
+            "faithfulness": add([faithfulness_prompt(x, c.contexts, c.question) for x in claims] if c.contexts else []),
+            "is_claim": add([claim_prompt(x, c.question) for x in claims]),
             "answer_relevancy": add([relevancy_prompt(c.question, strip_citations(c.answer))]),
             "context_precision": add([context_prompt(c.question, p) for p in c.contexts]),
             "context_recall": add(
-                [recall_prompt(x, c.contexts) for x in split_claims(c.reference)] if c.reference and c.contexts else []
+                [recall_prompt(x, c.contexts, c.question) for x in split_claims(c.reference)]
+                if c.reference and c.contexts
+                else []
             ),
         }
         spans.append(span)
@@ -160,6 +168,10 @@ def evaluate_rag(backend: ChatBackend, cases: Sequence[RagCase], threshold: floa
             ps = probs[a:b]
             if name == "is_claim":
                 continue
+            if not c.contexts:  # nothing retrieved: no claim is supported, no passage is precise, nothing recalled
+                ps = [0.0] * len(claims) if name == "faithfulness" else [0.0] if name != "answer_relevancy" else ps
+                if name == "context_recall" and not c.reference:
+                    ps = []
             if name == "faithfulness":
                 hard = [c > threshold for c in is_claim]
                 row[name] = sum(p > threshold for p, h in zip(ps, hard) if h) / sum(hard) if any(hard) else math.nan
@@ -173,7 +185,8 @@ def evaluate_rag(backend: ChatBackend, cases: Sequence[RagCase], threshold: floa
                 row[name + "_soft"] = sum(ps) / len(ps) if ps else math.nan
         fa, fb = span["faithfulness"]
         row["claims"] = [
-            {"claim": x, "p_claim": round(c, 6), "p_supported": round(p, 6)} for x, p, c in zip(claims, probs[fa:fb], is_claim)
+            {"claim": x, "p_claim": round(k, 6), "p_supported": round(p, 6)}
+            for x, p, k in zip(claims, probs[fa:fb] if c.contexts else [0.0] * len(claims), is_claim)
         ]
         out.append(row)
     return out

@@ -187,8 +187,8 @@ def truth_rag_metrics(kn: Knowledge, question: str, answer: str, hits: Sequence[
 
     * faithfulness: share of the answer's claims (values stated) that a retrieved passage about the
       question's entity states (NaN when the answer makes no claim);
-    * answer relevancy: 1 if the answer states a value of the asked attribute's domain, 0.5 for an
-      explicit "I don't know", else 0;
+    * answer relevancy: 1 if the answer states a value of the asked attribute's domain (right or
+      wrong), else 0; a non-committal "I don't know" is 0, as in RAGAS;
     * context precision: RAGAS's rank-weighted precision with the gold passage as the one relevant
       passage, i.e. 1 / (rank of the gold passage), 0 if it was not retrieved;
     * context recall: 1 if the gold passage (holding the reference answer) was retrieved, else 0.
@@ -206,14 +206,8 @@ def truth_rag_metrics(kn: Knowledge, question: str, answer: str, hits: Sequence[
     claims = answer_claims(kn, question, answer)
     faith = sum(c in supported_values for c in claims) / len(claims) if claims else math.nan
     domain = {v.lower() for v in kn.world.values[q.prompt.attribute or "river"]}
-    norm = normalize(answer)
-    if any(c in domain for c in claims):
-        relevancy = 1.0
-    elif any(m in norm for m in L.DONT_KNOW_MARKERS):
-        relevancy = 0.5
-    else:
-        relevancy = 0.0
-    ranks = [h.rank for h in hits if h.id == q.gold_doc]
+    relevancy = 1.0 if any(c in domain for c in claims) else 0.0
+    ranks = [i for i, h in enumerate(hits, start=1) if h.id == q.gold_doc]  # position in the list the model was given
     return {
         "faithfulness": faith,
         "answer_relevancy": relevancy,
