@@ -151,6 +151,10 @@ def test_qwen3_style_template_trains_sft_on_multi_turn_conversations(tmp_path):
 def test_verl_export_has_the_columns_verl_reads(tmp_path):
     rows = [{"prompt": r["prompt"], "ground_truth": r["prompt"].split()[2]} for r in explicit_standard(4)]
     data = write_jsonl(tmp_path / "prompts.jsonl", rows)
+    shown = _run("data", "inspect", str(data), "--index", "1")
+    assert "standard prompt-only" in shown and shown.endswith(
+        "<|user|>\nWhat is 1 plus 2?<|end|>\n<|assistant|>\n\n"
+    )  # + echo's newline
     out = tmp_path / "train.parquet"
     _run("data", "export", str(data), "--to", "verl", "--output", str(out), "--data-source", "arith")
     ds = datasets.load_dataset("parquet", data_files=str(out), split="train")
