@@ -468,3 +468,16 @@ def train_split(ds: Any, path: Path) -> Any:
         f"a DatasetDict with a 'train' split (or one split's folder, e.g. {path}/{next(iter(ds))})",
         seen=f"splits {list(ds)}",
     )
+
+
+def prompt_of(row: Mapping[str, Any]) -> Any:
+    """The prompt of a row in any shape (a pair's, an HH-RLHF conversation's, an UltraFeedback instruction), or None.
+
+    For RL prompt readers: any preference file doubles as a prompt set.
+    """
+    if not isinstance(row, Mapping):
+        return None
+    try:
+        return normalize_row(row).get("prompt")
+    except ShapeError:
+        return None
