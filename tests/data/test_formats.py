@@ -26,6 +26,7 @@ from alignkit.data.formats import (
     hh_to_messages,
     messages_to_hh,
     normalize_row,
+    prompt_of,
     ultrafeedback_ratings,
 )
 from alignkit.data.io import DataError, read_records
@@ -205,3 +206,9 @@ def test_hh_rlhf_with_an_explicit_prompt_and_sft_completions_repeating_the_promp
     assert out["prompt"] == [user("2+2?")] and out["chosen"] == [assistant("4")] and out["rejected"] == [assistant("5")]
     sft = normalize_row({"prompt": "2+2?", "completion": [user("2+2?"), assistant("4")]})
     assert sft["prompt"] == [user("2+2?")] and sft["completion"] == [assistant("4")]
+
+
+def test_prompt_of_any_shape_for_rl_prompt_sets():
+    assert prompt_of(hh_rlhf(1)[0]) == [user("Hi, can you do sums?"), assistant("Yes, ask me one."), user("What is 1 plus 1?")]
+    assert prompt_of(ultrafeedback_fine_grained(1)[0]) == "What is 1 plus 1?"
+    assert prompt_of({"prompt": "q"}) == "q" and prompt_of({"question": "q"}) is None
