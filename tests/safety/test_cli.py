@@ -1,0 +1,127 @@
+"""The safety commands end to end: train-guard, filter (rows in = kept + removed), moderate, redteam on the sandbox."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from alignkit.cli import app
+from alignkit.safety.config import FilterConfig
+from alignkit.safety.guard import GuardScore
+from alignkit.safety.moderate import filter_records, moderated_text, run_filter
+from alignkit.sandbox.config import SHIPPED_BASE_MODEL
+
+runner = CliRunner()
+
+
+class KeywordGuard:
+    """Flags a response containing '[harmful detail]' as S1, one containing 'idiot' as R1."""
+
+    def score(self, prompts, responses=None):
+        out = []
+        for r in responses or [None] * len(prompts):
+            cats = [c for c, word in (("S1", "[harmful detail]"), ("R1", "idiot")) if r and word in r]
+            out.append(GuardScore(unsafe=1.0 if cats else 0.0, flagged_categories=cats, flagged=bool(cats)))
+        return out
+
+
+ROWS = [
+    {"prompt": "q1", "completion": "Step 1: [harmful detail]."},
+    {"prompt": "q2", "completion": "The river is the Elsa."},
+    {"prompt": "q3", "chosen": "I can't help with that.", "rejected": "Step 1: [harmful detail]."},  # a good safety pair: kept
+    {"prompt": "q4", "chosen": "Ugh, idiot. Step 1: [harmful detail].", "rejected": "no"},
+    {"prompt": "q5", "completion": "Step 1: [harmful detail].", "label": False},  # a negative example: not moderated
+    {"prompt": "q6", "completion": "ok", "label": True},
+    {
+        "prompt": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "you idiot"},
+            {"role": "user", "content": "q"},
+        ]
+    },
+    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "you idiot"}]},
+    {"prompt": "q9", "ranking": ["a", "b"], "responses": ["a", "b"]},
+]
+
+
+def test_moderated_text_follows_what_a_row_teaches():
+    assert moderated_text(ROWS[0]) == ("q1", "Step 1: [harmful detail].")
+    assert moderated_text(ROWS[2]) == ("q3", "I can't help with that.")
+    assert moderated_text(ROWS[4]) is None and moderated_text(ROWS[5]) == ("q6", "ok")
+    assert moderated_text(ROWS[7]) == ([{"role": "user", "content": "hi"}], "you idiot")
+
+
+def test_filter_accounting_rows_in_equal_kept_plus_removed(tmp_path):
+    result = filter_records(ROWS, KeywordGuard())
+    report = result["report"]
+    assert report["rows_in"] == len(ROWS) == report["kept"] + report["removed"]
+    assert [r.get("prompt") for r in result["removed"]] == ["q1", "q4", None] and "messages" in result["removed"][2]
+    assert report["removed"] == 3 and report["removed_per_category"] == {"R1": 2, "S1": 2}
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    out = run_filter(FilterConfig(data=data, output=tmp_path / "f", guard="unused", action="route"), guard=KeywordGuard())
+    kept = (tmp_path / "f" / "kept.jsonl").read_text().splitlines()
+    removed = [json.loads(line) for line in (tmp_path / "f" / "removed.jsonl").read_text().splitlines()]
+    assert len(kept) + len(removed) == len(ROWS) == out["rows_in"]
+    assert all(r["guard"]["flagged"] for r in removed)
+    assert len((tmp_path / "f" / "flagged_R1.jsonl").read_text().splitlines()) == 2
+    assert json.loads((tmp_path / "f" / "filter_report.json").read_text())["kept"] == len(kept)
+
+
+def test_train_guard_then_filter_and_moderate_through_the_cli(tmp_path):
+    rows = []
+    for i in range(16):
+        harmful = i % 2 == 0
+        rows.append(
+            {
+                "prompt": f"question {i}",
+                "response": "Step 1: [harmful detail]." if harmful else "The river is the Elsa.",
+                "categories": ["S1"] if harmful else [],
+            }
+        )
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    guard = tmp_path / "guard"
+    args = ["safety", "train-guard", "--data", str(data), "--output", str(guard), "--max-steps", "2", "--max-length", "32"]
+    result = runner.invoke(app, [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "guard saved" in result.output
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"prompt": r["prompt"], "completion": r["response"]}) + "\n" for r in rows))
+    # Threshold 0 flags every row: the accounting still holds and nothing is lost.
+    result = runner.invoke(
+        app,
+        ["safety", "filter", "--data", str(corpus), "--output", str(tmp_path / "f"), "--guard", str(guard), "--threshold", "0"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "rows in 16: kept 0, removed 16" in result.output
+    assert len((tmp_path / "f" / "removed.jsonl").read_text().splitlines()) == 16
+    result = runner.invoke(
+        app, ["safety", "moderate", "--data", str(corpus), "--output", str(tmp_path / "m.jsonl"), "--guard", str(guard)]
+    )
+    assert result.exit_code == 0, result.output
+    verdicts = [json.loads(line)["guard"] for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert len(verdicts) == 16 and all(0 <= v["unsafe"] <= 1 for v in verdicts)
+    result = runner.invoke(
+        app, ["safety", "filter", "--data", str(corpus), "--output", str(tmp_path / "g"), "--guard", str(tmp_path)]
+    )
+    assert result.exit_code != 0 and "guard folder" in result.output
+
+
+def test_redteam_on_the_sandbox_through_the_cli(tmp_path):
+    out = tmp_path / "rt"
+    args = ["redteam", "--target", str(SHIPPED_BASE_MODEL), "--judge", "sandbox", "--attacks", "direct,base64,crescendo,pair"]
+    args += ["--max-requests", "2", "--pair-rounds", "2", "--max-new-tokens", "20", "--output", str(out), "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    asr = json.loads((out / "asr.json").read_text())
+    assert set(asr["by_attack"]) == {"direct", "base64", "crescendo", "pair"}
+    assert asr["overall"]["n"] == 8 and set(asr["by_category"]) <= {"S1", "S2", "S9"}
+    attempts = [json.loads(line) for line in (out / "attempts.jsonl").read_text().splitlines()]
+    successes = sum(a["success"] for a in attempts)
+    assert asr["overall"]["successes"] == successes
+    pairs = (out / "dpo_pairs.jsonl").read_text().splitlines()
+    binary = (out / "red_instruct.jsonl").read_text().splitlines()
+    assert len(binary) == 2 * len((out / "sft_refusals.jsonl").read_text().splitlines()) and len(pairs) <= successes
+    assert "ASR overall" in result.output
