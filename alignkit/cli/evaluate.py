@@ -1,13 +1,22 @@
-"""``alignkit evaluate`` (models on the sandbox) and ``alignkit report`` (results JSON -> HTML)."""
+"""``alignkit evaluate`` (your prompts with a judge, or the sandbox) and ``alignkit report`` (results JSON -> HTML).
+
+``alignkit evaluate --prompts FILE --models ... --judge ...`` evaluates your models on your prompts
+(:mod:`alignkit.evaluate.judged`); without ``--prompts`` it evaluates on the sandbox's held-out
+prompts with the ground-truth scorer (:mod:`alignkit.sandbox.evaluation`). One command, one flag
+set: the union of both configs' fields, where a field both share and whose defaults differ
+defaults to "the mode's default".
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from alignkit.cli.common import config_command, load
+from alignkit.evaluate.config import JudgedEvalConfig
 from alignkit.sandbox.config import SandboxEvalConfig
 
 
@@ -31,11 +40,53 @@ def run_report(config: ReportConfig) -> None:
     typer.echo(f"wrote {path}")
 
 
-def run_evaluate(config: SandboxEvalConfig) -> None:
-    """Evaluate models on the sandbox: HHH metrics with CIs, ladders, win rates, alignment tax."""
-    data = load("alignkit.sandbox.evaluation:evaluate_sandbox")(config)
-    report = load("alignkit.evaluate.report:write_report")(config.output / "report.html", data)
-    typer.echo(f"results: {config.output / 'results.json'}\nreport: {report}")
+def _flag_type(*fields: Any) -> Any:
+    # Booleans keep their type (typer makes --x/--no-x); everything else passes through as given and
+    # is validated by the mode's own config (its validators, e.g. --models a=x,b=y, included).
+    return bool | None if all(f.annotation in (bool, bool | None) for f in fields) else Any
+
+
+def _union_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    judged, sandbox = JudgedEvalConfig.model_fields, SandboxEvalConfig.model_fields
+    for name in [*judged, *(n for n in sandbox if n not in judged)]:
+        j, s = judged.get(name), sandbox.get(name)
+        if j is not None and s is not None:
+            if j.default == s.default:
+                desc = j.description
+            else:
+                desc = f"{j.description} (default with --prompts: {j.default}; on the sandbox: {s.default})"
+            fields[name] = (_flag_type(j, s), Field(None, description=desc))
+        else:
+            f = j or s
+            assert f is not None
+            mode = "with --prompts" if j is not None else "sandbox only"
+            fields[name] = (_flag_type(f), Field(None, description=f"{f.description} ({mode})"))
+    return fields
+
+
+EvaluateConfig = create_model("EvaluateConfig", **_union_fields())
+
+
+def run_evaluate(config: BaseModel) -> None:
+    """Evaluate models: on your prompts with a judge (``--prompts``), or on the sandbox; writes a report."""
+    given = {k: v for k, v in config.model_dump().items() if v is not None}
+    if given.get("prompts") is not None:
+        extra = sorted(set(given) - set(JudgedEvalConfig.model_fields))
+        if extra:
+            raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k in extra)}: only for the sandbox evaluation")
+        judged = JudgedEvalConfig(**given)
+        data = load("alignkit.evaluate.judged:evaluate_prompts")(judged)
+        out = judged.output
+    else:
+        extra = sorted(set(given) - set(SandboxEvalConfig.model_fields))
+        if extra:
+            raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k in extra)}: only with --prompts FILE")
+        sandbox = SandboxEvalConfig(**given)
+        data = load("alignkit.sandbox.evaluation:evaluate_sandbox")(sandbox)
+        out = sandbox.output
+    report = load("alignkit.evaluate.report:write_report")(Path(out) / "report.html", data)
+    typer.echo(f"results: {Path(out) / 'results.json'}\nreport: {report}")
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +94,8 @@ def register(app: typer.Typer) -> None:
     config_command(
         app,
         "evaluate",
-        SandboxEvalConfig,
+        EvaluateConfig,
         run_evaluate,
-        help="Evaluate models (--models name=path,...) on held-out sandbox prompts and write a report.",
+        help="Evaluate models: --prompts FILE --models a=PATH,b=URL#model --judge SPEC for your prompts, "
+        "or --models name=path,... alone on the held-out sandbox prompts; writes results.json and report.html.",
     )

@@ -74,6 +74,12 @@ class WinRateRow(BaseModel):
     win: int | None = None
     tie: int | None = None
     loss: int | None = None
+    criterion: str = "overall"
+    soft_win_rate: float | None = Field(None, description="mean of the judge's soft preferences (AlpacaEval's raw win rate)")
+    lc_win_rate: float | None = Field(None, description="length-controlled win rate (AlpacaEval 2's GLM)")
+    lc_ci_low: float | None = None
+    lc_ci_high: float | None = None
+    length_coef: float | None = Field(None, description="GLM weight of tanh(standardised length difference)")
 
 
 class Sample(BaseModel):
@@ -103,6 +109,15 @@ class ReportData(BaseModel):
     judge_consistency: float | None = Field(None, description="share of judge verdicts unchanged by a position swap")
     over_refusal_tolerance: float = Field(0.10, description="over-refusal increase (absolute) still called small")
     ci_level: float = 0.95
+    judge_stats: list[dict[str, Any]] = Field(
+        [], description="per criterion: comparisons, consistency, first_position_rate, longer_wins_rate"
+    )
+    category_win_rates: list[dict[str, Any]] = Field([], description="win rate against the reference per prompt category")
+    category_metrics: dict[str, dict[str, dict[str, MetricCI]]] = Field(
+        {}, description="model -> category -> metric (sandbox: per prompt category)"
+    )
+    training: dict[str, list[dict[str, float]]] = Field({}, description="stage -> metrics.jsonl rows (training curves)")
+    stages: list[dict[str, Any]] = Field([], description="per stage: seconds, tokens, held-out reward-model accuracy, ...")
     world_seed: int | None = Field(None, description="seed of the sandbox world (KB, prompts): fixed across runs")
     run_seed: int | None = Field(None, description="seed of this run (crowd, sampling, training, bootstrap)")
 
@@ -456,13 +471,119 @@ def _ladders_section(data: ReportData) -> str:
 def _win_rates_section(data: ReportData) -> str:
     if not data.win_rates:
         return _empty("win rates")
+    has_lc = any(w.lc_win_rate is not None for w in data.win_rates)
+    has_crit = len({w.criterion for w in data.win_rates}) > 1
+
+    def lc_cells(w: WinRateRow) -> str:
+        if not has_lc:
+            return ""
+        return (
+            f"<td class='num'>{_pct(w.soft_win_rate)}</td><td class='num'>{_pct(w.lc_win_rate)}</td>"
+            f"<td class='num'>{_pct(w.lc_ci_low)} – {_pct(w.lc_ci_high)}</td>"
+            f"<td class='num'>{'n/a' if w.length_coef is None else f'{w.length_coef:+.2f}'}</td>"
+        )
+
     body = "".join(
-        f"<tr><th>{e(w.model)}</th><td>{e(w.reference)}</td><td class='num'>{_pct(w.win_rate)}</td>"
+        f"<tr><th>{e(w.model)}</th><td>{e(w.reference)}</td>"
+        + (f"<td>{e(w.criterion)}</td>" if has_crit else "")
+        + f"<td class='num'>{_pct(w.win_rate)}</td>"
         f"<td class='num'>{_pct(w.ci_low)} – {_pct(w.ci_high)}</td>"
-        f"<td class='num'>{'' if w.win is None else f'{w.win}/{w.tie}/{w.loss}'}</td><td class='num'>{w.n}</td></tr>"
+        f"<td class='num'>{'' if w.win is None else f'{w.win}/{w.tie}/{w.loss}'}</td><td class='num'>{w.n}</td>"
+        + lc_cells(w)
+        + "</tr>"
         for w in data.win_rates
     )
-    return f"<table><tr><th>model</th><th>vs</th><th>win rate (ties ½)</th><th>CI</th><th>W/T/L</th><th>n</th></tr>{body}</table>"
+    head = "<th>model</th><th>vs</th>" + ("<th>criterion</th>" if has_crit else "")
+    head += "<th>win rate (ties ½)</th><th>CI</th><th>W/T/L</th><th>n</th>"
+    if has_lc:
+        head += "<th>soft win rate</th><th>LC win rate</th><th>LC CI</th><th>length effect</th>"
+    note = (
+        "<p>LC: length-controlled win rate, the GLM of the judge's preference on tanh(standardised length "
+        "difference) read at zero difference (AlpacaEval 2); length effect &gt; 0 means longer answers were preferred.</p>"
+        if has_lc
+        else ""
+    )
+    return note + f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _judge_section(data: ReportData) -> str:
+    if not data.judge_stats:
+        return _empty("judge statistics")
+    body = "".join(
+        f"<tr><th>{e(str(r.get('criterion', '')))}</th><td class='num'>{r.get('comparisons', 0)}</td>"
+        f"<td class='num'>{_pct(r.get('consistency'))}</td><td class='num'>{_pct(_finite(r.get('first_position_rate')))}</td>"
+        f"<td class='num'>{_pct(_finite(r.get('longer_wins_rate')))}</td></tr>"
+        for r in data.judge_stats
+    )
+    return (
+        "<p>Consistency: both presentation orders picked the same answer (inconsistent verdicts count as ties). "
+        "First position: share of decisive single-order verdicts for the answer shown first (0.5 = no position bias). "
+        "Longer wins: share of decided pairs won by the longer answer (0.5 = no length bias).</p>"
+        "<table><tr><th>criterion</th><th>comparisons</th><th>consistency</th><th>first position</th>"
+        f"<th>longer wins</th></tr>{body}</table>"
+    )
+
+
+def _finite(x: Any) -> float | None:
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def _categories_section(data: ReportData) -> str:
+    parts = []
+    if data.category_win_rates:
+        body = "".join(
+            f"<tr><td>{e(str(r['category']))}</td><th>{e(str(r['model']))}</th><td>{e(str(r['reference']))}</td>"
+            f"<td class='num'>{_pct(r['win_rate'])}</td><td class='num'>{_pct(r['ci_low'])} – {_pct(r['ci_high'])}</td>"
+            f"<td class='num'>{r['n']}</td></tr>"
+            for r in data.category_win_rates
+        )
+        parts.append(
+            "<table><tr><th>category</th><th>model</th><th>vs</th><th>win rate</th><th>CI (Wilson)</th><th>n</th></tr>"
+            f"{body}</table>"
+        )
+    if data.category_metrics:
+        names = sorted({k for cats in data.category_metrics.values() for ms in cats.values() for k in ms})
+        rows = []
+        for model, cats in data.category_metrics.items():
+            for cat, ms in cats.items():
+                rows.append(f"<tr><th>{e(model)}</th><td>{e(cat)}</td>{''.join(_cell(n, ms.get(n)) for n in names)}</tr>")
+        head = "".join(f"<th>{e(n.replace('_', ' '))}</th>" for n in names)
+        parts.append(f"<table><tr><th>model</th><th>category</th>{head}</tr>{''.join(rows)}</table>")
+    return "".join(parts) or _empty("per-category results")
+
+
+def _curves_plot(stage: str, rows: list[dict[str, float]]) -> str | None:
+    keys = [k for k in ("loss", "reward", "kl", "accuracy") if any(k in r for r in rows)]
+    if not keys:
+        return None
+    fig = _figure(7, 2.4)
+    for j, key in enumerate(keys):
+        ax = fig.add_subplot(1, len(keys), j + 1)
+        pts = [(r.get("step", i), r[key]) for i, r in enumerate(rows) if isinstance(r.get(key), (int, float))]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts])
+        ax.set_title(f"{stage}: {key}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _training_section(data: ReportData) -> str:
+    parts = []
+    if data.stages:
+        cols: list[str] = []
+        for row in data.stages:
+            cols += [k for k in row if k not in cols]
+
+        def cell(v: Any) -> str:
+            if isinstance(v, float):
+                return f'<td class="num">{v:.3f}</td>' if math.isfinite(v) else '<td class="num">n/a</td>'
+            return f"<td>{e(str(v))}</td>"
+
+        body = "".join("<tr>" + "".join(cell(r.get(c, "")) for c in cols) + "</tr>" for r in data.stages)
+        parts.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + f"</tr>{body}</table>")
+    for stage, rows in data.training.items():
+        parts.append(_img(_curves_plot(stage, rows), f"{stage} training curves"))
+    return "".join(parts) or _empty("training curves")
 
 
 def _reward_kl_section(data: ReportData) -> str:
@@ -520,6 +641,9 @@ def render_report(data: ReportData) -> str:
         ("Metrics", _metrics_section(data)),
         ("Ratings", _ladders_section(data)),
         ("Win rates", _win_rates_section(data)),
+        ("Judge", _judge_section(data)),
+        ("Per category", _categories_section(data)),
+        ("Training: curves and compute per stage", _training_section(data)),
         ("Reward vs KL", _reward_kl_section(data)),
         ("Annotator quality", _annotators_section(data)),
         ("Sample responses", _samples_section(data)),
