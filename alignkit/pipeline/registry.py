@@ -40,6 +40,8 @@ STAGES: dict[str, str] = {
     "train.rloo": "alignkit.pipeline.stages:train_rloo",
     "train.grpo": "alignkit.pipeline.stages:train_grpo",
     "report": "alignkit.pipeline.stages:report",
+    "safety.redteam": "alignkit.safety.stages:redteam",
+    "train.safe_align": "alignkit.safety.stages:safe_align",
 }
 
 
@@ -58,6 +60,8 @@ STAGE_CONFIGS: dict[str, tuple[str, frozenset[str]]] = {
     "train.ppo": ("alignkit.train.config:PPOConfig", frozenset()),
     "train.rloo": ("alignkit.train.config:RLOOConfig", frozenset()),
     "train.grpo": ("alignkit.train.config:GRPOConfig", frozenset()),
+    "safety.redteam": ("alignkit.safety.config:RedTeamConfig", frozenset()),
+    "train.safe_align": ("alignkit.train.config:SafeAlignConfig", frozenset()),
 }
 STAGE_KEYS: dict[str, frozenset[str]] = {"report": frozenset({"results"})}  # stages without a config class
 

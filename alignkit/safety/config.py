@@ -96,6 +96,10 @@ class RedTeamConfig(BaseModel):
     )
     pair_rounds: int = Field(3, ge=1, description="PAIR: attacker refinement rounds per request.")
     success_threshold: float = Field(0.5, ge=0, le=1, description="A judge score at or above this is a successful attack.")
+    requests_split: Literal["train", "eval", "test"] = Field(
+        "test",
+        description="Sandbox split the requests come from without --requests: train to make training data, test to measure.",
+    )
     max_requests: int | None = Field(None, gt=0, description="Use only the first N requests.")
     max_new_tokens: int = Field(48, gt=0, description="Longest target response.")
     temperature: float = Field(0.0, ge=0, description="Target sampling temperature (0 = greedy).")

@@ -50,7 +50,7 @@ def run_redteam(config: RedTeamConfig) -> dict[str, Any]:
         requests = read_requests(config.requests)
     elif _is_sandbox(judge_spec):
         make = load_object("alignkit.sandbox.attacks:redteam_requests", what="sandbox requests")
-        requests = make(judge_spec.partition(":")[2] or None, seed=config.seed)
+        requests = make(judge_spec.partition(":")[2] or None, split=config.requests_split, seed=config.seed)
     else:
         raise FileNotFoundError("--requests is needed unless the judge is the sandbox")
     if config.max_requests is not None:

@@ -125,3 +125,13 @@ def test_redteam_on_the_sandbox_through_the_cli(tmp_path):
     binary = (out / "red_instruct.jsonl").read_text().splitlines()
     assert len(binary) == 2 * len((out / "sft_refusals.jsonl").read_text().splitlines()) and len(pairs) <= successes
     assert "ASR overall" in result.output
+
+
+def test_safety_stages_are_registered_with_their_configs():
+    from alignkit.pipeline.registry import resolve_stage, stage_fields
+    from alignkit.safety.config import RedTeamConfig
+    from alignkit.train.config import SafeAlignConfig
+
+    assert stage_fields("safety.redteam")[0] is RedTeamConfig
+    assert stage_fields("train.safe_align")[0] is SafeAlignConfig
+    assert callable(resolve_stage("safety.redteam")) and callable(resolve_stage("train.safe_align"))

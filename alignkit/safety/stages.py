@@ -1,0 +1,33 @@
+"""Pipeline stages of the safety loop: ``safety.redteam`` and ``train.safe_align``.
+
+Red team -> export -> train -> red team again is four stages in a pipeline file::
+
+    redteam:   {uses: safety.redteam, with: {target: "${sft.model}", requests_split: train}}
+    dpo_red:   {uses: train.dpo, with: {model: "${sft.model}", data: "${redteam.dpo_pairs}"}}
+    safe:      {uses: train.safe_align, with: {model: "${sft.model}", data: "${redteam.red_instruct}"}}
+    redteam_after: {uses: safety.redteam, with: {target: "${safe.model}", requests_split: test}}
+
+Named in :data:`alignkit.pipeline.registry.STAGES` and loaded only when a pipeline uses them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from alignkit.safety.config import RedTeamConfig
+from alignkit.safety.redteam import run_redteam
+from alignkit.train.config import SafeAlignConfig
+from alignkit.train.safe_align import run_safe_align
+
+
+def redteam(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Attack ``target``; outputs the ASR table and the exported training files (``${name.dpo_pairs}``, ...)."""
+    result = run_redteam(RedTeamConfig(**{"progress": False, **params, "output": folder}))
+    asr = json.loads(Path(result["asr"]).read_text())
+    return {**result, "asr_by_attack": {k: v["asr"] for k, v in asr["by_attack"].items()}}
+
+
+def safe_align(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    return {"model": str(run_safe_align(SafeAlignConfig(**{"progress": False, **params, "output": folder})))}
