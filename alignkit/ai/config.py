@@ -42,6 +42,17 @@ class ServeConfig(ServeLimits):
     )
 
 
+class RewardServerConfig(BaseModel):
+    """Serve an alignkit reward over HTTP in OpenRLHF's remote reward-model protocol (--remote_rm_url)."""
+
+    reward: str = Field(
+        description="Reward spec: rm:PATH, sandbox[:FOLDER], python:mod:fn, or a weighted mix 'rm:a,0.2*python:m:f'."
+    )
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes it to the network.")
+    port: int = Field(5000, ge=0, le=65535, description="TCP port (OpenRLHF's examples use 5000).")
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body in bytes (413 above it).")
+
+
 class BackendSettings(BaseModel):
     model: str = Field("tiny", description="Local model folder or 'tiny'; with --backend-url, the endpoint's model name.")
     backend_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1.")

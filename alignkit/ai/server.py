@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import os
 import socket
 import threading
@@ -37,52 +36,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alignkit.ai.config import ServeConfig, ServeLimits
 from alignkit.ai.serving.engine import Engine, Job, QueueFull, SamplingParams
+from alignkit.ai.serving.http import Guard, error_response, read_body
 from alignkit.ai.serving.protocol import APIError, ChatRequest, CompletionRequest, Response, parse, sse
 from alignkit.data.chat import encode_prompt
 from alignkit.models.loading import load_model
 
 POLL_S = 0.1  # how often a waiting request checks that its client is still there
-
-
-def _error_response(err: APIError) -> JSONResponse:
-    return JSONResponse(status_code=err.status, content=err.body())
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it is known to exceed ``limit`` bytes: from
-    ``Content-Length`` before reading anything, or while reading a chunked body."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes", code="request_too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(413, f"request body exceeds the limit of {limit} bytes", code="request_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class Guard:
-    """Pure ASGI middleware: count every request and check the bearer token before anything is read.
-
-    (Not ``@app.middleware``: Starlette's ``BaseHTTPMiddleware`` wraps ``receive`` so that a plain
-    request no longer sees its client's disconnect, and cancellation needs exactly that.)
-    """
-
-    def __init__(self, app: Any, expected: bytes | None, on_request: Any) -> None:
-        self.app, self.expected, self.on_request = app, expected, on_request
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            self.on_request()
-            if self.expected is not None:
-                given = dict(scope.get("headers", [])).get(b"authorization", b"")
-                if not hmac.compare_digest(given, self.expected):
-                    err = APIError(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')", code="invalid_api_key")
-                    await _error_response(err)(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
 
 
 def make_app(
@@ -115,12 +74,12 @@ def make_app(
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, err: APIError) -> JSONResponse:
-        return _error_response(err)
+        return error_response(err)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         kind = "not_found_error" if err.status_code == 404 else "invalid_request_error"
-        return _error_response(APIError(err.status_code, f"{request.method} {request.url.path}: {err.detail}", kind))
+        return error_response(APIError(err.status_code, f"{request.method} {request.url.path}: {err.detail}", kind))
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:

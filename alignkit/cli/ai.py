@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from alignkit.ai.config import AILabelConfig, CAIConfig, ServeConfig
+from alignkit.ai.config import AILabelConfig, CAIConfig, RewardServerConfig, ServeConfig
 from alignkit.cli.common import config_command
 
 
@@ -23,6 +23,13 @@ def _ai_label_done(config: AILabelConfig, counts: dict[str, Any]) -> str:
 def register(app: typer.Typer) -> None:
     config_command(
         app, "serve", ServeConfig, "alignkit.ai.server:serve", help="Serve a model over an OpenAI-compatible HTTP API."
+    )
+    config_command(
+        app,
+        "reward-server",
+        RewardServerConfig,
+        "alignkit.ai.serving.reward_server:reward_server",
+        help="Serve a reward (rm:PATH, sandbox, python:mod:fn) in OpenRLHF's --remote_rm_url protocol.",
     )
     config_command(
         app,

@@ -8,7 +8,14 @@ anything that can judge a response can drive RL. Three kinds are built in, each 
 * ``sandbox`` or ``sandbox:BUILD_FOLDER`` — the sandbox world's ground-truth utility (rule-based),
   a plug-in: resolved by name through ``importlib`` (``alignkit.sandbox.reward.sandbox_reward``),
   because the sandbox is a client of the library and the library never imports it directly;
-* ``python:package.module:function`` — your own per-pair ``function(prompt, response) -> float``.
+* ``python:package.module:function`` — your own per-pair ``function(prompt, response) -> float``;
+  if it also takes a ``label`` keyword it receives the row's ground truth (``label=None`` when
+  the caller has none).
+
+Ground truth ("labels") reaches only the sources that ask for it: ``CombinedReward`` takes an optional
+``labels`` list and passes it to sources marked ``accepts_labels``. The call shapes of the engines
+teams move to (TRL's ``GRPOTrainer``, verl's ``compute_score``, OpenRLHF's remote reward server) wrap
+these specs in :mod:`alignkit.train.reward_adapters`.
 
 Several sources mix by weights: ``"rm:out/rm,0.2*python:my.rules:brevity"`` is
 ``1.0 * rm + 0.2 * brevity`` (see :func:`parse_reward` and :func:`combine`).
@@ -16,6 +23,7 @@ Several sources mix by weights: ``"rm:out/rm,0.2*python:my.rules:brevity"`` is
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,13 +36,27 @@ from alignkit.plugins import load_object
 RewardFn = Callable[[Sequence[Any], Sequence[str]], list[float]]
 
 
-def per_pair(fn: Callable[[Any, str], float]) -> RewardFn:
-    """Lift a ``fn(prompt, response) -> float`` to the batched form."""
+def accepts_label(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes a ``label`` keyword (or any keyword through ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    return any(p.name == "label" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
-    def batched(prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
+
+def per_pair(fn: Callable[..., float]) -> RewardFn:
+    """Lift a ``fn(prompt, response) -> float`` (or ``fn(prompt, response, label=...)``) to the batched form."""
+    takes_label = accepts_label(fn)
+
+    def batched(prompts: Sequence[Any], responses: Sequence[str], labels: Sequence[Any] | None = None) -> list[float]:
+        if takes_label:
+            given = list(labels) if labels is not None else [None] * len(responses)
+            return [float(fn(p, r, label=g)) for p, r, g in zip(prompts, responses, given)]
         return [float(fn(p, r)) for p, r in zip(prompts, responses)]
 
     batched.__name__ = getattr(fn, "__name__", "reward")
+    batched.accepts_labels = takes_label  # type: ignore[attr-defined]
     return batched
 
 
@@ -102,11 +124,16 @@ class CombinedReward:
     sources: list[tuple[str, float, RewardFn]]
     last: dict[str, float] = field(default_factory=dict)
 
-    def __call__(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
+    def __call__(self, prompts: Sequence[Any], responses: Sequence[str], labels: Sequence[Any] | None = None) -> list[float]:
+        if labels is not None and len(labels) != len(responses):
+            raise ValueError(f"got {len(labels)} labels for {len(responses)} responses")
         total = [0.0] * len(responses)
         self.last = {}
         for name, weight, fn in self.sources:
-            scores = [float(s) for s in fn(prompts, responses)]
+            if labels is not None and getattr(fn, "accepts_labels", False):
+                scores = [float(s) for s in cast(Any, fn)(prompts, responses, labels=labels)]
+            else:
+                scores = [float(s) for s in fn(prompts, responses)]
             if len(scores) != len(responses):
                 raise ValueError(f"reward '{name}' returned {len(scores)} scores for {len(responses)} responses")
             bad = [s for s in scores if not math.isfinite(s)]
