@@ -57,6 +57,11 @@ class SandboxEvalConfig(BaseModel):
     tax_reference: str = Field("base", description="Model the alignment tax is measured against.")
     n_boot: int = Field(200, gt=0, description="Bootstrap rounds for rating CIs.")
     n_samples: int = Field(3, ge=0, description="Side-by-side samples shown per prompt category.")
+    runs: dict[str, str] = Field(
+        {},
+        description="Stage name -> training output folder (metrics.jsonl, alignkit_run.json): the report shows "
+        "its training curves, time, tokens and held-out accuracy.",
+    )
     progress: bool = Field(True, description="Show progress bars.")
 
     @field_validator("models", mode="before")

@@ -34,6 +34,62 @@ def _metric_models(metrics: dict[str, dict[str, Any]]) -> dict[str, MetricCI]:
     return {k: MetricCI(**v) for k, v in metrics.items()}
 
 
+def _numbers(row: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def training_summary(
+    runs: dict[str, str], max_points: int = 200
+) -> tuple[dict[str, list[dict[str, float]]], list[dict[str, Any]]]:
+    """Training curves (``metrics.jsonl``, evaluation rows dropped, thinned to ``max_points``) and a
+    row per stage: wall time (the pipeline's ``stage.json``), steps, target tokens, held-out metrics
+    (a reward model's pairwise accuracy) from ``alignkit_run.json``. Missing files are skipped."""
+    curves: dict[str, list[dict[str, float]]] = {}
+    rows: list[dict[str, Any]] = []
+    for stage, folder in runs.items():
+        path = Path(folder)
+        metrics = []
+        if (path / "metrics.jsonl").is_file():
+            for line in (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and not any(str(k).startswith("eval") for k in row):
+                    metrics.append(_numbers(row))
+        stride = max(1, len(metrics) // max_points)
+        if metrics:
+            curves[stage] = metrics[::stride]
+        info: dict[str, Any] = {"stage": stage}
+        if (path / "stage.json").is_file():
+            info["seconds"] = float(json.loads((path / "stage.json").read_text()).get("seconds", float("nan")))
+        if metrics:
+            info["steps"] = int(max(m.get("step", 0) for m in metrics))
+            tokens = sum(m.get("target_tokens", m.get("tokens", 0.0)) for m in metrics)
+            if tokens:
+                info["target tokens"] = int(tokens)
+        if (path / "alignkit_run.json").is_file():
+            summary = json.loads((path / "alignkit_run.json").read_text())
+            for key, value in (summary.get("eval") or {}).items():
+                if isinstance(value, (int, float)) and key.endswith("loss"):
+                    info[f"held-out {key.removeprefix('eval/')}"] = float(value)
+            accuracy = summary.get("eval_accuracy")  # the reward model's held-out pairwise accuracy
+            if isinstance(accuracy, dict) and isinstance(accuracy.get("accuracy"), (int, float)):
+                info["held-out pairwise accuracy"] = float(accuracy["accuracy"])
+        rows.append(info)
+    return curves, rows
+
+
+def category_metrics(prompts: list[Any], scores: list[Any], seed: int) -> dict[str, dict[str, MetricCI]]:
+    """HHH metrics per prompt category (only those measured on it)."""
+    out = {}
+    for category in sorted({p.category for p in prompts}):
+        sub = [s for p, s in zip(prompts, scores) if p.category == category]
+        ms = hhh_metrics(sub, seed=seed, n_boot=200)
+        out[category] = {k: MetricCI(**v) for k, v in ms.items() if v["n"]}
+    return out
+
+
 def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = None) -> ReportData:
     """Run the whole evaluation; writes ``results.json`` (ReportData) and ``responses.jsonl``."""
     world = load_world(config.world) if config.world is not None else build_world(config.world_seed)
@@ -44,6 +100,7 @@ def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = N
     facts = [s for name in sorted(world.kb) for s in world.fact_sentences(name)]
 
     responses: dict[str, list[str]] = {}
+    by_category: dict[str, dict[str, dict[str, MetricCI]]] = {}
     results: list[ModelResult] = []
     losses: dict[str, float] = {}
     loaded: dict[str, tuple[Any, Any]] = {}
@@ -63,6 +120,7 @@ def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = N
         scores = world.score_many(list(zip(texts, responses[name])))
         losses[name] = heldout_lm_loss(model, tok, facts, batch_size=32)
         results.append(ModelResult(name=name, metrics=_metric_models(hhh_metrics(scores, seed=config.seed))))
+        by_category[name] = category_metrics(prompts, scores, config.seed)
         log.info("%s: evaluated %d prompts", name, len(texts))
 
     for result in results:
@@ -110,6 +168,7 @@ def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = N
         for i in rng.sample(idx, min(config.n_samples, len(idx))):
             samples.append(Sample(prompt=texts[i], category=category, responses={m: responses[m][i] for m in responses}))
 
+    curves, stage_rows = training_summary(config.runs)
     extra = extra or {}
     data = ReportData(
         title=extra.get("title", "alignkit sandbox evaluation"),
@@ -128,6 +187,9 @@ def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = N
         reward_kl_label="ground-truth utility (KL to the reference on the model's own samples)",
         world_seed=world.config.seed,
         run_seed=config.seed,
+        category_metrics=by_category,
+        training=curves,
+        stages=stage_rows,
     )
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
