@@ -94,3 +94,26 @@ def t_interval_95(values: Sequence[float]) -> tuple[float, float]:
     # An untabled df takes the next smaller tabled one: a slightly wider, safe interval.
     t = 1.96 if df > 30 else _T95[max(k for k in _T95 if k <= df)]
     return statistics.fmean(x), t * statistics.stdev(x) / math.sqrt(len(x))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN for fewer than two points or no spread."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman needs equal lengths, got {len(x)} and {len(y)}")
+    if len(x) < 2:
+        return float("nan")
+
+    def ranks(v: Sequence[float]) -> np.ndarray:
+        a = np.asarray(v, dtype=float)
+        order = a.argsort(kind="mergesort")
+        r = np.empty(len(a))
+        r[order] = np.arange(len(a), dtype=float)
+        for value in np.unique(a):  # ties share their mean rank
+            r[a == value] = r[a == value].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    sx, sy = rx.std(), ry.std()
+    if sx == 0 or sy == 0:
+        return float("nan")
+    return float(((rx - rx.mean()) * (ry - ry.mean())).mean() / (sx * sy))
