@@ -27,7 +27,20 @@ class ModelSource(BaseModel):
 
     model: str = Field("tiny", description="Local model folder, hub id (with --allow-download) or 'tiny'.")
     allow_download: bool = Field(False, description="Allow fetching the model from the Hugging Face hub.")
-    dtype: str = Field("float32", description="Weights dtype when loading: float32, bfloat16, float16 or auto.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "float32",
+        description="Weights dtype when loading (auto: the checkpoint's). On GPU prefer float32 weights with "
+        "--mixed-precision bf16 (autocast); bfloat16 weights halve memory but AdamW then updates in bf16.",
+    )
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="Autocast the forward pass (accelerate mixed precision; GPU only, ignored on CPU)."
+    )
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] | None = Field(
+        None, description="Attention kernel (default: transformers' choice, usually sdpa)."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, about 30% more compute."
+    )
 
 
 class LoraFields(BaseModel):
@@ -65,7 +78,7 @@ class RunBookkeeping(BaseModel):
         "empty or this same run's.",
     )
     progress: bool = Field(True, description="Show a progress bar.")
-    report_to: str = Field("", description="Extra metric sinks, comma-separated: tensorboard, mlflow.")
+    report_to: str = Field("", description="Extra metric sinks, comma-separated: tensorboard, mlflow, wandb.")
 
 
 class TrainingConfig(ModelSource, LoraFields, RunBookkeeping):
@@ -99,7 +112,6 @@ class TrainingConfig(ModelSource, LoraFields, RunBookkeeping):
     warmup_steps: int = Field(0, ge=0, description="Linear warmup steps.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float | None = Field(1.0, description="Clip gradients to this norm (none to disable).")
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision.")
     seed: int = Field(0, description="Seeds model init, data order and sampling.")
     eval_every: int | None = Field(None, gt=0, description="Evaluate every N steps (and at the end).")
 
