@@ -19,12 +19,15 @@ import copy
 import json
 import logging
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 import torch
+from accelerate import PartialState
 from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from alignkit.data.chat import ensure_chat_template
@@ -43,6 +46,34 @@ def _dtype(name: str) -> torch.dtype | str:
     return "auto" if name == "auto" else getattr(torch, name)
 
 
+def _torch_dtype(name: str) -> torch.dtype:
+    return torch.float32 if name == "auto" else getattr(torch, name)
+
+
+def _attn(attn_implementation: str | None) -> dict[str, str]:
+    return {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+
+
+@contextmanager
+def model_folder_errors(path: str | Path) -> Iterator[None]:
+    """A local folder that is not a loadable model is bad input (``DataError``), not a crash."""
+    try:
+        yield
+    except (OSError, ValueError, SafetensorError) as err:
+        if not Path(path).exists() or isinstance(err, DataError):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        expected = "a model folder saved by save_pretrained (config.json + weights)"
+        raise DataError(path, None, "model", expected, seen=first) from err
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute activations in backward (non-reentrant, so frozen embeddings under LoRA still work)."""
+    hf: Any = getattr(model, "module", model)
+    hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    hf.config.use_cache = False  # a KV cache is useless (and warned about) while checkpointing
+
+
 def load_tokenizer(name_or_path: str, allow_download: bool = False) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=not allow_download)
     if tokenizer.pad_token is None:
@@ -59,16 +90,26 @@ def load_model(
     dtype: str = "float32",
     tiny_texts: Iterable[str] = (),
     seed: int = 0,
+    attn_implementation: str | None = None,
 ) -> tuple[torch.nn.Module, Any]:
     """Return ``(model, tokenizer)``; ``tiny_texts`` trains the tiny model's tokenizer."""
     if name_or_path == TINY:
-        return build_tiny_model(texts=tiny_texts, seed=seed)
+        tiny: Any
+        tiny, tiny_tokenizer = build_tiny_model(texts=tiny_texts, seed=seed)
+        if attn_implementation is not None:
+            tiny.set_attn_implementation(attn_implementation)
+        return tiny.to(_torch_dtype(dtype)), tiny_tokenizer
     if not allow_download and not Path(name_or_path).exists():
         raise FileNotFoundError(f"model '{name_or_path}' is not a local folder; pass --allow-download to fetch it from the hub")
     if is_adapter_folder(name_or_path):
-        return load_merged_adapter(Path(name_or_path), allow_download=allow_download, dtype=dtype)
+        return load_merged_adapter(
+            Path(name_or_path), allow_download=allow_download, dtype=dtype, attn_implementation=attn_implementation
+        )
     tokenizer = load_tokenizer(name_or_path, allow_download)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, local_files_only=not allow_download, dtype=_dtype(dtype))
+    with model_folder_errors(name_or_path):
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, local_files_only=not allow_download, dtype=_dtype(dtype), **_attn(attn_implementation)
+        )
     if Path(name_or_path).exists():
         model.config._name_or_path = model.name_or_path = str(Path(name_or_path).resolve())  # an adapter records it
     if model.generation_config.pad_token_id is None:
@@ -121,7 +162,9 @@ def _hub_or_error(base: str, config_path: Path, looked: str) -> str:
     )
 
 
-def load_merged_adapter(folder: Path, *, allow_download: bool = False, dtype: str = "float32") -> tuple[torch.nn.Module, Any]:
+def load_merged_adapter(
+    folder: Path, *, allow_download: bool = False, dtype: str = "float32", attn_implementation: str | None = None
+) -> tuple[torch.nn.Module, Any]:
     """Base model (itself possibly an adapter: chains resolve recursively) + this adapter, merged."""
     base = adapter_base(folder)
     if not allow_download and not Path(base).exists():
@@ -132,9 +175,10 @@ def load_merged_adapter(folder: Path, *, allow_download: bool = False, dtype: st
             "a local base-model folder, or --allow-download to fetch the hub id",
             seen=f"'{base}'",
         )
-    model, base_tokenizer = load_model(base, allow_download=allow_download, dtype=dtype)
+    model, base_tokenizer = load_model(base, allow_download=allow_download, dtype=dtype, attn_implementation=attn_implementation)
     tokenizer = load_tokenizer(str(folder)) if (folder / "tokenizer_config.json").exists() else base_tokenizer
-    merged: Any = PeftModel.from_pretrained(cast(Any, model), str(folder)).merge_and_unload()
+    with model_folder_errors(folder):
+        merged: Any = PeftModel.from_pretrained(cast(Any, model), str(folder)).merge_and_unload()
     # A new adapter on top records this folder as its base (peft reads the instance's name_or_path).
     merged.config._name_or_path = merged.name_or_path = str(folder.resolve())
     log.info("loaded LoRA adapter %s on base %s (merged)", folder, base)
@@ -142,7 +186,13 @@ def load_merged_adapter(folder: Path, *, allow_download: bool = False, dtype: st
 
 
 def load_reward_model(
-    name_or_path: str, *, allow_download: bool = False, dtype: str = "float32", tiny_texts: Iterable[str] = (), seed: int = 0
+    name_or_path: str,
+    *,
+    allow_download: bool = False,
+    dtype: str = "float32",
+    tiny_texts: Iterable[str] = (),
+    seed: int = 0,
+    attn_implementation: str | None = None,
 ) -> tuple[torch.nn.Module, Any]:
     """A causal LM (or a saved reward model) with a one-output sequence-classification head.
 
@@ -168,13 +218,14 @@ def load_reward_model(
             else:
                 tokenizer = load_tokenizer(name_or_path, allow_download)
                 path, local_only = name_or_path, not allow_download
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), model_folder_errors(name_or_path if path != tmp else tmp):
             torch.manual_seed(seed)
             model = AutoModelForSequenceClassification.from_pretrained(
                 path,
                 num_labels=1,
                 local_files_only=local_only,
-                dtype="auto" if dtype == "auto" else getattr(torch, dtype),
+                dtype=_dtype(dtype),
+                **_attn(attn_implementation),
             )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
@@ -201,16 +252,23 @@ def is_lora(model: torch.nn.Module) -> bool:
 
 
 def save_model(model: torch.nn.Module, tokenizer: Any, output: str | Path, merge_lora: bool = False) -> Path:
-    """Save so that ``transformers`` (or ``peft`` for an unmerged adapter) loads it back."""
+    """Save so that ``transformers`` (or ``peft`` for an unmerged adapter) loads it back.
+
+    Under several processes only the main one writes (the others wait), so ranks never write the
+    same files at once.
+    """
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    hf: Any = model  # a transformers/peft model: its methods are not in torch.nn.Module's type
-    if is_lora(hf) and merge_lora:
-        hf = hf.merge_and_unload()
-    if is_lora(hf):
-        _record_base(hf, output, tokenizer)
-    hf.save_pretrained(output)
-    tokenizer.save_pretrained(output)
+    state = PartialState()
+    if state.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        hf: Any = model  # a transformers/peft model: its methods are not in torch.nn.Module's type
+        if is_lora(hf) and merge_lora:
+            hf = hf.merge_and_unload()
+        if is_lora(hf):
+            _record_base(hf, output, tokenizer)
+        hf.save_pretrained(output)
+        tokenizer.save_pretrained(output)
+    state.wait_for_everyone()
     return output
 
 

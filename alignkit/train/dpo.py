@@ -109,6 +109,10 @@ class DPOObjective:
             batch["ref_rejected_logps"] = torch.tensor([u.ref_rejected for u in units], dtype=torch.float32)
         return batch
 
+    def weight(self, batch: dict[str, torch.Tensor]) -> float:
+        """Pairs: ``dpo_loss`` is a mean over them (the loop normalises by the step's total)."""
+        return float(batch["chosen_index"].numel())
+
     def reference_logps(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         if "ref_chosen_logps" in batch:
             return batch["ref_chosen_logps"], batch["ref_rejected_logps"]
@@ -162,7 +166,12 @@ def run_dpo(config: DPOConfig) -> Path:
     records, train_records, eval_records, skipped = read_splits(config, read_pairs)
 
     model, tokenizer = load_model(
-        config.model, allow_download=config.allow_download, dtype=config.dtype, tiny_texts=record_texts(records), seed=config.seed
+        config.model,
+        allow_download=config.allow_download,
+        dtype=config.dtype,
+        tiny_texts=record_texts(records),
+        seed=config.seed,
+        attn_implementation=config.attn_implementation,
     )
     rows_read = len(train_records) + len(eval_records) + sum(skipped.values())
     train_examples, train_skipped = encode_pairs(tokenizer, train_records, config.max_length, config.template)

@@ -135,6 +135,10 @@ class KTOObjective:
             batch["ref_kl_logps"] = torch.tensor([u.kl_ref for u in units], dtype=torch.float32)
         return batch
 
+    def weight(self, batch: dict[str, torch.Tensor]) -> float:
+        """Examples: ``kto_loss`` is a mean over them (the loop normalises by the step's total)."""
+        return float(batch["labels"].numel())
+
     def reference_logps(
         self, model: torch.nn.Module, batch: dict[str, torch.Tensor], kl_batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,7 +186,12 @@ def run_kto(config: KTOConfig) -> Path:
     records, train_records, eval_records, skipped = read_splits(config, read_binary)
 
     model, tokenizer = load_model(
-        config.model, allow_download=config.allow_download, dtype=config.dtype, tiny_texts=record_texts(records), seed=config.seed
+        config.model,
+        allow_download=config.allow_download,
+        dtype=config.dtype,
+        tiny_texts=record_texts(records),
+        seed=config.seed,
+        attn_implementation=config.attn_implementation,
     )
     train_examples, train_skipped = encode_binary(tokenizer, train_records, config.max_length, config.template, config.seed)
     eval_examples, eval_skipped = encode_binary(tokenizer, eval_records, config.max_length, config.template, config.seed + 1)

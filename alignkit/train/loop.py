@@ -3,6 +3,15 @@
 Read it top to bottom: build the optimizer and schedule, restore the latest checkpoint if there is
 one, then for each step take ``grad_accum`` micro-batches, sum their scaled losses, clip, step.
 
+Loss normalisation. A step's loss is the mean over *every* item (target token for SFT, pair for
+DPO, ...) of the step, across micro-batches and processes, not the mean of per-micro-batch means:
+otherwise a micro-batch with few target tokens weighs as much as one with many, and 2 processes x
+batch 4 would not equal 1 x 8. Objectives say how many items their loss averages over
+(``weight(batch)``, optional: 1 per micro-batch otherwise); the step's total is summed over
+processes before the first backward pass and each micro-batch's mean is rescaled by
+``weight * processes / total`` (DDP then averages over processes). This is what ``transformers``
+and TRL do with ``num_items_in_batch``. Logged metrics are averaged over processes, not rank 0's.
+
 Determinism and exact resume rest on one idea: the data order is a pure function of the seed and
 the global position in the stream (epoch ``e`` is permutation ``seed + e`` of the training units),
 so a resumed run only needs the step number to continue with the very same micro-batches. Model,
@@ -14,13 +23,17 @@ An *objective* is anything with two methods:
   groups — whatever the objective chose) into a dict of tensors;
 * ``loss(model, batch) -> (loss, metrics)``: a scalar to minimise and a dict of floats to log.
   ``metrics`` may carry ``"tokens"`` (real tokens in the batch) for the throughput figure.
+
+and optionally ``weight(batch) -> float``, the number of items ``loss`` is a mean over.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -31,9 +44,11 @@ from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from alignkit.models.loading import enable_gradient_checkpointing
 from alignkit.train.config import TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -51,6 +66,57 @@ class Objective(Protocol):
 
 class TrainingDiverged(RuntimeError):
     """Raised when the loss (or another watched metric) stops being finite."""
+
+
+class LaunchError(RuntimeError):
+    """The processes that started are not the ones that were asked for (a silent fallback)."""
+
+
+# --------------------------------------------------------------------------- launch checks
+
+
+_PROCESS_FLAGS = ("--num_processes", "--num-processes", "--nproc_per_node", "--nproc-per-node")
+
+
+def requested_processes(cmdline: Sequence[str]) -> int | None:
+    """Processes asked for on a launcher command line (``accelerate launch``/``torchrun``), if said."""
+    for i, arg in enumerate(cmdline):
+        for flag in _PROCESS_FLAGS:
+            if arg == flag and i + 1 < len(cmdline) and cmdline[i + 1].isdigit():
+                return int(cmdline[i + 1])
+            if arg.startswith(flag + "=") and arg.split("=", 1)[1].isdigit():
+                return int(arg.split("=", 1)[1])
+    return None
+
+
+def _launcher_cmdline() -> list[str]:
+    """The parent process's command line (Linux ``/proc``; empty where unavailable)."""
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def check_launch(num_processes: int, cuda: bool, cmdline: Sequence[str] | None = None) -> None:
+    """Fail loudly where a launch silently fell back to something else.
+
+    * ``accelerate launch --cpu --num_processes 2`` starts ONE process on a CPU machine (accelerate's
+      multi-CPU mode needs mpirun); training would run with half the global batch, without a word.
+    * ``--use_fsdp`` / DeepSpeed without a GPU silently became plain data parallel.
+    """
+    cmdline = _launcher_cmdline() if cmdline is None else cmdline
+    asked = requested_processes(cmdline)
+    if asked is not None and asked > 1 and num_processes != asked:
+        raise LaunchError(
+            f"the launcher asked for {asked} processes but this run has {num_processes} "
+            f"({' '.join(cmdline[:6])} ...). On CPU, `accelerate launch` cannot start several processes "
+            f"without mpirun: use `torchrun --nproc_per_node {asked} -m alignkit ...` instead."
+        )
+    if not cuda:
+        for var, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+            if os.environ.get(var, "").lower() in ("1", "true", "yes"):
+                raise LaunchError(f"{name} was requested ({var}) but no GPU is available; it would silently run as plain DDP")
 
 
 @dataclass
@@ -149,12 +215,18 @@ def save_checkpoint(accelerator: Accelerator, output: Path, step: int, keep: int
 
 
 class MetricsWriter:
-    """metrics.jsonl always; TensorBoard / MLflow when asked for and installed."""
+    """metrics.jsonl always; TensorBoard / MLflow / Weights & Biases when asked for and installed.
 
-    def __init__(self, output: Path, report_to: str, resume_step: int, enabled: bool) -> None:
+    wandb runs are named after the output folder and resumed with it (``id`` from the folder), and
+    honour ``WANDB_MODE`` (``offline`` writes under ``output/wandb`` without a network).
+    """
+
+    def __init__(self, output: Path, report_to: str, resume_step: int, enabled: bool, config: Any = None) -> None:
         self.enabled = enabled
         self.path = output / METRICS_FILE
+        self.config = config
         self.sinks: list[Callable[[dict[str, float], int], None]] = []
+        self.closers: list[Callable[[], None]] = []
         if not enabled:
             return
         output.mkdir(parents=True, exist_ok=True)
@@ -185,10 +257,33 @@ class MetricsWriter:
                 import mlflow
 
                 self.sinks.append(lambda m, s: mlflow.log_metrics(m, step=s))
+            elif name == "wandb":
+                self._add_wandb(output)
             else:
-                raise ValueError(f"unknown --report-to sink '{name}' (expected tensorboard or mlflow)")
+                raise ValueError(f"unknown --report-to sink '{name}' (expected tensorboard, mlflow or wandb)")
         except ImportError:
             log.warning("--report-to %s: package not installed, skipping that sink", name)
+
+    def _add_wandb(self, output: Path) -> None:
+        import wandb  # optional (the dev extra installs it)
+
+        resolved = output.resolve()
+        config = self.config.model_dump(mode="json") if hasattr(self.config, "model_dump") else None
+        run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "alignkit"),
+            name=resolved.name,
+            id=hashlib.sha256(str(resolved).encode()).hexdigest()[:16],  # the same folder resumes the same run
+            resume="allow",
+            dir=str(output),
+            config=config,
+        )
+        self.sinks.append(lambda m, s: run.log(m, step=s))
+        self.closers.append(run.finish)
+
+    def close(self) -> None:
+        for close in self.closers:
+            close()
+        self.closers = []
 
     def write(self, record: dict[str, float]) -> None:
         if not self.enabled:
@@ -209,6 +304,14 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def _as_float(value: Any) -> float:
     return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _mean_over_processes(metrics: dict[str, float], tokens: int) -> tuple[dict[str, float], int]:
+    """Each metric averaged over the processes that logged it; tokens summed (all ranks call this)."""
+    gathered = gather_object([(metrics, tokens)])
+    keys = sorted({k for m, _ in gathered for k in m})
+    mean = {k: sum(m[k] for m, _ in gathered if k in m) / sum(1 for m, _ in gathered if k in m) for k in keys}
+    return mean, sum(t for _, t in gathered)
 
 
 def evaluate(
@@ -248,9 +351,13 @@ def train(
     if not train_units:
         raise ValueError("no training data left after validation/encoding; nothing to train on")
     output = Path(config.output)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=config.mixed_precision if cuda else "no", cpu=not cuda)
+    check_launch(accelerator.num_processes, torch.cuda.is_available())
     device = accelerator.device
     torch.manual_seed(config.seed)  # dropout and any other in-loop randomness
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -263,22 +370,31 @@ def train(
     accelerator.register_for_checkpointing(scheduler)
 
     start_step, _ = restore_latest(accelerator, output, config.resume)
-    writer = MetricsWriter(output, config.report_to, start_step, accelerator.is_main_process)
+    writer = MetricsWriter(output, config.report_to, start_step, accelerator.is_main_process, config)
     result = TrainResult(steps=steps, resumed_from=start_step)
 
     micro_per_step = config.grad_accum
-    stream_per_micro = config.batch_size * accelerator.num_processes
+    world = accelerator.num_processes
+    stream_per_micro = config.batch_size * world
+    weigh = getattr(objective, "weight", None)
     model.train()
     bar = tqdm(total=steps, initial=start_step, disable=not (config.progress and accelerator.is_main_process), desc="train")
     for step in range(start_step + 1, steps + 1):
         started = time.perf_counter()
         step_metrics: dict[str, float] = {}
         tokens = 0
+        batches = []
         for micro in range(micro_per_step):
             index = (step - 1) * micro_per_step + micro
             start = index * stream_per_micro + accelerator.process_index * config.batch_size
             units = [train_units[i] for i in unit_order(len(train_units), config.seed, start, config.batch_size)]
-            batch = _to_device(objective.collate(units), device)
+            batches.append(objective.collate(units))
+        weights = [float(weigh(b)) if weigh is not None else 1.0 for b in batches]
+        # Items in the whole step, over micro-batches and processes (the denominator of its loss).
+        step_weight = float(accelerator.reduce(torch.tensor(sum(weights), device=device), "sum"))
+        loss_sum = torch.zeros((), device=device)
+        for micro, cpu_batch in enumerate(batches):
+            batch = _to_device(cpu_batch, device)
             is_last = micro == micro_per_step - 1
             # Gradients are all-reduced only on the last micro-batch of a step.
             sync = accelerator.no_sync(model) if not is_last else nullcontext()
@@ -290,10 +406,15 @@ def train(
                         f"loss became {loss.item()} at step {step}; stopped. "
                         f"Last good checkpoint: {last or 'none yet'} (lower --lr or check the data)."
                     )
-                accelerator.backward(loss / micro_per_step)
+                # loss is a mean over weights[micro] items; DDP averages gradients over processes.
+                accelerator.backward(loss * (weights[micro] * world / max(step_weight, 1e-12)))
+            loss_sum += loss.detach().float() * weights[micro]
             tokens += int(_as_float(metrics.pop("tokens", batch["input_ids"].numel())))
-            for k, v in {"loss": loss, **metrics}.items():
+            for k, v in metrics.items():
                 step_metrics[k] = step_metrics.get(k, 0.0) + _as_float(v) / micro_per_step
+        step_loss = float(accelerator.reduce(loss_sum, "sum")) / max(step_weight, 1e-12)
+        if world > 1:
+            step_metrics, tokens = _mean_over_processes(step_metrics, tokens)
         grad_norm = None
         if config.max_grad_norm is not None:
             grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
@@ -304,9 +425,10 @@ def train(
         elapsed = time.perf_counter() - started
         record = {
             "step": step,
+            "loss": step_loss,
             **step_metrics,
             "lr": scheduler.get_last_lr()[0],
-            "tokens_per_s": tokens * accelerator.num_processes / max(elapsed, 1e-9),
+            "tokens_per_s": tokens / max(elapsed, 1e-9),
             "epoch": step * micro_per_step * stream_per_micro / len(train_units),
         }
         if grad_norm is not None:
@@ -326,5 +448,6 @@ def train(
         if on_step_end is not None:
             on_step_end(step, record)
     bar.close()
+    writer.close()
     result.model = accelerator.unwrap_model(model)
     return result

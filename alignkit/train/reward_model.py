@@ -162,6 +162,10 @@ class RewardObjective:
         batch["last_token"] = last_token_index(batch)
         return batch
 
+    def weight(self, batch: dict[str, torch.Tensor]) -> float:
+        """Comparisons (a ranking group holds several): the loss is a mean over them."""
+        return float(batch["chosen_index"].numel())
+
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         rewards = sequence_rewards(model, batch)
         chosen, rejected = rewards[batch["chosen_index"]], rewards[batch["rejected_index"]]
@@ -261,6 +265,7 @@ def run_reward_model(config: RewardConfig) -> Path:
         config.model,
         allow_download=config.allow_download,
         dtype=config.dtype,
+        attn_implementation=config.attn_implementation,
         tiny_texts=record_texts(pairs if config.eval_data is None else pairs + eval_pairs),
         seed=config.seed,
     )

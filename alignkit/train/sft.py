@@ -47,6 +47,10 @@ class SFTObjective:
     def collate(self, units: Sequence[list[Encoded]]) -> dict[str, torch.Tensor]:
         return collate(list(units), self.pad_id)
 
+    def weight(self, batch: dict[str, torch.Tensor]) -> float:
+        """Target tokens: the loop normalises by their number over the whole step (all processes)."""
+        return float(batch["loss_mask"][:, 1:].sum())
+
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         lp = sequence_logprobs(model, batch)
         targets = lp.mask.sum()
@@ -74,6 +78,7 @@ def run_sft(config: SFTConfig) -> Path:
         config.model,
         allow_download=config.allow_download,
         dtype=config.dtype,
+        attn_implementation=config.attn_implementation,
         tiny_texts=record_texts(records),
         seed=config.seed,
     )
