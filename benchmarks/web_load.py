@@ -3,7 +3,10 @@
 The server runs in its own process (uvicorn, one worker, as ``alignkit web`` starts it); each
 simulated annotator is a thread with its own :class:`alignkit.web.client.AnnotationClient` and
 API token, looping next-task -> submit (with an idempotency key) for a bounded time. Prints p50 /
-p99 latency of next-task and submit, throughput, and errors (5xx, transport errors, 409s).
+p99 latency of next-task and submit as the clients saw it and as the server measured it (its
+``Server-Timing`` header: from the request reaching the app to the response, so waiting for a
+worker thread and the database count, the client's own overhead does not), the server process's
+CPU time per request, throughput, and errors (5xx, transport errors, 409s).
 
     .venv/bin/python benchmarks/web_load.py --backend sqlite --annotators 200 --seconds 30
     .venv/bin/python benchmarks/web_load.py --backend postgresql --pg-url postgresql://...
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import random
 import statistics
@@ -24,14 +28,16 @@ import tempfile
 import threading
 import time
 import uuid
+from typing import Any
 
 import httpx
+import psutil
 
 from alignkit.feedback.config import ProjectConfig, StageConfig
-from alignkit.feedback.models import Prompt, Response
+from alignkit.feedback.models import Account, Annotator, Membership, Prompt, Response
 from alignkit.feedback.store import FeedbackStore
-from alignkit.web.accounts import create_account, new_api_token
 from alignkit.web.client import AnnotationClient, ApiError
+from alignkit.web.security import hash_password, new_token, token_hash
 
 
 def _pg_database(admin_url: str) -> str:
@@ -62,10 +68,17 @@ def setup(db: str, n_annotators: int, n_tasks: int, overlap: int) -> list[str]:
             s.add_all([a, b])
             s.flush()
             store._add_task(s, p.project_id, stage, p.id, [a.id, b.id], None, None, None, [])
-    tokens = []
-    for w in range(n_annotators):
-        aid = create_account(store, f"load{w}", "load-password", project="load", status="active")
-        tokens.append(new_api_token(store, aid))
+    # One argon2 hash for everybody (the clients use API tokens; 200 hashes would only slow the setup).
+    pw, tokens = hash_password("load-password"), []
+    with store.write() as s:
+        for w in range(n_annotators):
+            a = Annotator(name=f"load{w}", role="annotator", status="active")
+            s.add(a)
+            s.flush()
+            token = new_token()
+            s.add(Account(annotator_id=a.id, password_hash=pw, api_token_hash=token_hash(token)))
+            s.add(Membership(annotator_id=a.id, project_id=store.project("load")[0], role="annotator", status="active"))
+            tokens.append(token)
     store.close()
     return tokens
 
@@ -85,23 +98,22 @@ def start_server(db: str, port: int) -> subprocess.Popen:
     raise RuntimeError("server did not start")
 
 
-def run(args: argparse.Namespace) -> dict:
-    tmp = tempfile.mkdtemp(prefix="alignkit-load-")
-    db = os.path.join(tmp, "load.db") if args.backend == "sqlite" else _pg_database(args.pg_url)
-    tokens = setup(db, args.annotators, args.tasks, args.overlap)
-    port = args.port
-    server = start_server(db, port)
+def annotators(port: int, tokens: list[str], first: int, args: argparse.Namespace, t_start: float, out: Any) -> None:
+    """One client process: a thread per simulated annotator, looping next-task -> submit until
+    ``t_start + args.seconds``; puts (client latencies, server latencies, errors) on ``out``."""
     lat: dict[str, list[float]] = {"next": [], "submit": []}
+    srv: dict[str, list[float]] = {"next": [], "submit": []}
     errors = {"5xx": 0, "transport": 0, "409": 0, "other": 0}
     lock = threading.Lock()
-    start_gate = threading.Event()
-    stop_at = [0.0]
 
-    def annotator(w: int) -> None:
+    def one(w: int, token: str) -> None:
         rng = random.Random(w)
-        client = AnnotationClient(f"http://127.0.0.1:{port}", token=tokens[w], timeout=60, retries=0)
-        start_gate.wait()
-        while time.monotonic() < stop_at[0]:
+        client = AnnotationClient(f"http://127.0.0.1:{port}", token=token, timeout=120, retries=0)
+        while time.time() < t_start:
+            time.sleep(0.01)
+        if args.think > 0:  # people do not all start at once
+            time.sleep(rng.uniform(0, args.think))
+        while time.time() < t_start + args.seconds:
             for op in ("next", "submit"):
                 t0 = time.perf_counter()
                 try:
@@ -110,6 +122,9 @@ def run(args: argparse.Namespace) -> dict:
                         if task is None:
                             return
                     else:
+                        if args.think > 0:  # reading and judging
+                            time.sleep(rng.expovariate(1 / args.think))
+                            t0 = time.perf_counter()
                         client.submit("load", task["id"], {"overall": "A" if rng.random() < 0.8 else "B"})
                 except ApiError as err:
                     key = "5xx" if err.status >= 500 else "409" if err.status == 409 else "other"
@@ -122,39 +137,75 @@ def run(args: argparse.Namespace) -> dict:
                     break
                 with lock:
                     lat[op].append(time.perf_counter() - t0)
-            if args.think > 0:
-                time.sleep(rng.expovariate(1 / args.think))
+                    if client.last_server_ms is not None:
+                        srv[op].append(client.last_server_ms / 1000)
         client.close()
 
-    threads = [threading.Thread(target=annotator, args=(w,), daemon=True) for w in range(args.annotators)]
+    threads = [threading.Thread(target=one, args=(first + i, tok), daemon=True) for i, tok in enumerate(tokens)]
     for t in threads:
         t.start()
-    t0 = time.monotonic()
-    stop_at[0] = t0 + args.seconds
-    start_gate.set()
     for t in threads:
-        t.join(args.seconds + 120)
-    elapsed = time.monotonic() - t0
+        t.join(args.seconds + args.think * 3 + 180)
+    out.put((lat, srv, errors))
+
+
+def run(args: argparse.Namespace) -> dict:
+    tmp = tempfile.mkdtemp(prefix="alignkit-load-")
+    db = os.path.join(tmp, "load.db") if args.backend == "sqlite" else _pg_database(args.pg_url)
+    tokens = setup(db, args.annotators, args.tasks, args.overlap)
+    port = args.port
+    server = start_server(db, port)
+    proc = psutil.Process(server.pid)
+    # Clients in several processes (threads of one Python process queue on its GIL, which would be
+    # counted as server latency); each also records the server's own time (Server-Timing).
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    per = -(-args.annotators // args.client_procs)
+    t_start = time.time() + 3.0
+    kids = [
+        ctx.Process(target=annotators, args=(port, tokens[i : i + per], i, args, t_start, out))
+        for i in range(0, args.annotators, per)
+    ]
+    for k in kids:
+        k.start()
+    time.sleep(max(0.0, t_start - time.time()))
+    cpu0, w0 = proc.cpu_times(), time.monotonic()
+    parts = [out.get() for _ in kids]
+    cpu1, elapsed = proc.cpu_times(), time.monotonic() - w0
+    for k in kids:
+        k.join(30)
     server.terminate()
     server.wait(30)
+    lat = {op: [x for p in parts for x in p[0][op]] for op in ("next", "submit")}
+    srv = {op: [x for p in parts for x in p[1][op]] for op in ("next", "submit")}
+    errors = {k: sum(p[2][k] for p in parts) for k in parts[0][2]}
 
-    def pct(xs: list[float], q: float) -> float | None:
+    def pct(xs: list[float], q: int) -> float | None:
         return round(statistics.quantiles(xs, n=100)[q - 1] * 1000, 1) if len(xs) >= 2 else None
 
     store = FeedbackStore(db)
     n_judgments = len(store.judgments("load"))
     store.close()
+    n_requests = len(lat["next"]) + len(lat["submit"])
+    server_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     return {
         "backend": args.backend,
         "annotators": args.annotators,
+        "client_procs": len(kids),
         "seconds": round(elapsed, 1),
         "think_s": args.think,
         "next_p50_ms": pct(lat["next"], 50),
         "next_p99_ms": pct(lat["next"], 99),
         "submit_p50_ms": pct(lat["submit"], 50),
         "submit_p99_ms": pct(lat["submit"], 99),
+        "server_next_p50_ms": pct(srv["next"], 50),
+        "server_next_p99_ms": pct(srv["next"], 99),
+        "server_submit_p50_ms": pct(srv["submit"], 50),
+        "server_submit_p99_ms": pct(srv["submit"], 99),
         "submits": len(lat["submit"]),
         "submits_per_s": round(len(lat["submit"]) / elapsed, 1),
+        "server_cpu_ms_per_request": round(1000 * server_cpu / max(n_requests, 1), 2),
+        "load_average": round(os.getloadavg()[0], 1),
         "judgments_in_db": n_judgments,
         "errors": errors,
     }
@@ -170,6 +221,7 @@ def main() -> None:
     ap.add_argument("--overlap", type=int, default=3)
     ap.add_argument("--think", type=float, default=0.0, help="mean pause between tasks (s); 0: as fast as possible")
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--client-procs", type=int, default=4, help="processes the simulated annotators are spread over")
     args = ap.parse_args()
     if args.backend == "postgresql" and not args.pg_url:
         ap.error("--backend postgresql needs --pg-url (or ALIGNKIT_TEST_PG_URL)")

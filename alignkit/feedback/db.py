@@ -33,13 +33,15 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str, echo: bool = False) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 60, "check_same_thread": False})
+        memory = ":memory:" in url or url == "sqlite://"
+        pool: dict[str, Any] = {} if memory else {"pool_size": 20, "max_overflow": 20, "pool_timeout": 60}
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 60, "check_same_thread": False}, **pool)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            if ":memory:" not in url and url != "sqlite://":
+            if not memory:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -51,7 +53,10 @@ def make_engine(url: str, echo: bool = False) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    # A pool as large as the web server's thread pool (anyio's 40 threads), so a request never waits
+    # for a connection while a thread is free; no pre-ping round trip per checkout (a dropped
+    # connection fails its request once and SQLAlchemy then invalidates the pool).
+    return create_engine(url, echo=echo, pool_size=20, max_overflow=20, pool_timeout=60)
 
 
 def alembic_config(engine: Engine) -> Config:

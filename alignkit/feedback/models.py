@@ -121,6 +121,12 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+# The assigner's query walks this index in its own order (fullest open task first, then oldest) and
+# stops at the first row it may take, instead of sorting every open task of the stage per request
+# (5 ms of PostgreSQL time at 6 000 open tasks, growing with the queue).
+Index("ix_tasks_claim", Task.project_id, Task.stage, Task.status, Task.is_gold, Task.n_active.desc(), Task.id)
+
+
 class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (

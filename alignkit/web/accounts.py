@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
@@ -45,17 +46,24 @@ def _check_password(password: str) -> None:
         raise FeedbackError(f"a password needs at least {MIN_PASSWORD} characters")
 
 
-def load_user(store: FeedbackStore, annotator_id: int) -> User | None:
+def _user(store: FeedbackStore, where: Any) -> User | None:
+    """The person and their project roles in one query (it runs on every request)."""
     with store.read() as s:
-        a = s.get(Annotator, annotator_id)
-        if a is None:
-            return None
         rows = s.execute(
-            select(Project.name, Membership.role)
-            .join(Project, Project.id == Membership.project_id)
-            .where(Membership.annotator_id == a.id)
+            select(Annotator.id, Annotator.name, Annotator.role, Annotator.status, Project.name, Membership.role)
+            .select_from(Annotator)
+            .outerjoin(Membership, Membership.annotator_id == Annotator.id)
+            .outerjoin(Project, Project.id == Membership.project_id)
+            .where(where)
         ).all()
-        return User(id=a.id, name=a.name, role=a.role, status=a.status, memberships=dict(rows))
+    if not rows:
+        return None
+    aid, name, role, status = rows[0][:4]
+    return User(id=aid, name=name, role=role, status=status, memberships={p: r for *_, p, r in rows if p is not None})
+
+
+def load_user(store: FeedbackStore, annotator_id: int) -> User | None:
+    return _user(store, Annotator.id == annotator_id)
 
 
 def authenticate(store: FeedbackStore, name: str, password: str) -> User | None:
@@ -72,9 +80,8 @@ def authenticate(store: FeedbackStore, name: str, password: str) -> User | None:
 
 
 def user_by_token(store: FeedbackStore, token: str) -> User | None:
-    with store.read() as s:
-        aid = s.scalar(select(Account.annotator_id).where(Account.api_token_hash == token_hash(token)))
-    return load_user(store, aid) if aid is not None else None
+    found = select(Account.annotator_id).where(Account.api_token_hash == token_hash(token)).scalar_subquery()
+    return _user(store, Annotator.id == found)
 
 
 def new_api_token(store: FeedbackStore, annotator_id: int) -> str:

@@ -21,6 +21,18 @@ import httpx
 RETRY_STATUS = (502, 503, 504)
 
 
+def _server_ms(header: str | None) -> float | None:
+    """``app;dur=12.3`` -> 12.3 (the app's Server-Timing entry)."""
+    for part in (header or "").split(","):
+        name, _, rest = part.strip().partition(";")
+        if name == "app" and rest.startswith("dur="):
+            try:
+                return float(rest[4:])
+            except ValueError:
+                return None
+    return None
+
+
 class ApiError(RuntimeError):
     def __init__(self, status: int, detail: Any) -> None:
         super().__init__(f"HTTP {status}: {detail}")
@@ -41,6 +53,7 @@ class AnnotationClient:
     ) -> None:
         self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
         self.retries, self.retry_wait = retries, retry_wait
+        self.last_server_ms: float | None = None  # the server's own time for the last request (Server-Timing)
         if token:
             self.http.headers["Authorization"] = f"Bearer {token}"
 
@@ -67,6 +80,7 @@ class AnnotationClient:
                     raise
                 time.sleep(self.retry_wait)
                 continue
+            self.last_server_ms = _server_ms(r.headers.get("server-timing"))
             if retry and r.status_code in RETRY_STATUS and attempt < self.retries:
                 time.sleep(self.retry_wait)
                 continue

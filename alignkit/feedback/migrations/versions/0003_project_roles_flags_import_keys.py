@@ -1,4 +1,5 @@
-"""per-project screening state, the review queue (flags), content keys for idempotent imports
+"""per-project screening state, the review queue (flags), content keys for idempotent imports, an
+index in the assigner's order
 
 Revision ID: 0003
 Revises: 0002
@@ -23,6 +24,9 @@ def upgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.add_column(sa.Column("content_key", sa.String(length=64), nullable=True))
         batch_op.create_unique_constraint("uq_task_content_key", ["project_id", "content_key"])
+    op.create_index(
+        "ix_tasks_claim", "tasks", ["project_id", "stage", "status", "is_gold", sa.text("n_active DESC"), "id"], unique=False
+    )
     op.create_table(
         "flags",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -52,6 +56,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_flags_task_id"))
         batch_op.drop_index(batch_op.f("ix_flags_project_id"))
     op.drop_table("flags")
+    op.drop_index("ix_tasks_claim", table_name="tasks")
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_constraint("uq_task_content_key", type_="unique")
         batch_op.drop_column("content_key")
