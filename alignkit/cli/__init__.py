@@ -64,6 +64,6 @@ _register_all()
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("accelerate", "httpx", "datasets"):
+    for noisy in ("accelerate", "httpx", "datasets", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     app()
