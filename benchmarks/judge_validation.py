@@ -14,7 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from alignkit.sandbox.judge_validation import validate
+from alignkit.sandbox.judge_validation import validate, validate_people
 
 
 def main() -> None:
@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--accuracy", type=float, default=0.8)
     parser.add_argument("--position-bias", type=float, default=0.05)
     parser.add_argument("--length-bias", type=float, default=0.1)
+    parser.add_argument("--people-prompts", type=int, default=60, help="people mode with the simulated crowd (0: skip)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         r = validate(Path(tmp), args.prompts, args.accuracy, args.position_bias, args.length_bias)
@@ -39,6 +40,15 @@ def main() -> None:
         cells = [w["truth_win_rate"], w["judge_win_rate"], w["lc_win_rate"]]
         print(f"| {w['model']} | " + " | ".join(f"{x:.3f}" for x in cells) + f" | {w['length_coef']:+.2f} |")
     print(f"win-rate Spearman vs truth: raw {r['win_rate_spearman_raw']:.3f}, LC {r['win_rate_spearman_lc']:.3f}")
+    if args.people_prompts:
+        with tempfile.TemporaryDirectory() as tmp:
+            p = validate_people(Path(tmp), args.people_prompts)
+        print(f"\npeople mode: {p['prompts']} prompts, {p['tasks']} compare tasks, {p['judgments']} crowd judgments")
+        print(f"ladder Spearman (people BT vs truth BT): {p['ladder_spearman']:.3f}", end="")
+        print(f"; 95% CIs cover the truth for {p['ci_covers_truth']}")
+        print(f"  people: {' > '.join(p['people_ladder'])}\n  truth:  {' > '.join(p['truth_ladder'])}")
+        for m, (r_, lo, hi, t) in p["ratings"].items():
+            print(f"  {m}: people {r_:.1f} [{lo:.1f}, {hi:.1f}], truth {t:.1f}")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ from alignkit.evaluate.answers import answer_all, open_backend, read_prompts
 from alignkit.evaluate.checks import run_checks
 from alignkit.evaluate.config import JudgedEvalConfig
 from alignkit.evaluate.lc import lc_win_rate
+from alignkit.evaluate.people import judge_people_agreement, push_comparisons, read_back
 from alignkit.evaluate.ratings import BradleyTerry, EloRating, win_rate
 from alignkit.evaluate.report import MetricCI, ModelResult, RatingRow, ReportData, Sample, WinRateRow, ladder_rows
+from alignkit.feedback.store import FeedbackStore
 
 log = logging.getLogger(__name__)
 
@@ -136,21 +138,25 @@ def pair_list(names: Sequence[str], reference: str | None, mode: str) -> list[tu
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
 
 
+def make_jobs(n_prompts: int, pairs: Sequence[tuple[str, str]], seed: int = 0) -> list[tuple[int, str, str]]:
+    """(prompt index, model_a, model_b) for every prompt and pair; which model is ``model_a`` is seeded."""
+    rng = random.Random(seed)
+    jobs = []
+    for i in range(n_prompts):
+        for m1, m2 in pairs:
+            a, b = (m2, m1) if rng.random() < 0.5 else (m1, m2)
+            jobs.append((i, a, b))
+    return jobs
+
+
 def judge_battles(
     judge: CachedPairJudge,
     prompts: Sequence[dict[str, Any]],
     answers: dict[str, list[str]],
-    pairs: Sequence[tuple[str, str]],
+    jobs: Sequence[tuple[int, str, str]],
     questions: dict[str, str],
-    seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Battle records (FastChat fields plus ``p_a``, ``consistent``, lengths) per criterion and pair."""
-    rng = random.Random(seed)
-    jobs = []
-    for i in range(len(prompts)):
-        for m1, m2 in pairs:
-            a, b = (m2, m1) if rng.random() < 0.5 else (m1, m2)  # which is "model_a" in the record
-            jobs.append((i, a, b))
+    """Battle records (FastChat fields plus ``p_a``, ``consistent``, lengths) per criterion and job."""
     battles = []
     for criterion, question in questions.items():
         cases = [(prompt_text(prompts[i]["prompt"]), answers[a][i], answers[b][i]) for i, a, b in jobs]
@@ -289,6 +295,49 @@ def per_category(battles: list[dict[str, Any]], reference: str | None) -> list[d
     return rows
 
 
+# ---------------------------------------------------------------------------------- people
+
+
+def _with_people(
+    config: JudgedEvalConfig,
+    out: Path,
+    prompts: Sequence[dict[str, Any]],
+    answers: dict[str, list[str]],
+    jobs: list[tuple[int, str, str]],
+    judged: list[dict[str, Any]],
+    criteria: list[str],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Push (all or the judge's uncertain) comparisons to the store once; use whatever people answered."""
+    overall = {(b["prompt_index"], b["model_a"], b["model_b"]): b for b in judged if b["criterion"] == criteria[0]}
+    if config.people == "uncertain":
+        if not judged:
+            raise ValueError("--people uncertain (mixed mode) needs a --judge to decide the confident pairs")
+        chosen = [j for j in jobs if max(overall[j]["p_a"], 1 - overall[j]["p_a"]) < config.confident]
+    else:
+        chosen = list(jobs)
+    store = FeedbackStore(config.store or str(out / "feedback.db"))
+    try:
+        tasks = push_comparisons(store, config.project, out, prompts, answers, chosen, criteria, seed=config.seed)
+        people = read_back(store, config.project, tasks, prompts, criteria, seed=config.seed)
+    finally:
+        store.close()
+    for b in people:
+        b["length_a"] = len(answers[b["model_a"]][b["prompt_index"]])
+        b["length_b"] = len(answers[b["model_b"]][b["prompt_index"]])
+    answered = {(b["prompt_index"], b["model_a"], b["model_b"]) for b in people}
+    kept = [b for b in judged if (b["prompt_index"], b["model_a"], b["model_b"]) not in answered]
+    summary = {
+        "mode": config.people,
+        "tasks": len(tasks),
+        "answered": len(answered),
+        "judge_decided": len({(b["prompt_index"], b["model_a"], b["model_b"]) for b in kept}),
+        "judge_people_agreement": judge_people_agreement(judged, people) if judged else None,
+    }
+    if config.people == "all" and judged:
+        kept = []  # people are the judges; the LLM judge's verdicts only measure its agreement
+    return kept + people, summary
+
+
 # ------------------------------------------------------------------------------------ run
 
 
@@ -318,9 +367,15 @@ def evaluate_prompts(
     judge = CachedPairJudge(judge_backend, judge_fingerprint or "none", cache) if judge_backend is not None else None
     questions = criteria_questions(config.criteria, load_rubrics(config.rubrics))
     pairs = pair_list(names, config.reference, config.pairs) if len(names) > 1 else []
+    jobs = make_jobs(len(prompts), pairs, config.seed)
     battles: list[dict[str, Any]] = []
-    if judge is not None and pairs:
-        battles = judge_battles(judge, prompts, answers, pairs, questions, config.seed)
+    if judge is not None and jobs:
+        battles = judge_battles(judge, prompts, answers, jobs, questions)
+    for b in battles:
+        b.setdefault("length_a", len(answers[b["model_a"]][b["prompt_index"]]))
+    people_summary: dict[str, Any] = {}
+    if config.people != "off" and jobs:
+        battles, people_summary = _with_people(config, out, prompts, answers, jobs, battles, list(questions))
     if people_battles is not None:
         battles = people_battles(battles)
     crit = list(questions)
@@ -362,6 +417,7 @@ def evaluate_prompts(
         judge_stats=stats,
         category_win_rates=per_category(battles, config.reference),
         run_seed=config.seed,
+        people=people_summary,
     )
     atomic_write_text(
         out / "answers.jsonl",

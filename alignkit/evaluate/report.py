@@ -113,6 +113,7 @@ class ReportData(BaseModel):
         [], description="per criterion: comparisons, consistency, first_position_rate, longer_wins_rate"
     )
     category_win_rates: list[dict[str, Any]] = Field([], description="win rate against the reference per prompt category")
+    people: dict[str, Any] = Field({}, description="people mode: tasks pushed, answered, judge-people agreement")
     category_metrics: dict[str, dict[str, dict[str, MetricCI]]] = Field(
         {}, description="model -> category -> metric (sandbox: per prompt category)"
     )

@@ -23,6 +23,8 @@ from alignkit.evaluate.config import JudgedEvalConfig
 from alignkit.evaluate.judged import evaluate_prompts
 from alignkit.evaluate.ratings import BradleyTerry, win_rate
 from alignkit.evaluate.stats import spearman
+from alignkit.feedback.store import FeedbackStore
+from alignkit.sandbox.crowd import make_crowd
 from alignkit.sandbox.judge_server import SimulatedJudge, make_judge_app
 from alignkit.sandbox.world import World, build_world
 
@@ -54,10 +56,7 @@ def synthetic_answers(world: World, prompts: list[Any], seed: int = 0) -> dict[s
     return out
 
 
-def validate(
-    folder: Path, n_prompts: int = 60, accuracy: float = 0.8, position_bias: float = 0.05, length_bias: float = 0.1, seed: int = 0
-) -> dict[str, Any]:
-    """Run the judged path against the simulated judge on loopback; compare with ground truth."""
+def _write_inputs(folder: Path, n_prompts: int, seed: int) -> tuple[World, list[Any], dict[str, list[str]], dict[str, str]]:
     world = build_world(0)
     prompts = world.prompts("eval")[:n_prompts]
     answers = synthetic_answers(world, prompts, seed)
@@ -70,6 +69,97 @@ def validate(
         path = folder / f"{name}.jsonl"
         path.write_text("".join(json.dumps({"id": str(i), "response": t}) + "\n" for i, t in enumerate(texts)))
         sources[name] = f"file:{path}"
+    return world, prompts, answers, sources
+
+
+def _truth(
+    world: World, prompts: list[Any], answers: dict[str, list[str]], battles: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The same (prompt, model_a, model_b) jobs judged by the ground truth (overall utility)."""
+    truth_judge = scorer_judge(world.score, criterion="utility")
+    seen, out = set(), []
+    for b in battles:
+        key = (b["prompt_index"], b["model_a"], b["model_b"])
+        if key in seen or b["criterion"] != "overall":
+            continue
+        seen.add(key)
+        i = b["prompt_index"]
+        t = truth_judge(prompts[i].text, answers[b["model_a"]][i], answers[b["model_b"]][i])
+        out.append(
+            {
+                **dict(zip(("prompt_index", "model_a", "model_b"), key)),
+                "winner": {"A": "model_a", "B": "model_b", "tie": "tie"}[t],
+            }
+        )
+    return out
+
+
+def validate_people(
+    folder: Path, n_prompts: int = 40, n_annotators: int = 12, spammer_fraction: float = 0.15, overlap: int = 3, seed: int = 0
+) -> dict[str, Any]:
+    """People mode with the sandbox's simulated crowd: push every comparison to the store, let the crowd
+    answer through ``next_task``/``submit``, read back; compare the people's ladder with the truth's."""
+    world, prompts, answers, sources = _write_inputs(folder, n_prompts, seed)
+    config = JudgedEvalConfig(
+        prompts=folder / "prompts.jsonl",
+        models=sources,
+        output=folder / "people",
+        reference="aligned",
+        judge="none",
+        people="all",
+        criteria="overall,harmless",
+        checks=False,
+        rounds=200,
+        seed=seed,
+        progress=False,
+    )
+    evaluate_prompts(config)  # pushes the tasks (nothing answered yet)
+    store = FeedbackStore(str(folder / "people" / "feedback.db"))
+    crowd = make_crowd(world, n=n_annotators, spammer_fraction=spammer_fraction, seed=seed)
+    for a in crowd:
+        store.add_annotator(a.id, status="active", exist_ok=True, project=config.project)
+    answered = 0
+    while True:
+        worked = False
+        for a in crowd:
+            view = store.next_task(config.project, a.id)
+            if view is None:
+                continue
+            rng = random.Random(f"{seed}:{a.id}:{view.id}")
+            out = a.compare(view.prompt or "", view.responses[0], view.responses[1], rng)
+            names = {"helpfulness": "helpful", "honesty": "honest", "harmlessness": "harmless"}
+            asked = set(view.payload.get("criteria", []))
+            crit = {names.get(k, k): v for k, v in out["criteria"].items() if names.get(k, k) in asked}
+            store.submit(a.id, view.id, {"overall": out["overall"], "criteria": crit})
+            answered += 1
+            worked = True
+        if not worked:
+            break
+    store.close()
+    data = evaluate_prompts(config)  # reads the people's answers back
+    battles = [json.loads(x) for x in (folder / "people" / "battles.jsonl").read_text().splitlines()]
+    truth = _truth(world, prompts, answers, battles)
+    truth_bt = BradleyTerry().fit(truth)
+    rows = {r.model: r for r in data.ladders["Bradley-Terry"]}
+    names_sorted = sorted(rows)
+    covered = [m for m in names_sorted if rows[m].ci_low <= truth_bt.ratings_[m] <= rows[m].ci_high]  # type: ignore[operator]
+    return {
+        "prompts": len(prompts),
+        "tasks": data.people.get("tasks"),
+        "judgments": answered,
+        "people_ladder": [r.model for r in data.ladders["Bradley-Terry"]],
+        "truth_ladder": sorted(names_sorted, key=lambda m: -truth_bt.ratings_[m]),
+        "ladder_spearman": spearman([rows[m].rating for m in names_sorted], [truth_bt.ratings_[m] for m in names_sorted]),
+        "ci_covers_truth": f"{len(covered)}/{len(names_sorted)}",
+        "ratings": {m: (rows[m].rating, rows[m].ci_low, rows[m].ci_high, truth_bt.ratings_[m]) for m in names_sorted},
+    }
+
+
+def validate(
+    folder: Path, n_prompts: int = 60, accuracy: float = 0.8, position_bias: float = 0.05, length_bias: float = 0.1, seed: int = 0
+) -> dict[str, Any]:
+    """Run the judged path against the simulated judge on loopback; compare with ground truth."""
+    world, prompts, answers, sources = _write_inputs(folder, n_prompts, seed)
     judge = SimulatedJudge(world, accuracy, position_bias, length_bias, seed)
     with BackgroundServer(make_judge_app(judge)) as server:
         config = JudgedEvalConfig(
