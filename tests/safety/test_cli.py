@@ -135,3 +135,23 @@ def test_safety_stages_are_registered_with_their_configs():
     assert stage_fields("safety.redteam")[0] is RedTeamConfig
     assert stage_fields("train.safe_align")[0] is SafeAlignConfig
     assert callable(resolve_stage("safety.redteam")) and callable(resolve_stage("train.safe_align"))
+
+
+def test_flag_rate_of_a_model_and_conversation_format():
+    from alignkit.safety.guard import JudgeGuard
+    from alignkit.safety.moderate import flag_rate
+
+    assert flag_rate(KeywordGuard(), ["a", "b", "c", "d"], ["Step 1: [harmful detail].", "ok", "you idiot", "fine"]) == 0.5
+
+    class Echo:
+        def option_logprobs(self, messages, options):
+            self.messages = messages
+            return [0.0, -1.0]
+
+        def chat(self, messages_list, **kw):
+            return [""] * len(messages_list)
+
+    backend = Echo()
+    JudgeGuard(backend, format="conversation").score(["q"], ["r"])
+    # A real Llama Guard builds its own prompt from the conversation (its chat template).
+    assert backend.messages == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}]
