@@ -48,6 +48,7 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from alignkit.data.errors import DataError
 from alignkit.models.loading import enable_gradient_checkpointing
 from alignkit.train.config import TrainingConfig
 
@@ -349,7 +350,13 @@ def train(
     would, leaving the last checkpoint to resume from.
     """
     if not train_units:
-        raise ValueError("no training data left after validation/encoding; nothing to train on")
+        raise DataError(
+            config.data,
+            None,
+            "max_length",
+            f"at least one example that fits in --max-length {config.max_length} (prompt plus a completion token)",
+            seen="none left after dropping bad and too-long records (counted in the warnings above)",
+        )
     output = Path(config.output)
     cuda = torch.cuda.is_available()
     accelerator = Accelerator(mixed_precision=config.mixed_precision if cuda else "no", cpu=not cuda)

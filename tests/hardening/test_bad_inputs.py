@@ -199,6 +199,19 @@ CASES: list[Case] = [
         {"data.jsonl": SFT, "eval.jsonl": SFT + b'{"prompt": "a"}\n'},
         ["{d}/eval.jsonl:2:", "completion"],
     ),
+    # Every example longer than --max-length (9 is its minimum): counted, then an error naming the data and the flag.
+    Case(
+        "sft-every_prompt_longer_than_max_length",
+        ["sft", "--data", "{d}/data.jsonl", "--output", "{d}/out", "--max-length", "9", *TRAIN],
+        {"data.jsonl": (b'{"prompt": "' + b"word " * 60 + b'", "completion": "ok"}\n') * 3},
+        ["{d}/data.jsonl: max_length:", "--max-length 9"],
+    ),
+    Case(
+        "dpo-every_prompt_longer_than_max_length",
+        ["dpo", "--data", "{d}/data.jsonl", "--output", "{d}/out", "--max-length", "9", *TRAIN],
+        {"data.jsonl": (b'{"prompt": "' + b"word " * 60 + b'", "chosen": "yes", "rejected": "no"}\n') * 3},
+        ["{d}/data.jsonl: max_length:", "--max-length 9"],
+    ),
     # ------------------------------------------------------------------ flags and config files
     *[
         Case(
