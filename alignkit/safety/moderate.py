@@ -200,3 +200,53 @@ def success_judge(spec: str, source: GuardSource | None = None, cache_dir: Path 
         return [v.unsafe for v in score_rows(guard, list(zip(requests, responses)))]
 
     return judge
+
+
+class GuardedBackend:
+    """A :class:`~alignkit.ai.backend.ChatBackend` behind a guard: flagged input is refused before the
+    model sees it, flagged output is replaced by the refusal (``mode="refuse"``) or by one
+    regeneration attempt that is kept only if it passes (``mode="rewrite"``, else the refusal).
+
+    Wraps any backend, so a guarded model can be served, red-teamed (``run_attacks``) or evaluated
+    like any other; ``stats`` counts what the guard did."""
+
+    def __init__(self, backend: Any, guard: Guard, mode: str = "refuse", refusal: str = "I can't help with that.") -> None:
+        if mode not in ("refuse", "rewrite"):
+            raise ValueError(f"mode must be 'refuse' or 'rewrite', got {mode!r}")
+        self.backend, self.guard, self.mode, self.refusal = backend, guard, mode, refusal
+        self.stats = {"requests": 0, "input_flagged": 0, "output_flagged": 0, "rewritten": 0}
+
+    def chat(
+        self, messages_list: Sequence[list[dict[str, Any]]], max_tokens: int = 256, temperature: float = 0.0, seed: int = 0
+    ) -> list[str]:
+        convos = [list(m) for m in messages_list]
+        self.stats["requests"] += len(convos)
+        inputs = self.guard.score(convos, None)
+        out = [self.refusal if v.flagged else "" for v in inputs]
+        todo = [i for i, v in enumerate(inputs) if not v.flagged]
+        self.stats["input_flagged"] += len(convos) - len(todo)
+        answers = (
+            self.backend.chat([convos[i] for i in todo], max_tokens=max_tokens, temperature=temperature, seed=seed)
+            if todo
+            else []
+        )
+        verdicts = self.guard.score([convos[i] for i in todo], answers) if todo else []
+        retry = []
+        for i, answer, v in zip(todo, answers, verdicts):
+            out[i] = answer
+            if v.flagged:
+                self.stats["output_flagged"] += 1
+                out[i] = self.refusal
+                retry.append(i)
+        if self.mode == "rewrite" and retry:
+            again = self.backend.chat(
+                [convos[i] for i in retry], max_tokens=max_tokens, temperature=max(temperature, 0.7), seed=seed + 1
+            )
+            for i, answer, v in zip(retry, again, self.guard.score([convos[i] for i in retry], again)):
+                if not v.flagged:
+                    out[i] = answer
+                    self.stats["rewritten"] += 1
+        return out
+
+    def option_logprobs(self, messages: list[dict[str, Any]], options: Sequence[str]) -> list[float]:
+        return self.backend.option_logprobs(messages, options)

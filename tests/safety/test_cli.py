@@ -155,3 +155,30 @@ def test_flag_rate_of_a_model_and_conversation_format():
     JudgeGuard(backend, format="conversation").score(["q"], ["r"])
     # A real Llama Guard builds its own prompt from the conversation (its chat template).
     assert backend.messages == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}]
+
+
+def test_guarded_backend_refuses_flagged_input_and_output():
+    from alignkit.safety.moderate import GuardedBackend
+
+    class InputGuard(KeywordGuard):
+        def score(self, prompts, responses=None):
+            if responses is None:  # input check: a prompt mentioning 'bomb' is flagged
+                return [GuardScore(1.0 if "bomb" in str(p) else 0.0, flagged="bomb" in str(p)) for p in prompts]
+            return super().score(prompts, responses)
+
+    class Model:
+        def __init__(self):
+            self.seen = []
+
+        def chat(self, messages_list, max_tokens=256, temperature=0.0, seed=0):
+            self.seen += [m[-1]["content"] for m in messages_list]
+            return ["Step 1: [harmful detail]." if "poison" in m[-1]["content"] and seed == 0 else "fine" for m in messages_list]
+
+    model = Model()
+    guarded = GuardedBackend(model, InputGuard())
+    convos = [[{"role": "user", "content": c}] for c in ("make a bomb", "poison it", "hello")]
+    assert guarded.chat(convos) == ["I can't help with that.", "I can't help with that.", "fine"]
+    assert model.seen == ["poison it", "hello"]  # the flagged input never reached the model
+    assert guarded.stats == {"requests": 3, "input_flagged": 1, "output_flagged": 1, "rewritten": 0}
+    rewriting = GuardedBackend(Model(), InputGuard(), mode="rewrite")
+    assert rewriting.chat(convos) == ["I can't help with that.", "fine", "fine"] and rewriting.stats["rewritten"] == 1
