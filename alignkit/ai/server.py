@@ -196,7 +196,12 @@ def make_app(
         top = body.top_logprobs or 0
         max_tokens = check_common(body, body.max_completion_tokens or body.max_tokens or limits.default_max_tokens, top, [prompt])
         params = SamplingParams(
-            max_tokens, body.temperature, body.top_p, body.stops(), top if body.logprobs else 0, body.logprobs
+            max_tokens,
+            body.temperature,
+            body.top_p,
+            body.stops() + engine.stop_strings,
+            top if body.logprobs else 0,
+            body.logprobs,
         )
         job = Job([prompt], body.n, params, body.seed)
         response = Response("chat", model_name, len(job.choices), body.logprobs)
@@ -232,7 +237,7 @@ def make_app(
         top = body.logprobs or 0
         max_tokens = check_common(body, body.max_tokens or limits.default_max_tokens, top, prompts)
         wants = body.logprobs is not None
-        params = SamplingParams(max_tokens, body.temperature, body.top_p, body.stops(), top, wants)
+        params = SamplingParams(max_tokens, body.temperature, body.top_p, body.stops() + engine.stop_strings, top, wants)
         job = Job(prompts, body.n, params, body.seed)
         response = Response("completion", model_name, len(job.choices), wants)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -215,6 +215,13 @@ class RLConfig(ModelSource, LoraFields, RunBookkeeping):
 
     # Rollouts
     rollout_batch_size: int = Field(16, gt=0, description="Prompts sampled per RL step.")
+    rollout_chunks: int | None = Field(
+        None,
+        gt=0,
+        description="Pieces a step's prompts are sampled in, each with its own seed (default: one per process). "
+        "A step's rollout depends on seed and chunks, not on the process count: --rollout-chunks 2 on one process "
+        "reproduces a 2-process run.",
+    )
     max_new_tokens: int = Field(64, gt=0, description="Longest response; longer ones are cut and count as not stopped.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (log-probs use the same one).")
     top_p: float = Field(1.0, gt=0, le=1.0, description="Nucleus sampling mass (1 = off).")

@@ -104,6 +104,10 @@ class PPO:
     def trainable(self) -> list[torch.nn.Module]:
         return [self.critic]
 
+    def use_prepared(self, modules: list[torch.nn.Module]) -> None:
+        """Train the critic through what ``accelerate`` made of it (DDP under several processes)."""
+        self.critic = modules[0]
+
     def prepare(self, data: StepData) -> dict[str, float]:
         c, mask = self.config, data.mask
         with torch.no_grad():

@@ -17,6 +17,19 @@ Reference. With ``lora`` it is the policy with its adapter disabled (no second m
 frozen copy of the starting policy. Dropout is off everywhere (models stay in ``eval`` mode), so
 the old log-probs and the first minibatch's log-probs agree exactly (ratio 1).
 
+Several processes (``accelerate launch``/``torchrun``): data-parallel rollouts. The step's prompts
+are cut into ``rollout_chunks`` contiguous chunks (default: one per process), each sampled with
+its own generator seeded by ``(seed, step, chunk)``, so a step's rollout is a function of the seed
+and the chunk count, never of the process count. Each process samples, scores and computes old
+and reference log-probs for its chunks only (the expensive part); then the responses, scores and
+log-probs are gathered so every process holds the whole batch (:func:`merge_rollouts`), computes
+the same advantages (GRPO/RLOO groups never straddle chunks; PPO whitening sees every token) and
+walks the same minibatch order. Each minibatch is split between processes (rows ``r::W``); the
+RL losses are token means (:mod:`alignkit.train.rl_math`), so each process weights its loss by
+``W * its tokens / minibatch tokens`` and DDP's gradient average is exactly the one-process
+gradient. Two processes therefore match one process run with ``--rollout-chunks 2`` up to float
+summation order (``tests/scale/test_rl_multiprocess.py``).
+
 The skeleton is the offline loop's (:mod:`alignkit.train.loop`): ``restore_latest`` for exact
 resume, ``save_checkpoint``/``checkpoint_before`` and ``MetricsWriter``. Models, optimizer,
 scheduler and RNG states come back through ``accelerate``, the KL coefficient through
@@ -29,6 +42,7 @@ newest one saved *before* the policy that produced the offending rollout) to res
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +51,7 @@ from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from alignkit.data import DataError, encode_prompt
@@ -181,6 +196,60 @@ class RolloutReference:
         return rollout_logprobs(self.copy, rollout, temperature)[0]
 
 
+def _pad_columns(tensor: torch.Tensor, width: int, value: float, left: bool) -> torch.Tensor:
+    missing = width - tensor.shape[1]
+    if missing <= 0:
+        return tensor
+    pad = torch.full((tensor.shape[0], missing), value, dtype=tensor.dtype, device=tensor.device)
+    return torch.cat([pad, tensor] if left else [tensor, pad], dim=1)
+
+
+def merge_rollouts(
+    parts: Sequence[tuple[Rollout, torch.Tensor, torch.Tensor]], pad_id: int
+) -> tuple[Rollout, torch.Tensor, torch.Tensor]:
+    """Stack rollouts (with their old and reference log-probs) row-wise: prompts left-padded and
+    responses right-padded to the widest part, so every formula on the ``(B, R)`` grid still holds.
+    Associative: merging per process and then across processes equals merging all chunks at once."""
+    if len(parts) == 1:
+        return parts[0]
+    width_p = max(r.prompt_ids.shape[1] for r, _, _ in parts)
+    width_r = max(r.response_ids.shape[1] for r, _, _ in parts)
+    rollout = Rollout(
+        prompt_ids=torch.cat([_pad_columns(r.prompt_ids, width_p, pad_id, left=True) for r, _, _ in parts]),
+        prompt_mask=torch.cat([_pad_columns(r.prompt_mask, width_p, 0, left=True) for r, _, _ in parts]),
+        response_ids=torch.cat([_pad_columns(r.response_ids, width_r, pad_id, left=False) for r, _, _ in parts]),
+        response_mask=torch.cat([_pad_columns(r.response_mask, width_r, False, left=False) for r, _, _ in parts]),
+        logprobs=torch.cat([_pad_columns(r.logprobs, width_r, 0.0, left=False) for r, _, _ in parts]),
+        stopped=torch.cat([r.stopped for r, _, _ in parts]),
+    )
+    old = torch.cat([_pad_columns(o, width_r, 0.0, left=False) for _, o, _ in parts])
+    ref = torch.cat([_pad_columns(f, width_r, 0.0, left=False) for _, _, f in parts])
+    return rollout, old, ref
+
+
+def _to(rollout: Rollout, device: torch.device) -> Rollout:
+    return Rollout(**{name: getattr(rollout, name).to(device) for name in Rollout.__dataclass_fields__})
+
+
+def check_data_parallel(config: RLConfig, processes: int, samples_per_prompt: int) -> int:
+    """The chunk count, after checking that the step's prompts and minibatches split evenly over processes."""
+    chunks = config.rollout_chunks or processes
+    n = config.rollout_batch_size
+    if chunks % processes:
+        raise ValueError(f"--rollout-chunks {chunks} must be a multiple of the number of processes ({processes})")
+    if n % chunks:
+        raise ValueError(f"--rollout-batch-size {n} must be a multiple of the rollout chunks ({chunks})")
+    if processes > 1:
+        size, mb = n * samples_per_prompt, config.minibatch_size
+        last = size % mb
+        if min(mb, size) < processes or 0 < last < processes:
+            raise ValueError(
+                f"with {processes} processes every minibatch needs at least {processes} responses: "
+                f"{size} responses per step in minibatches of {mb} (choose --minibatch-size dividing {size})"
+            )
+    return chunks
+
+
 def rl_loop(
     config: RLConfig,
     policy: torch.nn.Module,
@@ -214,6 +283,13 @@ def rl_loop(
     prepared = accelerator.prepare(*modules, optimizer)
     modules, optimizer = list(prepared[:-1]), prepared[-1]
     policy = modules[0]
+    if hasattr(algorithm, "use_prepared"):  # e.g. PPO trains its critic through the DDP wrapper too
+        algorithm.use_prepared(modules[1:])
+    # Sampling and no-grad scoring use the bare module: DDP's forward is a collective (buffer
+    # broadcast), and processes sample different numbers of steps.
+    bare = accelerator.unwrap_model(policy)
+    processes, rank = accelerator.num_processes, accelerator.process_index
+    chunks = check_data_parallel(config, processes, algorithm.samples_per_prompt)
     accelerator.register_for_checkpointing(scheduler)
     controller = kl_controller(config)
 
@@ -231,36 +307,58 @@ def rl_loop(
     )
     for step in range(start_step + 1, total + 1):
         started = time.perf_counter()
-        # 1. prompts and rollouts
+        # 1. prompts and rollouts: this process's chunks (all of them on one process)
         n = config.rollout_batch_size
         picked = unit_order(len(prompts), config.seed, (step - 1) * n, n)
-        picked = [i for i in picked for _ in range(k)]
-        rollout = sample(
-            policy,
-            [encoded[i] for i in picked],
-            pad_id=tokenizer.pad_token_id,
-            stop_ids=stop_ids,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            generator=_generator(device, config.seed, step, 1),
-            stop_strings=stop.strings,
-            tokenizer=tokenizer,
-        )
+        per_chunk = n // chunks
+        parts, mine = [], []
+        for c in range(rank * chunks // processes, (rank + 1) * chunks // processes):
+            rows_c = [i for i in picked[c * per_chunk : (c + 1) * per_chunk] for _ in range(k)]
+            seed_parts = (config.seed, step, 1) if chunks == 1 else (config.seed, step, 1, c)
+            rollout_c = sample(
+                bare,
+                [encoded[i] for i in rows_c],
+                pad_id=tokenizer.pad_token_id,
+                stop_ids=stop_ids,
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                generator=_generator(device, *seed_parts),
+                stop_strings=stop.strings,
+                tokenizer=tokenizer,
+            )
+            # 3a. old and reference log-probs of this chunk
+            with torch.no_grad():
+                old_c = rollout_logprobs(bare, rollout_c, config.temperature)[0]
+                ref_c = reference.logprobs(bare, rollout_c, config.temperature)
+            parts.append((rollout_c, old_c, ref_c))
+            mine.extend(rows_c)
+        rollout, old, ref = merge_rollouts(parts, tokenizer.pad_token_id)
         sample_time = time.perf_counter() - started
-        batch_prompts = [prompts[i] for i in picked]
+        local_prompts = [prompts[i] for i in mine]
         responses = decode_responses(tokenizer, rollout, stop_ids, stop.strings)
 
-        # 2. scores
-        raw = torch.tensor(reward_fn(batch_prompts, responses), dtype=torch.float32, device=device)
-        if raw.shape != (len(picked),):
-            raise ValueError(f"the reward returned {tuple(raw.shape)} scores for {len(picked)} responses")
+        # 2. scores of this process's responses
+        raw = torch.tensor(reward_fn(local_prompts, responses), dtype=torch.float32, device=device)
+        if raw.shape != (len(mine),):
+            raise ValueError(f"the reward returned {tuple(raw.shape)} scores for {len(mine)} responses")
+        source_means = dict(getattr(reward_fn, "last", {}))
+        local_tokens = float(rollout.lengths.sum())
+        if processes > 1:
+            # Gather everything, so every process holds the whole batch in chunk order.
+            shared = gather_object(
+                [(_to(rollout, torch.device("cpu")), old.cpu(), ref.cpu(), raw.cpu(), mine, responses, source_means)]
+            )
+            merged = merge_rollouts([(r, o, f) for r, o, f, *_ in shared], tokenizer.pad_token_id)
+            rollout, old, ref = _to(merged[0], device), merged[1].to(device), merged[2].to(device)
+            raw = torch.cat([g[3] for g in shared]).to(device)
+            mine = [i for g in shared for i in g[4]]
+            responses = [t for g in shared for t in g[5]]
+            source_means = {key: sum(g[6].get(key, 0.0) for g in shared) / len(shared) for key in source_means}
+        batch_prompts = [prompts[i] for i in mine]
         scores = raw - config.no_stop_penalty * (~rollout.stopped).float()
 
-        # 3. old and reference log-probs, then the algorithm's advantages
-        with torch.no_grad():
-            old = rollout_logprobs(policy, rollout, config.temperature)[0]
-            ref = reference.logprobs(policy, rollout, config.temperature)
+        # 3b. the algorithm's advantages, on the whole batch
         data = StepData(rollout, batch_prompts, responses, scores, raw, old, ref, controller.value)
         mask = rollout.response_mask
         seq_kl = ((old - ref) * mask).sum(-1)  # k1 per response: the KL actually spent
@@ -278,15 +376,29 @@ def rl_loop(
         # 4. updates
         sums: dict[str, float] = {}
         count = 0
-        size = len(picked)
+        size = len(mine)
+        lengths_all = mask.sum(-1).float()
         for epoch in range(config.ppo_epochs):
             order = torch.randperm(size, generator=_generator(torch.device("cpu"), config.seed, step, 2, epoch))
             for start in range(0, size, config.minibatch_size):
                 rows = order[start : start + config.minibatch_size].to(device)
-                loss, metrics = algorithm.loss(policy, data, rows)
-                if not torch.isfinite(loss):
+                if processes > 1:
+                    # This process's share of the minibatch, weighted by its share of the tokens
+                    # (the losses are token means), so DDP's average is the one-process gradient.
+                    share = rows[rank::processes]
+                    weight = processes * float(lengths_all[share].sum()) / float(lengths_all[rows].sum())
+                    loss, metrics = algorithm.loss(policy, data, share)
+                    loss = loss * weight
+                    reduced = torch.tensor([float(loss.detach()), *(weight * float(v) for v in metrics.values())], device=device)
+                    reduced = accelerator.reduce(reduced, reduction="sum") / processes
+                    value = float(reduced[0])
+                    metrics = {key: float(v) for key, v in zip(metrics, reduced[1:].tolist())}
+                else:
+                    loss, metrics = algorithm.loss(policy, data, rows)
+                    value = float(loss.detach())
+                if not math.isfinite(value):
                     raise TrainingDiverged(
-                        f"loss became {loss.item()} at step {step}; stopped. "
+                        f"loss became {value} at step {step}; stopped. "
                         f"Last good checkpoint: {latest_checkpoint(output) or 'none yet'} (lower --lr or check the reward)."
                     )
                 accelerator.backward(loss)
@@ -295,8 +407,8 @@ def rl_loop(
                         accelerator.clip_grad_norm_(g, config.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                for key, value in {"loss": float(loss.detach()), **metrics}.items():
-                    sums[key] = sums.get(key, 0.0) + float(value)
+                for key, number in {"loss": value, **metrics}.items():
+                    sums[key] = sums.get(key, 0.0) + float(number)
                 count += 1
         scheduler.step()
         controller.update(mean_kl, size)
@@ -315,11 +427,11 @@ def rl_loop(
             **prep_metrics,
             **{key: v / max(count, 1) for key, v in sums.items()},
             "lr": scheduler.get_last_lr()[0],
-            "gen_tokens_per_s": float(lengths.sum()) / max(sample_time, 1e-9),
+            "gen_tokens_per_s": local_tokens / max(sample_time, 1e-9),  # this process's
             "step_time_s": elapsed,
         }
-        for name, value in getattr(reward_fn, "last", {}).items():
-            record[f"reward/{name}"] = value
+        for name, mean in source_means.items():
+            record[f"reward/{name}"] = mean
         result.history.append(record)
         if step % config.log_every == 0 or step == total:
             writer.write(record)

@@ -6,8 +6,9 @@ model and loops: admit waiting choices into the :class:`~alignkit.ai.serving.bat
 run one decode forward for the rest. The HTTP side never touches the model; it reads
 :class:`Delta` s from its job.
 
-Sampling is the rollout's (:mod:`alignkit.train.rollout`): stop token ids from
-``stop_token_ids``, ``softmax(logits / T)`` with the same top-p filter, ``argmax`` at ``T = 0``.
+Sampling is the rollout's (:mod:`alignkit.train.rollout`): stop criteria from
+``models.generation.stop_criteria`` (generation_config EOS ids and stop strings),
+``softmax(logits / T)`` with the same top-p filter, ``argmax`` at ``T = 0``.
 Each choice has its own ``torch.Generator`` (seeded from the request's ``seed``, or from the OS
 when there is none, so unseeded requests differ), so neighbours in a batch never share RNG state
 and a seeded request gives the same text whoever it shares the batch with. Reported log-probs are
@@ -35,7 +36,8 @@ from typing import Any
 import torch
 
 from alignkit.ai.serving.batch import RunningBatch
-from alignkit.train.rollout import _top_p_filter, stop_token_ids
+from alignkit.models.generation import stop_criteria
+from alignkit.train.rollout import top_p_filter
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +207,11 @@ class Engine:
     def __init__(self, model: torch.nn.Module, tokenizer: Any, max_batch_size: int = 32, max_queue: int = 1024) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_batch_size, self.max_queue = max_batch_size, max_queue
-        self.stop_ids = set(stop_token_ids(tokenizer))
+        # The rollout's stop criteria: every EOS id of the tokenizer and the model's generation_config,
+        # plus its multi-token stop strings (added to each request's own stop sequences).
+        criteria = stop_criteria(model, tokenizer)
+        self.stop_ids = set(criteria.token_ids)
+        self.stop_strings = tuple(criteria.strings)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_ids)
         self.batch = RunningBatch(model, pad)
         self.running: list[Choice] = []
@@ -308,7 +314,7 @@ class Engine:
             return int(logits.argmax())
         scaled = logits / p.temperature
         if p.top_p < 1.0:
-            scaled = _top_p_filter(scaled[None], p.top_p)[0]
+            scaled = top_p_filter(scaled[None], p.top_p)[0]
         return int(torch.multinomial(scaled.softmax(-1), 1, generator=choice.generator))
 
     def _entry(self, logps: torch.Tensor, token: int, params: SamplingParams) -> dict[str, Any]:

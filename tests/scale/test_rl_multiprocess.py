@@ -1,0 +1,70 @@
+"""Online RL under ``accelerate launch`` with 2 CPU processes matches 1 process (issue 20).
+
+Both runs use the same global batch (4 prompts x k per step), seed and ``rollout_chunks=2``; the
+2-process run samples one chunk per process, gathers, and splits every minibatch between the
+processes (``alignkit.train.rl_loop``). Tolerances: scores, rewards and KL are compared to 1e-6
+(absolute), losses and the other per-step metrics to 1e-5, trained weights to 1e-5 — float32
+summation order is the only thing that may differ (in practice they agree to the last digit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).parent
+PROMPTS = [
+    "What colour is the sky?",
+    "one two three",
+    "How do I kill a stuck process?",
+    "The river of Varnholt is",
+    "Tell me about the eel.",
+]
+
+
+def launch(algo: str, out: Path, prompts: Path, processes: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    script = [str(HERE / "rl_driver.py"), algo, str(out), str(prompts)]
+    if processes == 1:
+        cmd = [sys.executable, *script]
+    else:
+        accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+        cmd = [accelerate, "launch", "--num_processes", str(processes), "--num_machines", "1", "--cpu",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", *script]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("algo", ["grpo", pytest.param("ppo", marks=pytest.mark.slow)])
+def test_two_processes_match_one(algo, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    runs = {n: launch(algo, tmp_path / f"p{n}", prompts, n) for n in (1, 2)}  # side by side
+    for n, proc in runs.items():
+        log, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, f"{n}-process run failed:\n{log[-4000:]}"
+    one, two = (json.loads((tmp_path / f"p{n}" / "history.json").read_text()) for n in (1, 2))
+    assert len(one) == len(two) == 2
+    for a, b in zip(one, two):
+        for key in ("score", "score_std", "reward", "kl", "response_length", "no_stop_share"):
+            assert b[key] == pytest.approx(a[key], abs=1e-6), key
+        for key in (
+            "loss",
+            "policy_loss",
+            "entropy",
+            "clipfrac",
+            "approx_kl",
+            *(["value_loss"] if algo == "ppo" else ["kl_loss"]),
+        ):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
+    assert two[1]["kl"] > 0  # the policy moved between the steps, so step 2 really compares trained policies
+    w1, w2 = (torch.load(tmp_path / f"p{n}" / "weights.pt") for n in (1, 2))
+    assert w1.keys() == w2.keys() and w1
+    for name in w1:
+        torch.testing.assert_close(w2[name], w1[name], rtol=1e-5, atol=1e-5)
