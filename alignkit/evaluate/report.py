@@ -283,6 +283,8 @@ def findings(data: ReportData) -> list[str]:
             if name != data.headline_ladder:
                 out.extend(_cross_check_findings(data.headline_ladder, head, name, rows))
     for w in data.win_rates:
+        if w.criterion != "overall" and any(x.criterion == "overall" for x in data.win_rates):
+            continue  # per-criterion rows are in the table; findings speak about the overall verdict
         if w.ci_low is not None and w.ci_low > 0.5:
             word = "clearly beats"
         elif w.ci_high is not None and w.ci_high < 0.5:
@@ -291,6 +293,27 @@ def findings(data: ReportData) -> list[str]:
             word = "is not distinguishable from"
         ci = f"[{_pct(w.ci_low)}, {_pct(w.ci_high)}]"
         out.append(f"{w.model} {word} {w.reference}: win rate {_pct(w.win_rate)} {ci} over {w.n} battles.")
+        if w.lc_win_rate is not None:
+            bias = (
+                ""
+                if w.length_coef is None
+                else " (the judge favoured longer answers)"
+                if w.length_coef > 0.1
+                else " (the judge favoured shorter answers)"
+                if w.length_coef < -0.1
+                else ""
+            )
+            out.append(
+                f"{w.model} vs {w.reference}, length-controlled: {_pct(w.lc_win_rate)} [{_pct(w.lc_ci_low)}, "
+                f"{_pct(w.lc_ci_high)}] against a soft win rate of {_pct(w.soft_win_rate)}{bias}."
+            )
+    if data.people:
+        p = data.people
+        agreement = (p.get("judge_people_agreement") or {}).get("agreement")
+        text = f"People answered {p.get('answered', 0)} of {p.get('tasks', 0)} comparisons sent to the feedback store"
+        if agreement is not None:
+            text += f"; the judge agreed with them on {_pct(agreement)} of the pairs both decided"
+        out.append(text + ".")
     if data.judge_consistency is not None:
         c = data.judge_consistency
         warn = " That is low: treat judge-based ratings with caution." if c < 0.8 else ""
