@@ -2,7 +2,7 @@
 
 The package graph is layered::
 
-    data -> models -> {train, feedback, ai, evaluate, safety, rag} -> {pipeline, web} -> cli
+    data -> models -> {train, feedback, ai, evaluate, safety, rag} -> {pipeline, web, monitor} -> cli
                                   sandbox: a client of all of these (only cli imports it)
 
 and the library reaches the sandbox only through plug-in points that name it by string
@@ -37,12 +37,13 @@ RANK = {
     "evaluate": 2,
     "safety": 2,
     "rag": 2,
+    "monitor": 3,
     "pipeline": 3,
     "web": 3,
     "sandbox": 4,
     "cli": 5,
 }
-LIBRARY = ["data", "models", "train", "feedback", "ai", "evaluate", "pipeline", "web", "safety", "rag"]
+LIBRARY = ["data", "models", "train", "feedback", "ai", "evaluate", "pipeline", "web", "safety", "rag", "monitor"]
 
 
 @dataclass(frozen=True)
