@@ -228,6 +228,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, default=Path("runs/safety_bench"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument(
+        "--small", action="store_true", help="the sizes of the figures in benchmarks/README.md (a loaded 2-core box)"
+    )
     parser.add_argument("--parts", default="judge,guard,filter,loop")
     parser.add_argument("--summarise", type=Path, nargs="+", help="only merge these results.json files (seeds run apart)")
     args = parser.parse_args()
@@ -243,7 +246,7 @@ def main() -> None:
             print(f"{k:70s} {v['mean']:.3f} ± {v['ci95']:.3f} (n={v['n_seeds']})")
         return
     q = args.quick
-    sizes = {
+    sizes: dict[str, Any] = {
         "guard_steps": 8 if q else 80,
         "guard_rows": 80 if q else 800,
         "corpus": 64 if q else 600,
@@ -253,6 +256,11 @@ def main() -> None:
         "n_factual": 8 if q else 40,
         "judge_pairs": 10 if q else 60,
     }
+    if args.small:
+        sizes.update(
+            guard_steps=30, guard_rows=400, corpus=300, filter_steps=20, requests=12, n_factual=20,
+            loop_steps={"sft": 25, "dpo": 20, "safe": 20},
+        )  # fmt: skip
     parts = set(args.parts.split(","))
     runs = []
     for seed in args.seeds:
