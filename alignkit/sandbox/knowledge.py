@@ -4,7 +4,7 @@ The base model was pretrained on fact sheets of every entity of the world's KB. 
 "domain knowledge" is different: facts it never saw. So this module adds **private entities**
 (towns, people and products built like the KB's, with fresh names that collide with no KB or
 unknown name, whose attribute values come from the world's own closed value lists) that appear in
-no corpus, no demonstration and no prompt of the world. Their fact sheets are documents of the
+no corpus, no demonstration and no prompt of the world. Their facts (one passage per fact) are documents of the
 collection, next to the KB's own; **retrieval questions** ask about them with the world's question
 templates, so a model can answer them only by reading the retrieved passage.
 
@@ -61,8 +61,11 @@ class RetrievalQuestion:
         }
 
 
-def _fact_text(ent: Entity) -> str:
-    return " ".join(L.FACT_TEMPLATES[a][0].format(e=ent.name, v=v) for a, v in ent.attributes.items())
+def _fact_text(ent: Entity, attr: str) -> str:
+    """One fact as a passage: its canonical sentence, then its second wording (so a question asked
+    with either verb, "Who is the founder of X?" or "Who founded X?", shares words with it)."""
+    v = ent.attributes[attr]
+    return " ".join(t.format(e=ent.name, v=v) for t in L.FACT_TEMPLATES[attr][:2])
 
 
 class Knowledge:
@@ -86,17 +89,23 @@ class Knowledge:
                     pool = pools[domain] if isinstance(domain, str) else domain
                     attrs[attr] = rng.choice(pool)
                 self.private[name] = Entity(name=name, type=etype, attributes=attrs)
-        entities = [*world.kb.values(), *self.private.values()]
-        order = list(range(len(entities)))
+        facts = [(ent, attr) for ent in [*world.kb.values(), *self.private.values()] for attr in ent.attributes]
+        order = list(range(len(facts)))
         rng.shuffle(order)  # ids carry no hint of which entities are private
         self.documents: list[Document] = []
-        self.doc_of: dict[str, str] = {}
+        self.doc_of: dict[tuple[str, str], str] = {}  # (entity, attribute) -> passage id
         for i, j in enumerate(order):
-            ent = entities[j]
-            doc_id = f"kb-{i:03d}"
-            self.doc_of[ent.name] = doc_id
-            meta = {"entity": ent.name, "type": ent.type, "private": ent.name in self.private, "attributes": dict(ent.attributes)}
-            self.documents.append(Document(doc_id, _fact_text(ent), meta))
+            ent, attr = facts[j]
+            doc_id = f"kb-{i:04d}"
+            self.doc_of[(ent.name, attr)] = doc_id
+            meta = {
+                "entity": ent.name,
+                "type": ent.type,
+                "attribute": attr,
+                "private": ent.name in self.private,
+                "attributes": {attr: ent.attributes[attr]},
+            }
+            self.documents.append(Document(doc_id, _fact_text(ent, attr), meta))
         self.by_doc = {d.id: d for d in self.documents}
         # Questions: both templates of every attribute; entities split half train / half test.
         self.questions: list[RetrievalQuestion] = []
@@ -121,7 +130,7 @@ class Knowledge:
                         key=value,
                         template=t,
                     )
-                    self.questions.append(RetrievalQuestion(p, self.doc_of[name]))
+                    self.questions.append(RetrievalQuestion(p, self.doc_of[(name, attr)]))
         self.by_text = {normalize(q.text): q for q in self.questions}
 
     # -- questions ---------------------------------------------------------------------------------
@@ -238,7 +247,7 @@ def rag_demos(
     hits = retriever.retrieve_many([p.text for p in picks], k=k)
     out = []
     for p, h in zip(picks, hits):
-        gold = kn.doc_of[p.entity or ""]
+        gold = kn.doc_of[(p.entity or "", p.attribute or "")]
         fact = L.FACT_TEMPLATES[p.attribute or "river"][0].format(e=p.entity, v=p.answer)
         known = any(x.id == gold for x in h)
         completion = f"{fact} [{gold}]" if known else rng.choice(L.DONT_KNOW_TEXTS).format(e=p.entity)
