@@ -1,7 +1,9 @@
 """One online-RL run (GRPO or PPO) on the tiny model, for the multi-process tests.
 
-Run as ``python rl_driver.py ALGO OUT PROMPTS`` or under ``accelerate launch --num_processes 2 --cpu``;
-the main process writes ``OUT/history.json`` (the per-step records) and ``OUT/weights.pt`` (a few
+Run as ``python rl_driver.py ALGO OUT PROMPTS`` or under ``torchrun --nproc_per_node 2`` (on CPU,
+``accelerate launch --cpu --num_processes 2`` starts a single process unless MPI is set up; torchrun
+sets the same environment ``accelerate`` reads on GPUs). The main process writes
+``OUT/history.json`` (the per-step records, with the process count) and ``OUT/weights.pt`` (a few
 parameter tensors of the trained policy). Everything is seeded, and the step's rollout is sampled in
 two chunks (``rollout_chunks=2``) either way, so one process and two must agree.
 """
@@ -39,7 +41,10 @@ def main() -> None:
         runner = run_ppo
     history = []
     runner(config, on_step_end=lambda step, record: history.append(record))
-    if PartialState().is_main_process:
+    state = PartialState()
+    for record in history:
+        record["processes"] = state.num_processes
+    if state.is_main_process:
         (out / "history.json").write_text(json.dumps(history))
         from transformers import AutoModelForCausalLM
 

@@ -1,4 +1,8 @@
-"""Online RL under ``accelerate launch`` with 2 CPU processes matches 1 process (issue 20).
+"""Online RL with 2 CPU processes matches 1 process (issue 20).
+
+The 2-process run is started with ``torchrun`` (``python -m torch.distributed.run``), which sets the
+environment ``accelerate`` reads (on CPU, ``accelerate launch --num_processes 2 --cpu`` would start a
+single process without MPI); the driver records the process count it saw, and the test checks it.
 
 Both runs use the same global batch (4 prompts x k per step), seed and ``rollout_chunks=2``; the
 2-process run samples one chunk per process, gathers, and splits every minibatch between the
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,15 +33,20 @@ PROMPTS = [
 ]
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def launch(algo: str, out: Path, prompts: Path, processes: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
     script = [str(HERE / "rl_driver.py"), algo, str(out), str(prompts)]
     if processes == 1:
         cmd = [sys.executable, *script]
     else:
-        accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
-        cmd = [accelerate, "launch", "--num_processes", str(processes), "--num_machines", "1", "--cpu",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", *script]  # fmt: skip
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *script]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -51,6 +60,7 @@ def test_two_processes_match_one(algo, tmp_path):
         assert proc.returncode == 0, f"{n}-process run failed:\n{log[-4000:]}"
     one, two = (json.loads((tmp_path / f"p{n}" / "history.json").read_text()) for n in (1, 2))
     assert len(one) == len(two) == 2
+    assert [r["processes"] for r in one + two] == [1, 1, 2, 2]
     for a, b in zip(one, two):
         for key in ("score", "score_std", "reward", "kl", "response_length", "no_stop_share"):
             assert b[key] == pytest.approx(a[key], abs=1e-6), key
