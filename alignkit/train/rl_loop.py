@@ -51,7 +51,7 @@ from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
+from accelerate.utils import DistributedType, gather_object
 from tqdm.auto import tqdm
 
 from alignkit.data import DataError, encode_prompt
@@ -62,8 +62,10 @@ from alignkit.models.loading import apply_lora, is_lora, load_model
 from alignkit.train import rl_math
 from alignkit.train.config import RLConfig
 from alignkit.train.loop import (
+    LaunchError,
     MetricsWriter,
     TrainingDiverged,
+    check_launch,
     checkpoint_before,
     latest_checkpoint,
     restore_latest,
@@ -262,6 +264,15 @@ def rl_loop(
     """rollout -> score -> advantages -> update, ``config.max_steps`` times, with checkpoints."""
     output = Path(config.output)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    check_launch(accelerator.num_processes, torch.cuda.is_available())
+    if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+        # Sharded weights make every forward a collective, and processes sample different numbers
+        # of decode steps (rows stop early): rollouts would deadlock. Refuse instead of hanging.
+        raise LaunchError(
+            f"online RL runs data-parallel (DDP, or one process); {accelerator.distributed_type.value} shards the "
+            "weights, which the rollout loop does not support. Launch with examples/accelerate/ddp.yaml or torchrun "
+            "(the offline trainers sft/rm/dpo/kto do run under ZeRO-3 and FSDP2)."
+        )
     device = accelerator.device
     policy.eval()  # dropout off: old and new log-probs must come from the same function
     reference = RolloutReference(policy)
