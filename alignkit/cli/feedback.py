@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict
@@ -12,7 +13,8 @@ import typer
 import yaml
 
 from alignkit.cli.common import config_command, load
-from alignkit.data.io import write_records
+from alignkit.data.errors import DataError, describe_value
+from alignkit.data.io import read_jsonl_objects, write_records
 from alignkit.feedback.cli_configs import (
     AggregateConfig,
     AssignConfig,
@@ -34,8 +36,8 @@ def _store(db: str):
 
 
 def _fail(err: Exception) -> NoReturn:
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(1) from err
+    """Hand the error to the CLI's one error style (cli/common.py: bad input exits 2, a failed run 1)."""
+    raise err
 
 
 def _init(cfg) -> None:
@@ -55,27 +57,30 @@ def _init(cfg) -> None:
 
 
 def _import(cfg) -> None:
+    """Idempotent: rows already in the project (same content) are counted, not added again. Bad
+    input (BOM and CRLF are fine) is a one-line error naming the file, line and field (exit 2)."""
     advance, import_items = load("alignkit.feedback.workflow:advance"), load("alignkit.feedback.workflow:import_items")
-    rows = []
-    with open(cfg.input, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    _fail(ValueError(f"{cfg.input}:{line_no}: not valid JSON ({err.msg})"))
+    rows = read_jsonl_objects(cfg.input)  # (line, object); an empty file or a bad line raises DataError
     store = _store(cfg.db)
-    try:
-        counts = import_items(store, cfg.project, rows, stage=cfg.stage, gold_fraction=cfg.gold_fraction, seed=cfg.seed)
-        created = advance(store, cfg.project)
-        for spec in (cfg.annotators or "").split(","):
-            if spec.strip():  # name[:role[:status]]; annotators start as screening candidates when there is gold
-                name, role, status = (spec.strip().split(":") + ["", ""])[:3]
-                role = role or "annotator"
-                status = status or store.default_status(cfg.project, role)
-                store.add_annotator(name, role=role, status=status, exist_ok=True, project=cfg.project)
-    except ValueError as err:
-        _fail(err)
+    counts = import_items(
+        store,
+        cfg.project,
+        rows,
+        stage=cfg.stage,
+        gold_fraction=cfg.gold_fraction,
+        seed=cfg.seed,
+        source=cfg.input,
+        on_bad_row=cfg.on_bad_row,
+    )
+    created = advance(store, cfg.project)
+    for spec in (cfg.annotators or "").split(","):
+        if spec.strip():  # name[:role[:status]]; annotators start as screening candidates when there is gold
+            name, role, status = (spec.strip().split(":") + ["", ""])[:3]
+            role = role or "annotator"
+            status = status or store.default_status(cfg.project, role)
+            store.add_annotator(name, role=role, status=status, exist_ok=True, project=cfg.project)
+    for message in counts.pop("rejected_rows", []):
+        typer.echo(f"rejected: {message}", err=True)
     typer.echo(json.dumps({**counts, "tasks_by_stage": created}))
 
 
@@ -93,19 +98,28 @@ def _assign(cfg) -> None:
 
 
 def _submit(cfg) -> None:
+    """All or nothing: every row is checked, then all are stored in one transaction (a refused row
+    stores none). Each row carries an idempotency key made from its content, so running the same
+    file again after it was stored adds nothing and says so."""
+    rows = read_jsonl_objects(cfg.input)
+    batch = []
+    for line, row in rows:
+        for field, kind in (("annotator", str), ("task_id", int), ("answer", dict)):
+            value = row.get(field)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                expected = {"annotator": "a name (string)", "task_id": "a task id (integer)", "answer": "an answer object"}
+                raise DataError(cfg.input, line, field, expected[field], seen=describe_value(value))
+        key = "file:" + hashlib.sha256(json.dumps(row, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:40]
+        batch.append((row["annotator"], row["task_id"], row["answer"], key))
     store = _store(cfg.db)
-    ok = 0
-    with open(cfg.input, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                store.submit(row["annotator"], int(row["task_id"]), row["answer"])
-                ok += 1
-            except (ValueError, KeyError, TypeError) as err:
-                _fail(ValueError(f"{cfg.input}:{line_no}: {err} ({ok} earlier rows were stored)"))
-    typer.echo(f"stored {ok} answers")
+    try:
+        new = store.submit_many(batch)
+    except ValueError as err:
+        line = rows[getattr(err, "row", 0)][0]
+        raise DataError(
+            cfg.input, line, None, f"not stored: {err}; nothing from this file was stored (fix the row, then run the file again)"
+        ) from None
+    typer.echo(f"stored {sum(new)} answers ({len(new) - sum(new)} already stored by an earlier run of this file)")
 
 
 def _export(cfg) -> None:

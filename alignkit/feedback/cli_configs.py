@@ -32,6 +32,9 @@ class ImportConfig(BaseModel):
     )
     annotators: str | None = Field(None, description="comma-separated annotator names to register (name:role)")
     seed: int = 0
+    on_bad_row: Literal["error", "skip"] = Field(
+        "error", description="a row of the wrong shape: stop with its line and import nothing (error), or skip and count it"
+    )
 
 
 class AssignConfig(BaseModel):

@@ -152,6 +152,11 @@ def build_records(
     _, cfg = store.project(project)
     want = {"pairs": "compare", "binary": "binary", "rankings": "rank", "sft": "review_completion"}[kind]
     stages = [s.name for s in cfg.stages if s.task_type == want] if stage is None else [stage]
+    if not stages:
+        have = ", ".join(f"{s.name} ({s.task_type})" for s in cfg.stages) or "none"
+        raise ValueError(
+            f"kind: expected a kind project {project!r} has data for, saw {kind!r}: it needs a {want} stage (stages: {have})"
+        )
     records: list[dict[str, Any]] = []
     if kind == "sft":
         return _sft_records(store, project, stages, method, min_agreement, min_confidence)

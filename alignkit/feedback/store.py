@@ -544,7 +544,7 @@ class FeedbackStore:
         """A uniform number in [0, 1) that only the holder of the project's secret can compute."""
         key = self._gold_keys.get(project_id)
         if key is None:
-            project = s.get_one(Project, project_id, with_for_update=True)
+            project = s.get_one(Project, project_id)
             if project.gold_key is None:  # a project created before the key existed (cached once committed)
                 project.gold_key = secrets.token_hex(32)
                 s.flush()
@@ -695,42 +695,80 @@ class FeedbackStore:
         already committed returns its id."""
         now = now or utcnow()
         with self.write() as s:
-            task = s.get(Task, task_id, with_for_update=True)  # serialises submits of one task (PostgreSQL)
-            if task is None:
-                raise UnknownTask(f"no task with id {task_id}")
-            if project is not None and task.project_id != self.project(project)[0]:
-                raise NotAssigned(f"task {task_id} is not in project {project!r}")
-            ann, me = self._annotator_here(s, task.project_id, annotator)
-            if idempotency_key is not None:
-                prior = s.scalar(
-                    select(Annotation).where(Annotation.annotator_id == ann.id, Annotation.idempotency_key == idempotency_key)
-                )
-                if prior is not None:
-                    if prior.task_id != task_id:
-                        raise FeedbackError(f"idempotency key {idempotency_key!r} was used for task {prior.task_id}")
-                    return prior.id
-            if me.status in ("excluded", "flagged"):
-                raise NotAllowed(f"annotator {annotator!r} is {me.status}; their answers are no longer taken")
-            asg = self._assignment(s, annotator, task_id, ann)
-            if asg.lease_expires_at < now:
-                raise LeaseExpired(f"task {task_id}: the lease of annotator {annotator!r} expired at {asg.lease_expires_at}")
-            clean = validate_answer(task.type, answer, task.payload)
-            note = Annotation(
-                task_id=task.id,
-                annotator_id=ann.id,
-                assignment_id=asg.id,
-                answer=clean,
-                created_at=now,
-                idempotency_key=idempotency_key,
+            return self._submit(s, annotator, task_id, answer, now, idempotency_key, project)
+
+    def submit_many(self, rows: Sequence[tuple[str, int, dict[str, Any], str | None]], now: datetime | None = None) -> list[bool]:
+        """All-or-nothing: (annotator, task id, answer, idempotency key) rows in one transaction; any
+        refusal raises (its ``row`` attribute is the 0-based row index) and nothing is stored. Returns,
+        per row, whether it was new (False: its idempotency key was already stored, say by an earlier
+        run of the same file)."""
+        now = now or utcnow()
+        out = []
+        with self.write() as s:
+            for i, (annotator, task_id, answer, key) in enumerate(rows):
+                try:
+                    before = (
+                        s.scalar(
+                            select(Annotation.id)
+                            .join(Annotator, Annotator.id == Annotation.annotator_id)
+                            .where(Annotator.name == annotator, Annotation.idempotency_key == key)
+                        )
+                        if key
+                        else None
+                    )
+                    self._submit(s, annotator, task_id, answer, now, key, None)
+                    out.append(before is None)
+                except ValueError as err:  # FeedbackError, InvalidAnswer
+                    err.row = i  # type: ignore[attr-defined]
+                    raise
+        return out
+
+    def _submit(
+        self,
+        s: Session,
+        annotator: str,
+        task_id: int,
+        answer: dict[str, Any],
+        now: datetime,
+        idempotency_key: str | None,
+        project: str | None,
+    ) -> int:
+        task = s.get(Task, task_id, with_for_update=True)  # serialises submits of one task (PostgreSQL)
+        if task is None:
+            raise UnknownTask(f"no task with id {task_id}")
+        if project is not None and task.project_id != self.project(project)[0]:
+            raise NotAssigned(f"task {task_id} is not in project {project!r}")
+        ann, me = self._annotator_here(s, task.project_id, annotator)
+        if idempotency_key is not None:
+            prior = s.scalar(
+                select(Annotation).where(Annotation.annotator_id == ann.id, Annotation.idempotency_key == idempotency_key)
             )
-            s.add(note)
-            asg.status, asg.submitted_at, asg.draft = "submitted", now, None
-            task.n_done += 1
-            self._outputs(s, task, ann, clean)
-            if not task.is_gold and task.n_done >= task.overlap:
-                self._maybe_close(s, task, now)
-            s.flush()
-            return note.id
+            if prior is not None:
+                if prior.task_id != task_id:
+                    raise FeedbackError(f"idempotency key {idempotency_key!r} was used for task {prior.task_id}")
+                return prior.id
+        if me.status in ("excluded", "flagged"):
+            raise NotAllowed(f"annotator {annotator!r} is {me.status}; their answers are no longer taken")
+        asg = self._assignment(s, annotator, task_id, ann)
+        if asg.lease_expires_at < now:
+            raise LeaseExpired(f"task {task_id}: the lease of annotator {annotator!r} expired at {asg.lease_expires_at}")
+        clean = validate_answer(task.type, answer, task.payload)
+        note = Annotation(
+            task_id=task.id,
+            annotator_id=ann.id,
+            assignment_id=asg.id,
+            answer=clean,
+            created_at=now,
+            idempotency_key=idempotency_key,
+        )
+        s.add(note)
+        asg.status, asg.submitted_at, asg.draft = "submitted", now, None
+        task.n_done += 1
+        self._outputs(s, task, ann, clean)
+        if not task.is_gold and task.n_done >= task.overlap:
+            self._maybe_close(s, task, now)
+        s.flush()
+        return note.id
 
     def _outputs(self, s: Session, task: Task, ann: Annotator, answer: dict[str, Any]) -> None:
         """Writing tasks produce items for the next stage, in the same transaction."""

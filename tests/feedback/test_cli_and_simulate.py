@@ -55,10 +55,10 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     bad = tmp_path / "answers.jsonl"
     bad.write_text(json.dumps({"annotator": "x", "task_id": 42, "answer": {}}))
     result = runner.invoke(app, ["feedback", "submit", "--db", db, "--input", str(bad)])
-    assert result.exit_code == 1 and "answers.jsonl:1: no task with id 42" in result.output
+    assert result.exit_code == 2 and "answers.jsonl:1: not stored: no task with id 42" in result.output
     bad.write_text("{not json")
     result = runner.invoke(app, ["feedback", "import", "--db", db, "--project", "p", "--input", str(bad)])
-    assert result.exit_code == 1 and "answers.jsonl:1: not valid JSON" in result.output
+    assert result.exit_code == 2 and "answers.jsonl:1" in result.output and "Traceback" not in result.output
 
 
 def test_simulate_on_sandbox_excludes_spammers(tmp_path):
