@@ -310,7 +310,8 @@ def guard_outputs(config: BaseModel) -> None:
         return
     inputs = existing_path_inputs(config)
     refuse_output_inputs(output, inputs)
-    if "overwrite" in fields:
+    # Under `accelerate launch` every process runs the command: only the main one judges (and may empty) the folder.
+    if "overwrite" in fields and os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0":
         guard_run_folder(
             output,
             run_fingerprint(config, ignore=RESULT_NEUTRAL_FIELDS),

@@ -58,7 +58,7 @@ def _parseable(command: str) -> list[str]:
         if "|" in word and not word.startswith("http"):
             word = word.split("|")[0]
         words.append(word)
-    if words and words[0] == "<command>":
+    if "<command>" in words:
         return []
     return words
 
