@@ -97,3 +97,26 @@ def test_decision_is_logged_once_and_cached(families, caplog):
     lines = [r.getMessage() for r in caplog.records if "batching:" in r.getMessage()]
     assert len(lines) == 1 and all("padded rows" in line and "OPTForCausalLM" in line for line in lines)
     assert decide_packing(model, requested=False) is False
+
+
+def test_dpo_on_opt_policy_and_reference_agree_at_step_one(families, tmp_path):
+    """End to end: with padded rows, the policy's first-step log-probs equal the precomputed reference
+    (so kl = 0, loss = log 2); packed, both were contaminated, each differently."""
+    import json
+
+    from alignkit.train.config import DPOConfig
+    from alignkit.train.dpo import run_dpo
+
+    model, tokenizer = families["opt"]
+    model.save_pretrained(tmp_path / "opt")
+    tokenizer.save_pretrained(tmp_path / "opt")
+    rows = [{"prompt": p, "chosen": c, "rejected": "I do not know."} for p, c in PAIRS * 2]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = run_dpo(
+        DPOConfig(data=data, output=tmp_path / "dpo", model=str(tmp_path / "opt"), max_steps=1, batch_size=4, eval_fraction=0.0,
+                  progress=False)
+    )  # fmt: skip
+    (first,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert abs(first["kl"]) < 1e-5
+    assert first["loss"] == pytest.approx(0.693147, abs=1e-5)
