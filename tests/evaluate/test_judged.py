@@ -201,3 +201,35 @@ def test_checks_rules_on_the_shipped_sets():
     assert comply["harmful_compliance_rate"]["value"] == 1.0
     assert comply["hallucination_rate"]["value"] == 1.0
     assert comply["hallucination_rate"]["n"] == len(honesty)
+
+
+def test_mixed_mode_sends_only_uncertain_pairs_to_people_and_reads_them_back(tmp_path):
+    from alignkit.feedback.store import FeedbackStore
+
+    _write(tmp_path, n=4)
+    cfg = _config(tmp_path, ["ref", "strong", "weak"], people="uncertain", confident=0.9)
+    judge = LengthLovingJudge()
+    first = evaluate_prompts(cfg, judge_backend=judge, judge_fingerprint="fake")
+    # strong vs weak differ by 3 'good's: P ≈ 0.95, the judge decides. ref vs weak (P ≈ 0.73) and
+    # strong vs ref (P ≈ 0.88) are below 0.9: 2 pairs x 4 prompts go to people.
+    assert first.people["tasks"] == 8 and first.people["answered"] == 0
+    store = FeedbackStore(str(tmp_path / "out" / "feedback.db"))
+    for name in ("ann1", "ann2", "ann3"):
+        store.add_annotator(name, status="active", exist_ok=True, project="evaluate")
+    tasks = json.loads((tmp_path / "out" / "people_tasks.json").read_text())["tasks"]
+    better = {t["task_id"]: max(t["shown"], key=lambda m: {"strong": 3, "ref": 1, "weak": 0}[m]) for t in tasks}
+    for name in ("ann1", "ann2", "ann3"):
+        while (view := store.next_task("evaluate", name)) is not None:
+            t = next(x for x in tasks if x["task_id"] == view.id)
+            pick = "A" if t["shown"][0] == better[view.id] else "B"
+            store.submit(name, view.id, {"overall": pick, "criteria": {"helpful": pick}})
+    store.close()
+    again = evaluate_prompts(cfg, judge_backend=judge, judge_fingerprint="fake")
+    assert judge.requests == 3 * 4 * 2 * 2  # the rerun judged nothing new
+    assert again.people["tasks"] == 8 and again.people["answered"] == 8
+    assert again.people["judge_people_agreement"] == {"pairs": 16, "agreement": 1.0}  # 8 pairs x 2 criteria
+    battles = [json.loads(x) for x in (tmp_path / "out" / "battles.jsonl").read_text().splitlines()]
+    people = [b for b in battles if b["source"] == "people"]
+    assert len(people) == 8 * 2  # overall + helpful
+    assert len([b for b in battles if b["source"] == "judge"]) == 4 * 2  # strong vs weak, two criteria
+    assert [r.model for r in again.ladders["Bradley-Terry"]] == ["strong", "ref", "weak"]
