@@ -75,13 +75,21 @@ def test_compare_with_the_keyboard_draft_survives_refresh_admin_sees_it(live, br
     }
     assert dialogs == []
 
+    other = store.next_task("p", "ann2")  # ann2 reports a task: it waits in the admins' review queue
+    store.flag("ann2", other.id, "Response B stops mid-sentence <b>")
+
     admin = browser.new_page(viewport={"width": 1200, "height": 900})
     _login(admin, url, "lead")
     admin.goto(url + "/p/p/admin")
     assert admin.text_content('#annotators tr[data-name="ann1"] .judged') == "1"
     assert admin.text_content("#n-judgments") == "1"
+    assert "Response B stops mid-sentence <b>" in admin.text_content("#review .reason")  # as text
     if SHOTS:
         admin.screenshot(path=str(Path(SHOTS) / "web_admin.png"), full_page=True)
+    admin.click("#review button[data-action=dismiss]")  # the queue's buttons work from the page
+    admin.wait_for_load_state()
+    sync_api.expect(admin.locator("#review article")).to_have_count(0)
+    assert store.flags("p") == []
 
 
 def test_script_and_onerror_in_a_response_render_as_text(live, browser):
