@@ -222,6 +222,14 @@ class RLConfig(ModelSource, LoraFields, RunBookkeeping):
         "A step's rollout depends on seed and chunks, not on the process count: --rollout-chunks 2 on one process "
         "reproduces a 2-process run.",
     )
+    rollout_engine: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="Who samples rollouts: hf (alignkit's KV-cache sampler) or vllm (needs a GPU and `pip install "
+        "alignkit[vllm]`; weights are pushed to vLLM after every update).",
+    )
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="Share of GPU memory vLLM may take (the trainer needs the rest)."
+    )
     max_new_tokens: int = Field(64, gt=0, description="Longest response; longer ones are cut and count as not stopped.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (log-probs use the same one).")
     top_p: float = Field(1.0, gt=0, le=1.0, description="Nucleus sampling mass (1 = off).")

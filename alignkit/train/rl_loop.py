@@ -61,6 +61,7 @@ from alignkit.models.generation import stop_criteria
 from alignkit.models.loading import apply_lora, is_lora, load_model
 from alignkit.train import rl_math
 from alignkit.train.config import RLConfig
+from alignkit.train.engines import build_engine, rollout_from_completions, row_seeds
 from alignkit.train.loop import (
     LaunchError,
     MetricsWriter,
@@ -301,6 +302,9 @@ def rl_loop(
     bare = accelerator.unwrap_model(policy)
     processes, rank = accelerator.num_processes, accelerator.process_index
     chunks = check_data_parallel(config, processes, algorithm.samples_per_prompt)
+    engine = build_engine(config, bare)  # None: alignkit's own sampler
+    if engine is not None and processes > 1:
+        raise LaunchError("--rollout-engine vllm runs in one process for now (one engine per GPU is not built yet)")
     accelerator.register_for_checkpointing(scheduler)
     controller = kl_controller(config)
 
@@ -323,21 +327,34 @@ def rl_loop(
         picked = unit_order(len(prompts), config.seed, (step - 1) * n, n)
         per_chunk = n // chunks
         parts, mine = [], []
+        if engine is not None and step > 1:
+            engine.sync_weights(bare)  # the engine started from the checkpoint; push the updated (or resumed) policy
         for c in range(rank * chunks // processes, (rank + 1) * chunks // processes):
             rows_c = [i for i in picked[c * per_chunk : (c + 1) * per_chunk] for _ in range(k)]
             seed_parts = (config.seed, step, 1) if chunks == 1 else (config.seed, step, 1, c)
-            rollout_c = sample(
-                bare,
-                [encoded[i] for i in rows_c],
-                pad_id=tokenizer.pad_token_id,
-                stop_ids=stop_ids,
-                max_new_tokens=config.max_new_tokens,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                generator=_generator(device, *seed_parts),
-                stop_strings=stop.strings,
-                tokenizer=tokenizer,
-            )
+            if engine is not None:
+                completions = engine.generate(
+                    [encoded[i] for i in rows_c],
+                    max_new_tokens=config.max_new_tokens,
+                    temperature=config.temperature,
+                    top_p=config.top_p,
+                    stop_ids=stop_ids,
+                    seeds=row_seeds(config.seed, step, range(c * len(rows_c), (c + 1) * len(rows_c))),
+                )
+                rollout_c = rollout_from_completions([encoded[i] for i in rows_c], completions, tokenizer.pad_token_id, device)
+            else:
+                rollout_c = sample(
+                    bare,
+                    [encoded[i] for i in rows_c],
+                    pad_id=tokenizer.pad_token_id,
+                    stop_ids=stop_ids,
+                    max_new_tokens=config.max_new_tokens,
+                    temperature=config.temperature,
+                    top_p=config.top_p,
+                    generator=_generator(device, *seed_parts),
+                    stop_strings=stop.strings,
+                    tokenizer=tokenizer,
+                )
             # 3a. old and reference log-probs of this chunk
             with torch.no_grad():
                 old_c = rollout_logprobs(bare, rollout_c, config.temperature)[0]
