@@ -117,6 +117,7 @@ def load_policy(config: RLConfig, prompts: Sequence[Any]) -> tuple[torch.nn.Modu
         dtype=config.dtype,
         tiny_texts=[prompt_text(p, roles=False) for p in prompts],
         seed=config.seed,
+        attn_implementation=config.attn_implementation,
     )
     if (lora := config.lora_settings()) is not None:
         model = apply_lora(model, lora)
@@ -264,7 +265,8 @@ def rl_loop(
 ) -> RLResult:
     """rollout -> score -> advantages -> update, ``config.max_steps`` times, with checkpoints."""
     output = Path(config.output)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=config.mixed_precision if cuda else "no", cpu=not cuda)
     check_launch(accelerator.num_processes, torch.cuda.is_available())
     if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
         # Sharded weights make every forward a collective, and processes sample different numbers
