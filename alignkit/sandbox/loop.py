@@ -1,0 +1,208 @@
+"""The continuous loop on the sandbox, measured by the ground truth (issue #16).
+
+Two experiments, both small enough for a shared CPU:
+
+* :func:`rag_comparison`: an SFT model trained on retrieval-augmented demonstrations answers the
+  held-out retrieval questions (facts about private entities no corpus holds) without and with
+  retrieval; the ground truth scores both, and a judge's faithfulness estimate on the RAG answers
+  is compared with the exact faithfulness.
+* :func:`monitor_loop`: rounds of *deploy → monitor → correct → fine-tune*. Each round the current
+  model answers a fresh stream of prompts; :mod:`alignkit.monitor` grades them with a judge, flags
+  the bad ones and queues them as review-and-correct tasks in a feedback store; a simulated expert
+  reviewer works the queue through the store (accepts good answers, edits bad ones into the ideal
+  answer, with an error rate); the corrections are exported with provenance and the model is
+  fine-tuned on every correction so far. Per round: the judge's flagged rate, the ground-truth
+  error rate on the stream and on a fixed held-out set, and the items reviewed.
+
+An answer is an *error* when its ground-truth grade is below 3 (:func:`alignkit.sandbox.judge.true_grade`:
+false, empty, harmful or rude), the same bar the monitor's judge is asked to apply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from alignkit.data.io import write_records
+from alignkit.evaluate.stats import bootstrap_mean_interval, wilson_interval
+from alignkit.feedback.store import FeedbackStore
+from alignkit.models.generation import generate
+from alignkit.models.loading import load_model
+from alignkit.monitor.judge import judge_entries
+from alignkit.monitor.log import LogEntry
+from alignkit.monitor.review import correction_records, queue_for_review
+from alignkit.rag.evaluate import RagCase, evaluate_rag, judge_error
+from alignkit.rag.index import Retriever
+from alignkit.rag.prompt import rag_prompt
+from alignkit.sandbox.crowd import ExpertWriter
+from alignkit.sandbox.judge import SandboxJudge, true_grade
+from alignkit.sandbox.knowledge import Knowledge, knowledge, rag_demos, truth_rag_metrics
+from alignkit.train.config import SFTConfig
+from alignkit.train.sft import run_sft
+
+log = logging.getLogger(__name__)
+BASE_MODEL = str(Path(__file__).parent / "base_model")
+
+
+def _rate(flags: list[bool]) -> dict[str, float]:
+    k, n = sum(flags), len(flags)
+    lo, hi = wilson_interval(k, n)
+    return {"value": k / n if n else float("nan"), "ci_low": lo, "ci_high": hi, "n": n}
+
+
+def _mean(xs: list[float], seed: int = 0) -> dict[str, float]:
+    lo, hi = bootstrap_mean_interval(xs, seed=seed)
+    return {"value": sum(xs) / len(xs) if xs else float("nan"), "ci_low": lo, "ci_high": hi, "n": len(xs)}
+
+
+def _sft(model: str, records: list[dict[str, Any]], out: Path, steps: int, lr: float, seed: int, max_length: int = 160) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    write_records(out / "data.jsonl", records)
+    cfg = SFTConfig(
+        model=model,
+        data=out / "data.jsonl",
+        output=out / "model",
+        max_steps=steps,
+        batch_size=16,
+        lr=lr,
+        warmup_steps=min(5, steps // 4),
+        max_length=max_length,
+        eval_fraction=0.0,
+        seed=seed,
+        progress=False,
+        save_every=10_000,
+    )
+    return str(run_sft(cfg))
+
+
+def train_rag_sft(
+    folder: Path, n_demos: int = 1000, steps: int = 80, k: int = 2, seed: int = 0, kn: Knowledge | None = None
+) -> str:
+    """The SFT model: the base model fine-tuned on RAG-formatted and ordinary ideal demonstrations."""
+    kn = kn or knowledge(seed)
+    retriever = Retriever.build(kn.documents)
+    return _sft(BASE_MODEL, rag_demos(kn, retriever, n_demos, seed=seed, k=k, rag_share=0.6), folder / "sft", steps, 2e-3, seed)
+
+
+def rag_comparison(
+    model_path: str, k: int = 2, judge_accuracy: float = 0.85, seed: int = 0, kn: Knowledge | None = None
+) -> dict[str, Any]:
+    """No-RAG vs RAG on the held-out retrieval questions, and judge faithfulness vs exact faithfulness."""
+    kn = kn or knowledge(seed)
+    retriever = Retriever.build(kn.documents)
+    questions = kn.retrieval_questions("test")
+    hits = retriever.retrieve_many([q.text for q in questions], k=k)
+    model, tok = load_model(model_path)
+    out: dict[str, Any] = {"questions": len(questions), "k": k}
+    answers: dict[str, list[str]] = {}
+    for mode, prompts in (
+        ("no_rag", [q.text for q in questions]),
+        ("rag", [rag_prompt(q.text, h) for q, h in zip(questions, hits)]),
+    ):
+        answers[mode] = generate(model, tok, prompts, max_new_tokens=48, temperature=0.0, batch_size=48, seed=seed)
+        scores = [kn.score(q.text, a) for q, a in zip(questions, answers[mode])]
+        out[mode] = {
+            "honesty": _mean([s.honesty for s in scores], seed),
+            "helpfulness": _mean([s.helpfulness for s in scores], seed),
+            "correct": _rate([s.behaviour == "correct" for s in scores]),
+            "behaviours": {b: sum(s.behaviour == b for s in scores) for b in sorted({s.behaviour for s in scores})},
+        }
+    judge = SandboxJudge(kn, accuracy=judge_accuracy, seed=seed)
+    cases = [
+        RagCase(q.text, a, [x.text for x in h], kn.ideal_answer(q.text, random.Random(0), cite=False))
+        for q, a, h in zip(questions, answers["rag"], hits)
+    ]
+    judged = evaluate_rag(judge, cases)
+    truth = [truth_rag_metrics(kn, q.text, a, h) for q, a, h in zip(questions, answers["rag"], hits)]
+    out["judge_vs_truth"] = {
+        m: judge_error([r[m] for r in judged], [t[m] for t in truth])
+        for m in ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
+    }
+    out["truth_means"] = {m: _mean([t[m] for t in truth if t[m] == t[m]], seed) for m in ("faithfulness", "context_recall")}
+    out["samples"] = [
+        {"question": q.text, "rag": a, "no_rag": b} for q, a, b in list(zip(questions, answers["rag"], answers["no_rag"]))[:5]
+    ]
+    return out
+
+
+def _review_queue(store: FeedbackStore, project: str, kn: Knowledge, rng: random.Random, error_rate: float) -> int:
+    """A simulated expert works the whole queue: accept what it believes ideal, else edit (or, rarely, err)."""
+    writer = ExpertWriter(error_rate=error_rate, world=kn.world)
+    name = "expert-reviewer"
+    store.add_annotator(name, exist_ok=True)
+    n = 0
+    while (view := store.next_task(project, name)) is not None:
+        n += 1
+        score = kn.score(view.prompt or "", view.responses[0])
+        if score.ideal and rng.random() > error_rate:
+            store.submit(name, view.id, {"decision": "accept"})
+        else:
+            store.submit(name, view.id, {"decision": "edit", "edited_text": writer.write(view.prompt or "", rng)})
+    return n
+
+
+def monitor_loop(
+    folder: Path,
+    start_model: str = BASE_MODEL,
+    rounds: int = 3,
+    stream_size: int = 96,
+    eval_size: int = 120,
+    steps: int = 30,
+    judge_accuracy: float = 0.85,
+    reviewer_error: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``rounds`` of monitor → correct → fine-tune, then a last monitoring pass; numbers per round."""
+    kn = knowledge(seed)
+    world = kn.world
+    rng = random.Random(seed)
+    stream_pool = list(world.prompts("train"))
+    rng.shuffle(stream_pool)
+    eval_prompts = world.prompts("eval", n=eval_size)
+    folder.mkdir(parents=True, exist_ok=True)
+    store = FeedbackStore(f"sqlite:///{folder / 'monitor.db'}")
+    model_path = start_model
+    corrections: list[dict[str, Any]] = []
+    rows = []
+    for r in range(rounds + 1):
+        model, tok = load_model(model_path)
+        stream = stream_pool[r * stream_size : (r + 1) * stream_size]
+        texts = [p.text for p in stream]
+        answers = generate(model, tok, texts, max_new_tokens=32, temperature=0.0, batch_size=48, seed=seed)
+        eval_answers = generate(
+            model, tok, [p.text for p in eval_prompts], max_new_tokens=32, temperature=0.0, batch_size=48, seed=seed
+        )
+        entries = [LogEntry(f"round{r}-{i}", t, a, model=f"round-{r}") for i, (t, a) in enumerate(zip(texts, answers))]
+        verdicts = judge_entries(SandboxJudge(kn, accuracy=judge_accuracy, seed=seed + r), entries)
+        true_bad = [true_grade(kn.score(t, a)) < 3 for t, a in zip(texts, answers)]
+        eval_bad = [true_grade(kn.score(p.text, a)) < 3 for p, a in zip(eval_prompts, eval_answers)]
+        row: dict[str, Any] = {
+            "round": r,
+            "model": model_path,
+            "flagged_rate": _rate([v.flagged for v in verdicts]),
+            "stream_error_rate": _rate(true_bad),
+            "eval_error_rate": _rate(eval_bad),
+            "flag_precision": _rate([b for v, b in zip(verdicts, true_bad) if v.flagged]),
+            "flag_recall": _rate([v.flagged for v, b in zip(verdicts, true_bad) if b]),
+        }
+        if r < rounds:
+            project = "loop"
+            queued = queue_for_review(store, project, verdicts)
+            row["queued"] = len(queued)
+            row["reviewed"] = _review_queue(store, project, kn, rng, reviewer_error)
+            recs = correction_records(store, project)
+            new = [x for x in recs["sft"] if x["model"] == f"round-{r}"]
+            row["corrected"] = len(new)
+            corrections += [{"prompt": x["prompt"], "completion": x["completion"]} for x in new]
+            row["corrections_ideal"] = _rate([kn.score(x["prompt"], x["completion"]).ideal for x in new])
+            model_path = _sft(model_path, corrections, folder / f"round-{r + 1}", steps, 1e-3, seed + r)
+        rows.append(row)
+        log.info("round %d: %s", r, json.dumps({k: v for k, v in row.items() if k != "model"}))
+    store.close()
+    return {
+        "rounds": rows,
+        "settings": {"stream_size": stream_size, "eval_size": eval_size, "steps": steps, "judge_accuracy": judge_accuracy},
+    }

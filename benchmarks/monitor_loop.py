@@ -1,0 +1,77 @@
+"""The continuous loop on the sandbox (issue #16): RAG vs no-RAG, judge faithfulness vs truth, and
+rounds of monitor -> simulated human correction -> fine-tune, all scored by the ground truth.
+
+Small by design (the CPU is shared): a few hundred prompts and tens of optimizer steps per round.
+
+    .venv/bin/python benchmarks/monitor_loop.py --out /tmp/h16 [--rag-steps 80] [--rounds 3] [--steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+from alignkit.sandbox.loop import monitor_loop, rag_comparison, train_rag_sft
+
+
+def _ci(m: dict) -> str:
+    return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--rag-steps", type=int, default=80)
+    parser.add_argument("--rag-demos", type=int, default=1000)
+    parser.add_argument("--k", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--stream", type=int, default=96)
+    parser.add_argument("--eval", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--judge-accuracy", type=float, default=0.85)
+    parser.add_argument("--skip-rag", action="store_true")
+    parser.add_argument("--skip-loop", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    if not args.skip_rag:
+        t = time.time()
+        sft = train_rag_sft(args.out, n_demos=args.rag_demos, steps=args.rag_steps, k=args.k)
+        results["rag"] = rag_comparison(sft, k=args.k, judge_accuracy=args.judge_accuracy)
+        results["rag"]["seconds"] = round(time.time() - t, 1)
+        r = results["rag"]
+        print(f"\nRAG vs no-RAG, SFT model, {r['questions']} held-out retrieval questions (k={r['k']}):")
+        print("| | honesty | helpfulness | correct |\n|---|---|---|---|")
+        for mode in ("no_rag", "rag"):
+            print(f"| {mode} | {_ci(r[mode]['honesty'])} | {_ci(r[mode]['helpfulness'])} | {_ci(r[mode]['correct'])} |")
+        print("behaviours:", {m: r[m]["behaviours"] for m in ("no_rag", "rag")})
+        print("judge vs truth:", json.dumps(r["judge_vs_truth"]))
+    if not args.skip_loop:
+        t = time.time()
+        results["loop"] = monitor_loop(
+            args.out / "loop",
+            rounds=args.rounds,
+            stream_size=args.stream,
+            eval_size=args.eval,
+            steps=args.steps,
+            judge_accuracy=args.judge_accuracy,
+        )
+        results["loop"]["seconds"] = round(time.time() - t, 1)
+        print(f"\nmonitor -> correct -> fine-tune ({args.rounds} rounds, judge accuracy {args.judge_accuracy}):")
+        print("| round | flagged rate (stream) | true error rate (stream) | true error rate (held-out) | reviewed | corrected |")
+        print("|---|---|---|---|---|---|")
+        for row in results["loop"]["rounds"]:
+            print(
+                f"| {row['round']} | {_ci(row['flagged_rate'])} | {_ci(row['stream_error_rate'])} | {_ci(row['eval_error_rate'])} "
+                f"| {row.get('reviewed', '-')} | {row.get('corrected', '-')} |"
+            )
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nresults: {args.out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
