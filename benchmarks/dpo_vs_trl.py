@@ -13,7 +13,15 @@ sequence (prompt + completion, as encoded by alignkit's chat-template path) of t
 by the timed wall time. TRL pads each batch to its longest sequence; alignkit packs sequences
 padding-free, so padding waste shows up as lower throughput, as it should.
 
+Size sweep (issue #18): ``--sizes 0.9M,3.4M,15M,40M`` runs every size on the same pairs in the
+same order; each repeat goes through all sizes, alternating the two trainers, so background load
+hits both alike. At each size it also reports the share of this machine's fp32 matmul peak
+(measured in the same run) that each trainer reaches: a DPO epoch costs about 8 x (parameters
+outside the input embedding) FLOPs per token for both (6 for the policy's forward+backward, 2 for
+the reference forward, once per token either way).
+
     python benchmarks/dpo_vs_trl.py [--pairs 256] [--batch-size 8] [--max-length 512] [--hidden-size 128] [--repeats 3]
+    python benchmarks/dpo_vs_trl.py --sizes 0.9M,3.4M,15M,40M --pairs 64 --repeats 2
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# hidden size, layers (intermediate 2.6875 x hidden, 4 heads, ~500-token vocabulary).
+SIZES = {"0.9M": (128, 4), "3.4M": (256, 4), "15M": (384, 8), "40M": (512, 12)}
 
 WORDS = "the river town north south market bridge harbour founder export grain wool salt copper tea".split()
 
@@ -44,6 +55,22 @@ def synthetic_pairs(n: int, seed: int) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, cpu_time: bool = False) -> float:
+    """This machine's fp32 matmul throughput now: the best of a few large square matmuls
+    (``cpu_time``: per CPU second of this process, the fair yardstick for a one-thread run on a shared machine)."""
+    import torch
+
+    clock = time.process_time if cpu_time else time.perf_counter
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        start = clock()
+        a @ b
+        best = min(best, clock() - start)
+    return 2 * n**3 / best / 1e9
 
 
 def peak_rss_mb() -> float:
@@ -91,14 +118,14 @@ def run_alignkit(args: argparse.Namespace, rows: list[dict[str, str]]) -> dict[s
         )
         examples, skipped = encode_pairs(tok, rows, args.max_length, "chat")
         assert not skipped, skipped
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         cache, _ = prepare_reference(cfg, "precomputed", model, tok.pad_token_id, {"train": flat_sequences(examples)}, "dpo")
         attach_reference(examples, cache["train"])
         reference_s = time.perf_counter() - started
         result = train(cfg, model, DPOObjective(cfg, tok.pad_token_id, None), examples)
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     mean_loss = sum(h["loss"] for h in result.history) / len(result.history)
-    return {"wall_s": wall, "reference_s": reference_s, "mean_loss": mean_loss, "peak_rss_mb": peak_rss_mb()}
+    return {"wall_s": wall, "cpu_s": cpu, "reference_s": reference_s, "mean_loss": mean_loss, "peak_rss_mb": peak_rss_mb()}
 
 
 def run_trl(args: argparse.Namespace, rows: list[dict[str, str]]) -> dict[str, float]:
@@ -142,10 +169,10 @@ def run_trl(args: argparse.Namespace, rows: list[dict[str, str]]) -> dict[str, f
             dataloader_num_workers=0,
         )
         trainer = DPOTrainer(model=args.model_dir, args=config, train_dataset=data, processing_class=tok)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         output = trainer.train()
-        wall = time.perf_counter() - started
-    return {"wall_s": wall, "mean_loss": output.training_loss, "peak_rss_mb": peak_rss_mb()}
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return {"wall_s": wall, "cpu_s": cpu, "mean_loss": output.training_loss, "peak_rss_mb": peak_rss_mb()}
 
 
 # --------------------------------------------------------------------------- driver
@@ -162,6 +189,18 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=1, help="Alternate the two trainers this many times; keep each one's fastest run."
     )
+    parser.add_argument(
+        "--sizes",
+        default="",
+        help=f"comma-separated model sizes to sweep, of {','.join(SIZES)} (default: one model, --hidden-size)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per trainer (0: torch's default). On a shared machine, 1 thread and the CPU-time "
+        "figures (tokens per CPU second) are the fair comparison: wall time then mostly measures the other jobs.",
+    )
     parser.add_argument("--worker", choices=["alignkit", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -172,6 +211,10 @@ def main() -> None:
     args.steps = args.pairs // args.batch_size
 
     if args.worker:  # inside a subprocess: run one trainer, write its numbers
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         rows = json.loads(Path(args.data).read_text())
         result = (run_alignkit if args.worker == "alignkit" else run_trl)(args, rows)
         Path(args.result).write_text(json.dumps(result))
@@ -184,67 +227,109 @@ def main() -> None:
 
     rows = synthetic_pairs(args.pairs, seed=0)
     texts = [r[k] for r in rows for k in ("prompt", "chosen", "rejected")]
-    model, tok = build_tiny_model(
-        texts, seed=0, hidden_size=args.hidden_size, num_layers=args.layers, intermediate_size=int(args.hidden_size * 2.6875)
-    )
-    tokens = sum(len(encode_example(tok, r["prompt"], r[side], args.max_length)) for r in rows for side in ("chosen", "rejected"))
-    longest = max(len(encode_example(tok, r["prompt"], r[side])) for r in rows for side in ("chosen", "rejected"))
-    assert longest <= args.max_length, f"raise --max-length to {longest} so neither trainer truncates"
-    params = sum(p.numel() for p in model.parameters())
+    sizes = args.sizes.split(",") if args.sizes else [f"h{args.hidden_size}x{args.layers}"]
+    shapes = {name: SIZES.get(name, (args.hidden_size, args.layers)) for name in sizes}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    one_thread = args.threads == 1  # then rates and the peak are per CPU second
+    rate_key = "tokens_per_cpu_s" if one_thread else "tokens_per_s"
+    peak = matmul_peak_gflops(cpu_time=one_thread) if args.sizes else None
 
-    results = {}
+    results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in sizes}
+    info: dict[str, tuple[int, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp + "/model")
-        tok.save_pretrained(tmp + "/model")
+        tokens = 0
+        for name, (hidden, layers) in shapes.items():
+            model, tok = build_tiny_model(
+                texts, seed=0, hidden_size=hidden, num_layers=layers, intermediate_size=int(hidden * 2.6875)
+            )
+            tokens = sum(
+                len(encode_example(tok, r["prompt"], r[side], args.max_length)) for r in rows for side in ("chosen", "rejected")
+            )
+            longest = max(len(encode_example(tok, r["prompt"], r[side])) for r in rows for side in ("chosen", "rejected"))
+            assert longest <= args.max_length, f"raise --max-length to {longest} so neither trainer truncates"
+            params = sum(p.numel() for p in model.parameters())
+            info[name] = (params, params - model.get_input_embeddings().weight.numel())
+            model.save_pretrained(f"{tmp}/{name}")
+            tok.save_pretrained(f"{tmp}/{name}")
         Path(tmp, "data.json").write_text(json.dumps(rows))
         for repeat in range(args.repeats):
-            for worker in ("alignkit", "trl"):  # alternated, so background load hits both alike
-                result_file = Path(tmp, f"{worker}.json")
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    worker,
-                    "--model-dir",
-                    tmp + "/model",
-                    "--data",
-                    tmp + "/data.json",
-                    "--result",
-                    str(result_file),
-                    "--pairs",
-                    str(args.pairs),
-                    "--batch-size",
-                    str(args.batch_size),
-                    "--max-length",
-                    str(args.max_length),
-                    "--lr",
-                    str(args.lr),
-                ]
-                env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-                subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                result = json.loads(result_file.read_text())
-                result["tokens_per_s"] = tokens / result["wall_s"]
-                print(
-                    f"run {repeat + 1}/{args.repeats} {worker}: {result['wall_s']:.2f} s, {result['tokens_per_s']:.0f} tokens/s",
-                    flush=True,
-                )
-                if worker not in results or result["wall_s"] < results[worker]["wall_s"]:
-                    results[worker] = result
+            for name in sizes:
+                for worker in ("alignkit", "trl"):  # alternated, so background load hits both alike
+                    result_file = Path(tmp, f"{worker}.json")
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--worker",
+                        worker,
+                        "--model-dir",
+                        f"{tmp}/{name}",
+                        "--data",
+                        tmp + "/data.json",
+                        "--result",
+                        str(result_file),
+                        "--pairs",
+                        str(args.pairs),
+                        "--batch-size",
+                        str(args.batch_size),
+                        "--max-length",
+                        str(args.max_length),
+                        "--lr",
+                        str(args.lr),
+                        "--threads",
+                        str(args.threads),
+                    ]
+                    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+                    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    result = json.loads(result_file.read_text())
+                    result["tokens_per_s"] = tokens / result["wall_s"]
+                    result["tokens_per_cpu_s"] = tokens / result["cpu_s"]
+                    print(
+                        f"run {repeat + 1}/{args.repeats} {name} {worker}: {result['wall_s']:.2f} s, "
+                        f"{result['tokens_per_s']:.0f} tokens/s",
+                        flush=True,
+                    )
+                    best = results[name]
+                    if worker not in best or result[rate_key] > best[worker][rate_key]:
+                        best[worker] = result
 
-    a, t = results["alignkit"], results["trl"]
     print(
-        f"model: tiny Llama, {params / 1e6:.2f}M parameters; {args.pairs} pairs, batch {args.batch_size}, "
-        f"{args.steps} steps, {tokens} real tokens (chosen+rejected), torch threads: {torch.get_num_threads()}, "
-        f"best of {args.repeats}"
+        f"{args.pairs} pairs, batch {args.batch_size}, {args.steps} steps, {tokens} real tokens (chosen+rejected), "
+        f"torch threads: {torch.get_num_threads()}, best of {args.repeats}"
+        + (f", fp32 matmul peak {peak:.1f} GFLOP/{'CPU-s' if one_thread else 's'}" if peak else "")
+        + ("; best and % of peak by CPU time" if one_thread else "")
     )
-    print(f"{'':10} {'wall s':>8} {'tokens/s':>10} {'peak RSS MiB':>13} {'mean loss':>10}")
-    for name, r in (("alignkit", a), ("trl", t)):
-        print(f"{name:10} {r['wall_s']:8.2f} {r['tokens_per_s']:10.0f} {r['peak_rss_mb']:13.0f} {r['mean_loss']:10.4f}")
-    print(f"alignkit reference precomputation: {a['reference_s']:.2f} s (included in its wall time)")
-    print(
-        f"throughput ratio alignkit / TRL: {a['tokens_per_s'] / t['tokens_per_s']:.2f}x; "
-        f"peak memory ratio alignkit / TRL: {a['peak_rss_mb'] / t['peak_rss_mb']:.2f}"
-    )
+    for name in sizes:
+        a, t = results[name]["alignkit"], results[name]["trl"]
+        params, non_embedding = info[name]
+        print(f"\nmodel {name}: tiny Llama, {params / 1e6:.2f}M parameters")
+        print(f"{'':10} {'wall s':>8} {'tokens/s':>10} {'peak RSS MiB':>13} {'mean loss':>10}" + ("  % of peak" if peak else ""))
+        for label, r in (("alignkit", a), ("trl", t)):
+            share = f"  {100 * r[rate_key] * 8 * non_embedding / 1e9 / peak:9.1f}" if peak else ""
+            print(
+                f"{label:10} {r['wall_s']:8.2f} {r['tokens_per_s']:10.0f} {r['peak_rss_mb']:13.0f} {r['mean_loss']:10.4f}{share}"
+            )
+        print(f"alignkit reference precomputation: {a['reference_s']:.2f} s (included in its wall time)")
+        print(
+            f"throughput ratio alignkit / TRL: {a['tokens_per_s'] / t['tokens_per_s']:.2f}x; "
+            f"peak memory ratio alignkit / TRL: {a['peak_rss_mb'] / t['peak_rss_mb']:.2f}; "
+            f"per CPU second: {a['tokens_per_cpu_s'] / t['tokens_per_cpu_s']:.2f}x"
+        )
+    if len(sizes) > 1:
+        print(
+            "\n| size | params | alignkit tokens/s | TRL tokens/s | ratio | alignkit % of peak | TRL % of peak | memory ratio |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name in sizes:
+            a, t = results[name]["alignkit"], results[name]["trl"]
+            params, non_embedding = info[name]
+            pa, pt = (100 * r[rate_key] * 8 * non_embedding / 1e9 / (peak or 1) for r in (a, t))
+            print(
+                f"| {name} | {params / 1e6:.2f}M | {a['tokens_per_s']:.0f} | {t['tokens_per_s']:.0f} | "
+                f"{a['tokens_per_s'] / t['tokens_per_s']:.2f}x | {a['tokens_per_cpu_s']:.0f} | {t['tokens_per_cpu_s']:.0f} | "
+                f"{a['tokens_per_cpu_s'] / t['tokens_per_cpu_s']:.2f}x | {pa:.1f} | {pt:.1f} | "
+                f"{a['peak_rss_mb'] / t['peak_rss_mb']:.2f} |"
+            )
 
 
 if __name__ == "__main__":
