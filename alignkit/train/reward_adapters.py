@@ -11,7 +11,7 @@ trained or wrote for alignkit (``rm:PATH``, ``sandbox[:FOLDER]``, ``python:mod:f
   names its column in TRL's logs. → :func:`trl_reward`.
 * verl ``custom_reward_function`` (``path`` + ``name``): ``compute_score(data_source,
   solution_str, ground_truth, extra_info=None) -> float``, one response at a time, *without the
-  prompt*: alignkit's verl export puts it in ``extra_info["prompt"]``. → :func:`verl_compute_score`.
+  prompt*: it is read from ``extra_info["prompt"]`` of the verl data. → :func:`verl_compute_score`.
 * OpenRLHF ``--remote_rm_url http://host:port/get_reward``: a POST with JSON ``{"query": [...],
   "prompts": [...], "labels": [...]}`` where each query is the prompt followed by the response;
   the answer is ``{"rewards": [...]}`` (plus ``scores``/``extra_logs``). → :func:`openrlhf_rewards`,
@@ -70,8 +70,8 @@ def verl_compute_score(spec: str | CombinedReward) -> Callable[..., float]:
     """A verl ``compute_score``: ``compute_score = verl_compute_score("sandbox")`` in the file verl's
     ``custom_reward_function.path`` names (``name: compute_score``).
 
-    The prompt comes from ``extra_info["prompt"]`` (a string or a message list, as alignkit's verl
-    export writes it); ``ground_truth`` reaches ``python:`` functions that take a ``label``.
+    The prompt comes from ``extra_info["prompt"]`` (a string or a message list); ``ground_truth``
+    reaches ``python:`` functions that take a ``label``.
     """
     reward = build_reward(spec) if isinstance(spec, str) else spec
 
@@ -79,8 +79,8 @@ def verl_compute_score(spec: str | CombinedReward) -> Callable[..., float]:
         prompt = extra_info.get("prompt") if isinstance(extra_info, dict) else None
         if prompt is None:
             raise ValueError(
-                "verl passed no extra_info['prompt']; alignkit's rewards score a (prompt, response) pair. "
-                "Export the data with alignkit's verl exporter (it writes extra_info.prompt) or add it yourself."
+                "verl passed no extra_info['prompt']; alignkit's rewards score a (prompt, response) pair, "
+                "so put each row's prompt (a string or a message list) in extra_info.prompt of the verl data."
             )
         return float(reward([prompt], [solution_str], [ground_truth])[0])
 
