@@ -17,6 +17,7 @@ from alignkit.data.errors import DataError, describe_value
 from alignkit.data.io import read_jsonl_objects, write_records
 from alignkit.feedback.cli_configs import (
     AggregateConfig,
+    AnnotatorsConfig,
     AssignConfig,
     ExportConfig,
     ImportConfig,
@@ -82,6 +83,20 @@ def _import(cfg) -> None:
     for message in counts.pop("rejected_rows", []):
         typer.echo(f"rejected: {message}", err=True)
     typer.echo(json.dumps({**counts, "tasks_by_stage": created}))
+
+
+def _annotators(cfg) -> None:
+    """People of a project, with their role and screening state there (both are per project)."""
+    store = _store(cfg.db)
+    if cfg.action == "add":
+        names = [n.strip() for n in (cfg.names or "").split(",") if n.strip()]
+        if not names:
+            raise ValueError("names: expected one or more comma-separated names, saw none")
+        status = store.default_status(cfg.project, cfg.role) if cfg.status == "auto" else cfg.status
+        for name in names:
+            store.add_annotator(name, role=cfg.role, status=status, exist_ok=True, project=cfg.project)
+    for p in store.people(cfg.project).values():
+        typer.echo(json.dumps({"name": p.name, "role": p.role, "status": p.status, "super_rater": p.super_rater}))
 
 
 def _assign(cfg) -> None:
@@ -194,6 +209,14 @@ def register(app: typer.Typer) -> None:
     )
     config_command(sub, "init", InitConfig, _init, help="Create/upgrade the store (runs the migrations) and a project.")
     config_command(sub, "import", ImportConfig, _import, help="Import prompts/responses/pairs (JSONL) and create tasks.")
+    config_command(
+        sub,
+        "annotators",
+        AnnotatorsConfig,
+        _annotators,
+        help="annotators add|list: add people to a project (role, screening state there) or list them.",
+        argument="action",
+    )
     config_command(sub, "assign", AssignConfig, _assign, help="Lease the next task(s) to an annotator; prints them as JSON.")
     config_command(sub, "submit", SubmitConfig, _submit, help="Store answers from JSONL (annotator, task_id, answer).")
     config_command(sub, "export", ExportConfig, _export, help="Aggregate and write training data with provenance.")

@@ -79,3 +79,14 @@ class AggregateConfig(BaseModel):
     stage: str
     method: Literal["dawid_skene", "majority"] = "dawid_skene"
     output: str | None = Field(None, description="write labels as JSONL here (else print a summary)")
+
+
+class AnnotatorsConfig(BaseModel):
+    db: str = DB
+    action: Literal["add", "list"] = Field("list", description="add people to a project, or list them")
+    project: str
+    names: str | None = Field(None, description="add: comma-separated names")
+    role: Literal["annotator", "reviewer", "admin"] = Field("annotator", description="add: their role in this project")
+    status: Literal["auto", "candidate", "active"] = Field(
+        "auto", description="add: screening state in this project (auto: a candidate when the project has gold)"
+    )

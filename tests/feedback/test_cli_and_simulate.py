@@ -101,3 +101,23 @@ def test_confusion_oracle_uses_an_inverted_annotator_as_evidence():
     assert confusion_oracle_accuracy(judgments, truth) == 1.0
     # A coin-flipper alone (answers A everywhere) carries no evidence: items fall to the first label.
     assert confusion_oracle_accuracy([(i, "lazy", "A") for i in truth], truth) == 0.5
+
+
+def test_cli_annotators_add_and_list_per_project(tmp_path):
+    db = str(tmp_path / "fb.db")
+    _ok(["init", "--db", db, "--project", "p"])
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": "g", "rejected": f"b{i}"}) + "\n" for i in range(4)))
+    _ok(["import", "--db", db, "--project", "p", "--input", str(rows), "--stage", "compare", "--gold-fraction", "1"])
+    _ok(["init", "--db", db, "--project", "q"])
+    _ok(["annotators", "add", "--db", db, "--project", "p", "--names", "ann1,ann2"])  # p has gold: candidates
+    _ok(["annotators", "add", "--db", db, "--project", "q", "--names", "ann1", "--role", "reviewer"])
+    listed = {r["name"]: r for r in map(json.loads, _ok(["annotators", "list", "--db", db, "--project", "p"]).splitlines())}
+    assert {n: (r["role"], r["status"]) for n, r in listed.items()} == {
+        "ann1": ("annotator", "candidate"),
+        "ann2": ("annotator", "candidate"),
+    }
+    in_q = {r["name"]: r for r in map(json.loads, _ok(["annotators", "list", "--db", db, "--project", "q"]).splitlines())}
+    assert (in_q["ann1"]["role"], in_q["ann1"]["status"]) == ("reviewer", "active")
+    result = runner.invoke(app, ["feedback", "assign", "--db", db, "--project", "p", "--annotator", "ann1"])
+    assert result.exit_code == 0 and '"id"' in result.output  # the candidate is served (gold, unmarked)
