@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from alignkit.data import Encoded, TooLongError, collate, encode_sft_record, pack_greedy, read_records
-from alignkit.data.errors import DataError
 from alignkit.data.records import record_texts
 from alignkit.data.splits import split_eval
 from alignkit.models import apply_lora, load_model, save_model, sequence_logprobs
@@ -102,14 +101,6 @@ def run_sft(config: SFTConfig) -> Path:
             "%d examples have no completion token within --max-length %d; skipped", too_long + eval_too_long, config.max_length
         )
     log.info("data: %s", data_report)
-    if not train_encoded and too_long:
-        raise DataError(
-            config.data,
-            None,
-            "max_length",
-            f"at least one example that fits in --max-length {config.max_length}",
-            seen=f"all {too_long} examples longer",
-        )
 
     objective = SFTObjective(tokenizer.pad_token_id)
     packing = decide_packing(model, config.packing)  # --packing is honoured only where it is exact
