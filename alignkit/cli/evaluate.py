@@ -15,7 +15,8 @@ from typing import Any
 import typer
 from pydantic import BaseModel, Field, create_model
 
-from alignkit.cli.common import config_command, load
+from alignkit.cli.common import config_command, load, load_config
+from alignkit.data.errors import DataError
 from alignkit.evaluate.config import JudgedEvalConfig
 from alignkit.sandbox.config import SandboxEvalConfig
 
@@ -74,15 +75,19 @@ def run_evaluate(config: BaseModel) -> None:
     if given.get("prompts") is not None:
         extra = sorted(set(given) - set(JudgedEvalConfig.model_fields))
         if extra:
-            raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k in extra)}: only for the sandbox evaluation")
-        judged = JudgedEvalConfig(**given)
+            flag = "--" + extra[0].replace("_", "-")
+            raise DataError(flag, None, None, "a setting of the sandbox evaluation only, not with --prompts")
+        judged = load_config(JudgedEvalConfig, None, given)
+        assert isinstance(judged, JudgedEvalConfig)
         data = load("alignkit.evaluate.judged:evaluate_prompts")(judged)
         out = judged.output
     else:
         extra = sorted(set(given) - set(SandboxEvalConfig.model_fields))
         if extra:
-            raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k in extra)}: only with --prompts FILE")
-        sandbox = SandboxEvalConfig(**given)
+            flag = "--" + extra[0].replace("_", "-")
+            raise DataError(flag, None, None, "a setting of the judged evaluation: give --prompts FILE with it")
+        sandbox = load_config(SandboxEvalConfig, None, given)
+        assert isinstance(sandbox, SandboxEvalConfig)
         data = load("alignkit.sandbox.evaluation:evaluate_sandbox")(sandbox)
         out = sandbox.output
     report = load("alignkit.evaluate.report:write_report")(Path(out) / "report.html", data)
