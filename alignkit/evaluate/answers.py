@@ -10,6 +10,7 @@ settings: rerunning an evaluation, or adding a model, generates only what is new
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -65,6 +66,7 @@ def source_fingerprint(spec: str) -> str:
     return f"folder:{folder_fingerprint(path)}"
 
 
+@functools.lru_cache(maxsize=8)  # one load per model per process: answers, checks and the judge share it
 def open_backend(spec: str, progress: bool = False, batch_size: int = 16) -> tuple[Any, str]:
     """A ChatBackend and its fingerprint: ``http(s)://host/v1#model`` (key from ``$OPENAI_API_KEY``) or a model folder."""
     fingerprint = source_fingerprint(spec)
