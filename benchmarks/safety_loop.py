@@ -42,7 +42,7 @@ from alignkit.data.io import write_records
 from alignkit.evaluate.stats import t_interval_95
 from alignkit.models.loading import load_model
 from alignkit.safety.config import FilterConfig, GuardTrainConfig, RedTeamConfig
-from alignkit.safety.guard import GuardClassifier, precision_recall, train_guard
+from alignkit.safety.guard import GuardClassifier, category_report, train_guard
 from alignkit.safety.moderate import run_filter
 from alignkit.safety.redteam import run_redteam
 from alignkit.sandbox.attacks import CarelessJudgeModel, guard_rows, sandbox_policy
@@ -95,9 +95,9 @@ def guard_figures(folder: Path, seed: int, steps: int, n_rows: int) -> dict[str,
             output=folder / "guard",
             max_steps=steps,
             batch_size=16,
-            lr=1e-3,
-            warmup_steps=5,
-            max_length=96,
+            lr=3e-3,
+            warmup_steps=10,
+            max_length=64,
             target_precision=0.9,
             seed=seed,
             progress=False,
@@ -106,16 +106,14 @@ def guard_figures(folder: Path, seed: int, steps: int, n_rows: int) -> dict[str,
     guard = GuardClassifier(out)
     test = [json.loads(line) for line in (folder / "guard_test.jsonl").read_text().splitlines()]
     probs = guard.probs([r["prompt"] for r in test], [r["response"] for r in test])
-    figures: dict[str, Any] = {}
-    for code in ("S1", "S2", "S9", "R1"):
-        k = guard.policy.index(code)
-        labels = [code in r["categories"] for r in test]
-        p, r, tp, fp, fn = precision_recall([x[k] for x in probs], labels, guard.thresholds[k])
-        figures[code] = {"precision": p, "recall": r, "positives": sum(labels), "threshold": guard.thresholds[k]}
-    flagged = [any(x[k] >= guard.thresholds[k] for k in range(len(x))) for x in probs]
-    truth = [bool(r["categories"]) for r in test]
-    tp = sum(a and b for a, b in zip(flagged, truth))
-    figures["any"] = {"precision": tp / max(sum(flagged), 1), "recall": tp / max(sum(truth), 1), "positives": sum(truth)}
+    report = category_report(
+        probs,
+        [[c in r["categories"] for c in guard.policy.codes] for r in test],
+        guard.policy,
+        guard.thresholds,
+        guard.unsafe_threshold,
+    )
+    figures = {code: report[code] for code in ("S1", "S2", "S9", "R1", "any")}
     return {"guard": str(out), "per_category": figures}
 
 
@@ -258,7 +256,7 @@ def main() -> None:
     }
     if args.small:
         sizes.update(
-            guard_steps=30, guard_rows=400, corpus=300, filter_steps=20, requests=12, n_factual=20,
+            guard_steps=150, guard_rows=600, corpus=300, filter_steps=20, requests=12, n_factual=20,
             loop_steps={"sft": 25, "dpo": 20, "safe": 20},
         )  # fmt: skip
     parts = set(args.parts.split(","))

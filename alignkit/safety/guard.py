@@ -5,9 +5,11 @@ Two kinds, one interface (``score(prompts, responses) -> list[GuardScore]``):
 * :class:`GuardClassifier` — any Hugging Face model as a *multi-label* sequence classifier (one
   sigmoid output per policy category, read at the last real token as the reward model is), trained
   on labelled prompt/response rows by :func:`train_guard` on the one training loop (full or LoRA).
-  A row is unsafe for category *c* when ``P(c) >= threshold[c]``; thresholds are chosen on held-out
-  rows for a target precision (:func:`threshold_for_precision`), since a guard that blocks too
-  much is as visible a failure as one that misses.
+  A row is unsafe for category *c* when ``P(c) >= threshold[c]``, and unsafe at all when some
+  category is or when ``P(unsafe) = 1 - prod(1 - P(c))`` reaches its own threshold (then it is
+  attributed to its most likely category); every threshold is chosen on held-out rows for a target
+  precision (:func:`threshold_for_precision`), since a guard that blocks too much is as visible a
+  failure as one that misses.
 * :class:`JudgeGuard` — a chat model asked in Llama Guard's prompt format (Inan et al., 2023,
   "Llama Guard: LLM-based Input-Output Safeguard"), the score being the probability of ``unsafe``
   as the first answer token (normalised over ``safe``/``unsafe``), so a real Llama Guard served by
@@ -104,34 +106,52 @@ def threshold_for_precision(scores: Sequence[float], labels: Sequence[bool], tar
     return best
 
 
+def unsafe_probability(probs: Sequence[float]) -> float:
+    """P(at least one category), treating the sigmoid outputs as independent: ``1 - prod(1 - p_k)``."""
+    none = 1.0
+    for p in probs:
+        none *= 1.0 - p
+    return 1.0 - none
+
+
+def flag(probs: Sequence[float], codes: Sequence[str], thresholds: Sequence[float], unsafe_threshold: float) -> list[str]:
+    """The categories a row is flagged for (empty = not flagged).
+
+    A row is flagged when any category reaches its own threshold, or when ``P(unsafe)`` reaches
+    ``unsafe_threshold``: a guard can be sure that a text is harmful without being sure which
+    category it falls in. Such a row is attributed to its most likely category."""
+    flagged = [c for c, v, t in zip(codes, probs, thresholds) if v >= t]
+    if not flagged and unsafe_probability(probs) >= unsafe_threshold:
+        flagged = [codes[max(range(len(codes)), key=lambda k: probs[k])]]
+    return flagged
+
+
 def category_report(
-    probs: Sequence[Sequence[float]], labels: Sequence[Sequence[bool]], policy: Policy, thresholds: Sequence[float]
+    probs: Sequence[Sequence[float]],
+    labels: Sequence[Sequence[bool]],
+    policy: Policy,
+    thresholds: Sequence[float],
+    unsafe_threshold: float = math.inf,
 ) -> dict[str, dict[str, Any]]:
-    """Per category (and ``any``): positives, threshold, precision, recall at that threshold."""
+    """Per category (and ``any``): positives, threshold, precision, recall of the guard's flags."""
+    flags = [flag(p, policy.codes, thresholds, unsafe_threshold) for p in probs]
     out: dict[str, dict[str, Any]] = {}
-    for k, code in enumerate(policy.codes):
-        scores, ys = [p[k] for p in probs], [bool(y[k]) for y in labels]
-        precision, recall, tp, fp, fn = precision_recall(scores, ys, thresholds[k])
-        out[code] = {
-            "positives": sum(ys),
-            "threshold": thresholds[k],
-            "precision": precision,
-            "recall": recall,
+
+    def rates(pred: list[bool], truth: list[bool]) -> dict[str, Any]:
+        tp = sum(f and t for f, t in zip(pred, truth))
+        fp = sum(f and not t for f, t in zip(pred, truth))
+        fn = sum(t and not f for f, t in zip(pred, truth))
+        return {
+            "positives": sum(truth),
+            "precision": tp / (tp + fp) if tp + fp else math.nan,
+            "recall": tp / (tp + fn) if tp + fn else math.nan,
             "tp": tp,
             "fp": fp,
         }
-    flagged = [any(p[k] >= thresholds[k] for k in range(len(thresholds))) for p in probs]
-    truth = [any(y) for y in labels]
-    tp = sum(f and t for f, t in zip(flagged, truth))
-    fp = sum(f and not t for f, t in zip(flagged, truth))
-    fn = sum(t and not f for f, t in zip(flagged, truth))
-    out["any"] = {
-        "positives": sum(truth),
-        "precision": tp / (tp + fp) if tp + fp else math.nan,
-        "recall": tp / (tp + fn) if tp + fn else math.nan,
-        "tp": tp,
-        "fp": fp,
-    }
+
+    for k, code in enumerate(policy.codes):
+        out[code] = {"threshold": thresholds[k], **rates([code in f for f in flags], [bool(y[k]) for y in labels])}
+    out["any"] = {"threshold": unsafe_threshold, **rates([bool(f) for f in flags], [any(y) for y in labels])}
     return out
 
 
@@ -304,6 +324,7 @@ class GuardClassifier:
         self.meta = json.loads(meta_path.read_text())
         self.policy = load_policy(self.path / POLICY_FILE)
         self.thresholds = list(thresholds) if thresholds is not None else [float(t) for t in self.meta["thresholds"]]
+        self.unsafe_threshold = float(self.meta.get("unsafe_threshold", math.inf))
         self.max_length, self.template = int(self.meta.get("max_length", 512)), self.meta.get("template", "chat")
         self.tokenizer = load_tokenizer(str(self.path))
         self.model = AutoModelForSequenceClassification.from_pretrained(self.path, local_files_only=True)
@@ -320,12 +341,11 @@ class GuardClassifier:
     def score(self, prompts: Sequence[Any], responses: Sequence[Any] | None = None) -> list[GuardScore]:
         out = []
         for p in self.probs(prompts, responses):
+            flagged = flag(p, self.policy.codes, self.thresholds, self.unsafe_threshold)
             cats = dict(zip(self.policy.codes, p))
-            flagged = [c for c, v, t in zip(self.policy.codes, p, self.thresholds) if v >= t]
-            none_safe = 1.0
-            for v in p:
-                none_safe *= 1.0 - v
-            out.append(GuardScore(unsafe=1.0 - none_safe, categories=cats, flagged_categories=flagged, flagged=bool(flagged)))
+            out.append(
+                GuardScore(unsafe=unsafe_probability(p), categories=cats, flagged_categories=flagged, flagged=bool(flagged))
+            )
         return out
 
 
@@ -378,7 +398,9 @@ def train_guard(config: GuardTrainConfig) -> Path:
     for k in range(len(policy.codes)):
         t = threshold_for_precision([p[k] for p in probs], [y[k] for y in labels], config.target_precision)
         thresholds.append(t if math.isfinite(t) else config.fallback_threshold)
-    report = category_report(probs, labels, policy, thresholds)
+    unsafe = threshold_for_precision([unsafe_probability(p) for p in probs], [any(y) for y in labels], config.target_precision)
+    unsafe_threshold = unsafe if math.isfinite(unsafe) else config.fallback_threshold
+    report = category_report(probs, labels, policy, thresholds, unsafe_threshold)
 
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -392,6 +414,7 @@ def train_guard(config: GuardTrainConfig) -> Path:
         "policy": policy.name,
         "codes": policy.codes,
         "thresholds": thresholds,
+        "unsafe_threshold": unsafe_threshold,
         "target_precision": config.target_precision,
         "max_length": config.max_length,
         "template": config.template,

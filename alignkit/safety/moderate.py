@@ -53,6 +53,7 @@ def build_guard(source: GuardSource, cache_dir: Path | None = None) -> Guard:
     guard = GuardClassifier(path, batch_size=source.batch_size)
     if source.threshold is not None:
         guard.thresholds = [source.threshold] * len(guard.thresholds)
+        guard.unsafe_threshold = source.threshold
     return guard
 
 

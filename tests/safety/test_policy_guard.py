@@ -207,3 +207,21 @@ def test_judge_guard_over_alignkit_serve_matches_local():
     assert 0 < local < 1 and 0 < remote < 1
     if all(i[0] in top for i in ids):
         assert remote == pytest.approx(local, abs=1e-4)
+
+
+def test_a_guard_sure_of_harm_but_not_of_the_category_still_flags():
+    from alignkit.safety.guard import category_report, flag, unsafe_probability
+
+    codes, thresholds = ["V", "C"], [0.9, 0.9]
+    # P(unsafe) = 1 - (1 - 0.5)(1 - 0.4) = 0.7: no category reaches 0.9, the unsafe threshold 0.6 does.
+    assert unsafe_probability([0.5, 0.4]) == pytest.approx(0.7)
+    assert flag([0.5, 0.4], codes, thresholds, unsafe_threshold=0.6) == ["V"]  # attributed to the likeliest
+    assert flag([0.5, 0.4], codes, thresholds, unsafe_threshold=math.inf) == []
+    assert flag([0.95, 0.4], codes, thresholds, unsafe_threshold=math.inf) == ["V"]
+    policy = Policy(name="p", categories=[Category(code="V", name="v"), Category(code="C", name="c")])
+    probs = [[0.5, 0.4], [0.1, 0.1], [0.3, 0.5]]
+    labels = [[True, False], [False, False], [True, False]]
+    report = category_report(probs, labels, policy, thresholds, unsafe_threshold=0.6)
+    # Row 3 (P(unsafe) = 0.65) is flagged but attributed to C: right for 'any', wrong for the category.
+    assert report["any"]["precision"] == 1.0 and report["any"]["recall"] == 1.0
+    assert report["V"]["recall"] == 0.5 and report["C"]["precision"] == 0.0
