@@ -66,7 +66,8 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for row in results["loop"]["rounds"]:
             print(
-                f"| {row['round']} | {_ci(row['flagged_rate'])} | {_ci(row['stream_error_rate'])} | {_ci(row['eval_error_rate'])} "
+                f"| {row['round']} | {_ci(row['flagged_rate'])} | {_ci(row['stream_error_rate'])} "
+                f"| {_ci(row['eval_error_rate'])} "
                 f"| {row.get('reviewed', '-')} | {row.get('corrected', '-')} |"
             )
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alignkit.ai.config import BackendSettings
 
@@ -44,3 +45,44 @@ class CorrectionsExportConfig(BaseModel):
     store: str = Field(description="Feedback store URL/path.")
     project: str = Field("monitor", description="The monitoring project.")
     output: Path = Field(description="Folder for sft.jsonl and pairs.jsonl.")
+
+
+class BenchmarkCreateConfig(BaseModel):
+    """Create an expert benchmark project: criteria and rubric from a spec, prompt-writing tasks for experts."""
+
+    model_config = ConfigDict(extra="forbid")
+    spec: Path = Field(description="YAML/JSON spec: name, version, domain, criteria [{name, rubric}], guidelines.")
+    store: str = Field(description="Feedback store URL/path.")
+    project: str = Field(description="Project name for the benchmark's writing stages.")
+    n_prompts: int = Field(50, ge=1, description="Prompt-writing tasks to create.")
+    overlap: int = Field(1, ge=1, description="Verifiers and reviewers per item.")
+
+
+class BenchmarkFreezeConfig(BaseModel):
+    """Freeze accepted prompts + references into a versioned file named by its content hash."""
+
+    model_config = ConfigDict(extra="forbid")
+    store: str = Field(description="Feedback store URL/path.")
+    project: str = Field(description="The benchmark project.")
+    output: Path = Field(description="Folder for NAME-vVERSION-HASH.json.")
+
+
+class BenchmarkRunConfig(JudgeSettings):
+    """Score models on a frozen benchmark with a judge using its rubric, per criterion with CIs."""
+
+    benchmark: Path = Field(description="Frozen benchmark file (from `alignkit benchmark freeze`).")
+    models: dict[str, str] = Field(default_factory=dict, description="Models to answer: name=folder,name=folder.")
+    answers: Path | None = Field(None, description="Or: JSONL with 'id' (item id) and one answer field per model name.")
+    output: Path = Field(description="JSON results: per model and criterion mean grade, 95% CI, per-item grades.")
+    max_new_tokens: int = Field(64, ge=1, description="Max tokens per answer (local models).")
+    seed: int = 0
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("expected name=path pairs separated by commas, e.g. base=runs/base,sft=runs/sft")
+            return {k.strip(): v.strip() for k, v in pairs}
+        return value

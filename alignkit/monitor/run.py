@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from alignkit.ai.backend import ChatBackend
 from alignkit.ai.runner import make_backend
-from alignkit.data.io import write_records
+from alignkit.data.io import DataError, read_jsonl_objects, write_records
 from alignkit.feedback.store import FeedbackStore
-from alignkit.monitor.config import CorrectionsExportConfig, JudgeSettings, MonitorConfig
+from alignkit.models.generation import generate
+from alignkit.models.loading import load_model
+from alignkit.monitor.benchmark import BenchmarkSpec, create_benchmark, freeze_benchmark, load_benchmark, score_answers
+from alignkit.monitor.config import (
+    BenchmarkCreateConfig,
+    BenchmarkFreezeConfig,
+    BenchmarkRunConfig,
+    CorrectionsExportConfig,
+    JudgeSettings,
+    MonitorConfig,
+)
 from alignkit.monitor.judge import judge_entries
 from alignkit.monitor.log import read_log
 from alignkit.monitor.review import export_corrections, queue_for_review
@@ -60,3 +73,53 @@ def run_export(config: CorrectionsExportConfig) -> dict[str, Any]:
         return export_corrections(store, config.project, config.output)
     finally:
         store.close()
+
+
+def run_benchmark_create(config: BenchmarkCreateConfig) -> dict[str, Any]:
+    spec = BenchmarkSpec.model_validate(yaml.safe_load(Path(config.spec).read_text()))
+    store = FeedbackStore(config.store)
+    try:
+        ids = create_benchmark(store, config.project, spec, config.n_prompts, config.overlap)
+    finally:
+        store.close()
+    return {"project": config.project, "tasks": len(ids), "criteria": [c.name for c in spec.criteria]}
+
+
+def run_benchmark_freeze(config: BenchmarkFreezeConfig) -> Path:
+    store = FeedbackStore(config.store)
+    try:
+        return freeze_benchmark(store, config.project, config.output)
+    finally:
+        store.close()
+
+
+def _read_answers(path: Path, items: list[dict[str, Any]]) -> dict[str, list[str]]:
+    rows = {str(r.get("id")): (line, r) for line, r in read_jsonl_objects(path)}
+    models = [k for k in next(iter(rows.values()))[1] if k != "id"] if rows else []
+    out: dict[str, list[str]] = {m: [] for m in models}
+    for it in items:
+        if it["id"] not in rows:
+            raise DataError(path, None, "id", f"expected an answer row for every item, saw none for {it['id']}")
+        line, row = rows[it["id"]]
+        for m in models:
+            if not isinstance(row.get(m), str):
+                raise DataError(path, line, m, f"expected the answer of model {m} as a string, saw {type(row.get(m)).__name__}")
+            out[m].append(row[m])
+    return out
+
+
+def run_benchmark(config: BenchmarkRunConfig) -> dict[str, Any]:
+    bench = load_benchmark(config.benchmark)
+    answers: dict[str, list[str]] = _read_answers(config.answers, bench["items"]) if config.answers else {}
+    prompts = [it["prompt"] for it in bench["items"]]
+    for name, path in config.models.items():
+        model, tok = load_model(path)
+        answers[name] = generate(model, tok, prompts, max_new_tokens=config.max_new_tokens, temperature=0.0, seed=config.seed)
+    if not answers:
+        raise ValueError("give --models name=folder,... or --answers FILE")
+    backend = judge_backend(config, config.output.with_name(config.output.name + ".cache"))
+    result = score_answers(backend, bench, answers, seed=config.seed)
+    result["answers"] = answers
+    config.output.parent.mkdir(parents=True, exist_ok=True)
+    config.output.write_text(json.dumps(result, indent=2))
+    return result
