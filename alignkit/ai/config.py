@@ -26,20 +26,22 @@ class ServeLimits(BaseModel):
     max_queue: int = Field(1024, ge=1, description="Sequences waiting for a batch slot; beyond it requests get 429.")
 
 
-class ServeConfig(ServeLimits):
-    """Serve a model over an OpenAI-compatible API."""
-
+class _ServedModel(BaseModel):
     model: str = Field("tiny", description="Local model folder, a hub id (with --allow-download) or 'tiny'.")
     model_name: str | None = Field(None, description="Name reported by /v1/models (default: the --model value).")
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes it to the network.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key clients must send as 'Authorization: Bearer KEY'."
+    )
     dtype: str = Field("float32", description="Weights dtype: float32, bfloat16, float16 or auto.")
     allow_download: bool = Field(False, description="Allow fetching the model from the Hugging Face hub.")
     tiny_texts: Path | None = Field(None, description="Text file to train the tiny model's tokenizer on (model 'tiny' only).")
     seed: int = Field(0, description="Seed for building the tiny model.")
-    api_key_env: str | None = Field(
-        None, description="Environment variable holding the API key clients must send as 'Authorization: Bearer KEY'."
-    )
+
+
+class ServeConfig(ServeLimits, _ServedModel):
+    """Serve a model over an OpenAI-compatible API (the model's fields first, then the limits)."""
 
 
 class RewardServerConfig(BaseModel):
