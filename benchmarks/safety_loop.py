@@ -239,6 +239,7 @@ def main() -> None:
             by_seed.setdefault(run["seed"], {}).update({k: v for k, v in run.items() if k != "seconds"})
         merged = list(by_seed.values())
         table = summarise(merged)
+        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "summary.json").write_text(json.dumps({"seeds": [r["seed"] for r in merged], "summary": table}, indent=2))
         for k, v in table.items():
             print(f"{k:70s} {v['mean']:.3f} ± {v['ci95']:.3f} (n={v['n_seeds']})")
