@@ -114,6 +114,9 @@ class ReportData(BaseModel):
     )
     category_win_rates: list[dict[str, Any]] = Field([], description="win rate against the reference per prompt category")
     people: dict[str, Any] = Field({}, description="people mode: tasks pushed, answered, judge-people agreement")
+    safety: dict[str, dict[str, Any]] = Field(
+        {}, description="red-team runs: name -> asr.json (overall, by_attack: {attack: {n, successes, asr, ci}})"
+    )
     category_metrics: dict[str, dict[str, dict[str, MetricCI]]] = Field(
         {}, description="model -> category -> metric (sandbox: per prompt category)"
     )
@@ -576,6 +579,30 @@ def _categories_section(data: ReportData) -> str:
     return "".join(parts) or _empty("per-category results")
 
 
+def _safety_section(data: ReportData) -> str:
+    if not data.safety:
+        return _empty("red-team results")
+    runs = list(data.safety)
+    attacks = sorted({a for r in data.safety.values() for a in (r.get("by_attack") or {})})
+
+    def cell(entry: Any) -> str:
+        if not isinstance(entry, dict) or entry.get("asr") is None:
+            return '<td class="num">n/a</td>'
+        ci = entry.get("ci") or [None, None]
+        interval = f"[{_pct(ci[0])}, {_pct(ci[1])}] n={entry.get('n', 0)}"
+        return f'<td class="num">{_pct(entry["asr"])} <span class="ci">{e(interval)}</span></td>'
+
+    rows = [
+        f"<tr><th>{e(a)}</th>{''.join(cell((data.safety[r].get('by_attack') or {}).get(a)) for r in runs)}</tr>" for a in attacks
+    ]
+    rows.append(f"<tr><th>overall</th>{''.join(cell(data.safety[r].get('overall')) for r in runs)}</tr>")
+    head = "".join(f"<th>{e(r)}</th>" for r in runs)
+    return (
+        "<p>Attack success rate (lower is better), Wilson 95 % CI.</p>"
+        + f"<table><tr><th>attack</th>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
 def _curves_plot(stage: str, rows: list[dict[str, float]]) -> str | None:
     keys = [k for k in ("loss", "reward", "kl", "accuracy") if any(k in r for r in rows)]
     if not keys:
@@ -666,6 +693,7 @@ def render_report(data: ReportData) -> str:
         ("Ratings", _ladders_section(data)),
         ("Win rates", _win_rates_section(data)),
         ("Judge", _judge_section(data)),
+        ("Safety: attack success by attack", _safety_section(data)),
         ("Per category", _categories_section(data)),
         ("Training: curves and compute per stage", _training_section(data)),
         ("Reward vs KL", _reward_kl_section(data)),

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class SimulateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt pipeline key is an error, not ignored
     output: str = Field("feedback_sim", description="folder for the database and the exported pairs")
     db_url: str | None = Field(None, description="store URL; default: OUTPUT/feedback.db (SQLite)")
     n_items: int = Field(200, ge=1, description="comparison tasks to label")
@@ -42,6 +43,7 @@ class SimulateConfig(BaseModel):
 
 
 class SandboxEvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     models: dict[str, str] = Field(..., description="Model name -> model folder, in display order.")
     output: Path = Field(..., description="Folder for results.json and responses.jsonl.")
     world: Path | None = Field(None, description="A `sandbox build` folder (default: the world of --world-seed).")
@@ -75,11 +77,23 @@ class SandboxEvalConfig(BaseModel):
             return {k.strip(): v.strip() for k, v in pairs}
         return value
 
+    @model_validator(mode="after")
+    def _references_name_models(self) -> SandboxEvalConfig:
+        # Checked before anything loads. The defaults (sft, base) may name no model: then win rates,
+        # KL or the alignment tax are left out; a reference given explicitly must exist.
+        for field in ("reference", "tax_reference"):
+            value = getattr(self, field)
+            if field in self.model_fields_set and value not in self.models:
+                flag = "--" + field.replace("_", "-")
+                raise ValueError(f"{flag} '{value}' names no model; --models has {list(self.models)}")
+        return self
+
 
 SHIPPED_BASE_MODEL = Path(__file__).resolve().parent / "base_model"
 
 
 class PretrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     output: Path = Field(SHIPPED_BASE_MODEL, description="Folder for the base model (save_pretrained).")
     seed: int = Field(0, description="Seeds the world, the corpus, the model init and the data order.")
     world_seed: int = Field(0, description="Seed of the sandbox world whose corpus is used.")

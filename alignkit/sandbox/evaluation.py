@@ -135,14 +135,16 @@ def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = N
                 next(r for r in results if r.name == name).metrics["kl_to_reference"] = MetricCI(value=kl[name], n=len(texts))
 
     judge = scorer_judge(world.score, criterion="utility", criteria=CRITERIA)
-    battles = run_battles(responses, texts, judge, seed=config.seed, progress=config.progress)
+    battles = run_battles(responses, texts, judge, seed=config.seed, progress=config.progress) if len(responses) > 1 else []
     ladders = {}
     for label, rater in (("Bradley-Terry", BradleyTerry()), ("Elo", EloRating())):
+        if not battles:
+            break  # one model: metrics only, nothing to rank
         rater.fit(battles)
         rater.bootstrap(battles, rounds=config.n_boot, seed=config.seed)
         ladders[label] = ladder_rows(rater)
     win_rates = []
-    if config.reference in responses:
+    if config.reference in responses and battles:
         for name in responses:
             if name == config.reference:
                 continue

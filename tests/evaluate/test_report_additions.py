@@ -65,3 +65,28 @@ def test_categories_judge_and_samples_are_escaped():
     html = render_report(data)
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "75.0%" in html  # consistency shown
+
+
+def test_safety_section_renders_attack_success_per_run():
+    runs = {
+        "before": {
+            "overall": {"n": 24, "successes": 6, "asr": 0.25, "ci": [0.12, 0.45]},
+            "by_attack": {"role_play": {"n": 4, "asr": 0.5, "ci": [0.15, 0.85]}},
+        },
+        "after <DPO>": {"overall": {"n": 24, "asr": 0.05, "ci": [0.01, 0.2]}, "by_attack": {}},
+    }
+    html = render_report(ReportData(safety=runs))
+    assert "role_play" in html and "25.0%" in html and "after &lt;DPO&gt;" in html
+
+
+def test_sandbox_eval_config_checks_explicit_references():
+    import pytest
+    from pydantic import ValidationError
+
+    from alignkit.sandbox.config import SandboxEvalConfig
+
+    SandboxEvalConfig(models="a=x,b=y", output="o")  # defaults (sft, base) may name no model
+    with pytest.raises(ValidationError, match="--reference 'zzz' names no model"):
+        SandboxEvalConfig(models="base=x", output="o", reference="zzz")
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        SandboxEvalConfig(models="a=x", output="o", n_promtps=3)
