@@ -6,7 +6,8 @@ and checks four things:
 * the exit code is 2 (bad input), never 0 and never an uncaught exception;
 * the output has no traceback and its first error line starts ``error: ``;
 * the message names the file (and line) and the field, as the case expects;
-* no file that existed before the command was changed or removed (every byte hashed).
+* no file that existed before the command was changed or removed (every byte hashed; an SQLite
+  database by its logical content, so a refused import or submit must leave its rows as they were).
 
 Almost every case fails before training starts, so the whole table runs in well under a minute.
 ``{d}`` in a case is its folder, ``{m}`` a copy of a saved tiny model inside it.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -495,6 +497,30 @@ CASES: list[Case] = [
         ["{d}/none.jsonl"],
         setup=[["feedback", "init", "--db", "{d}/fb.db", "--project", "p"]],
     ),
+    *[
+        Case(
+            f"feedback-import_{name}",
+            ["feedback", "import", "--db", "{d}/fb.db", "--project", "p", "--input", "{d}/in.jsonl", "--stage", "compare"],
+            {"in.jsonl": content},
+            ["{d}/in.jsonl" + expect[0], *expect[1:]],
+            setup=[["feedback", "init", "--db", "{d}/fb.db", "--project", "p"]],
+        )
+        for name, content, expect in [
+            ("invalid_utf8", PAIR + b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n', [":2:", "UTF-8"]),
+            ("empty_file", b"", [":", "empty"]),
+            ("chosen_number", b'{"prompt": "a", "chosen": 12345, "rejected": "b"}\n', [":1:", "chosen"]),
+            ("chosen_object", b'{"prompt": "a", "chosen": {"x": 1}, "rejected": "b"}\n', [":1:", "chosen"]),
+            ("bom_then_bad_line", BOM + PAIR + b"{oops\n", [":2:", "JSON"]),
+            ("truncated_json", PAIR + b'{"prompt": "a", "cho', [":2:", "JSON"]),
+        ]
+    ],
+    Case(
+        "feedback-submit_bad_row_stores_nothing",
+        ["feedback", "submit", "--db", "{d}/fb.db", "--input", "{d}/answers.jsonl"],
+        {"answers.jsonl": b'{"annotator": "x", "task_id": 1, "answer": {}}\n{"annotator": "x", "task_id": "one"}\n'},
+        ["{d}/answers.jsonl:"],
+        setup=[["feedback", "init", "--db", "{d}/fb.db", "--project", "p"]],
+    ),
     # ------------------------------------------------------------------ pipelines
     *[
         Case(f"pipeline-{name}", ["run", "{d}/p.yaml"], {"p.yaml": text.encode()}, ["{d}/p.yaml" + expect[0], *expect[1:]])
@@ -570,8 +596,17 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[: len(data) // 3])
 
 
+def _digest(path: Path) -> str:
+    """A file's sha256; an SQLite database's by its logical content (its -wal/-shm side files are SQLite's own)."""
+    if path.suffix == ".db" and path.read_bytes()[:16] == b"SQLite format 3\x00":
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return hashlib.sha256("\n".join(db.iterdump()).encode()).hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    files = [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(("-shm", "-wal"))]
+    return {str(p.relative_to(root)): _digest(p) for p in files}
 
 
 def _fill(text: str, folder: Path) -> str:
