@@ -188,7 +188,6 @@ class SafeAlignConfig(TrainingConfig):
     helpful_data: Path | None = Field(
         None, description="SFT records (e.g. demonstrations) trained with NLL beside the safe rows, against the alignment tax."
     )
-    on_bad_record: Literal["raise", "skip"] = Field("skip", description="Stop at the first bad record, or skip and count them.")
 
 
 # --------------------------------------------------------------------------- online RL
