@@ -42,6 +42,7 @@ STAGES: dict[str, str] = {
     "report": "alignkit.pipeline.stages:report",
     "safety.redteam": "alignkit.safety.stages:redteam",
     "train.safe_align": "alignkit.safety.stages:safe_align",
+    "safety.report": "alignkit.safety.stages:report",
 }
 
 
@@ -63,7 +64,10 @@ STAGE_CONFIGS: dict[str, tuple[str, frozenset[str]]] = {
     "safety.redteam": ("alignkit.safety.config:RedTeamConfig", frozenset()),
     "train.safe_align": ("alignkit.train.config:SafeAlignConfig", frozenset()),
 }
-STAGE_KEYS: dict[str, frozenset[str]] = {"report": frozenset({"results"})}  # stages without a config class
+STAGE_KEYS: dict[str, frozenset[str]] = {  # stages without a config class
+    "report": frozenset({"results"}),
+    "safety.report": frozenset({"results", "safety"}),
+}
 
 
 def stage_fields(uses: str) -> tuple[type[BaseModel] | None, frozenset[str]] | None:

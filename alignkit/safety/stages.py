@@ -7,7 +7,9 @@ Red team -> export -> train -> red team again is four stages in a pipeline file:
     safe:      {uses: train.safe_align, with: {model: "${sft.model}", data: "${redteam.red_instruct}"}}
     redteam_after: {uses: safety.redteam, with: {target: "${safe.model}", requests_split: test}}
 
-Named in :data:`alignkit.pipeline.registry.STAGES` and loaded only when a pipeline uses them.
+``safety.report`` writes the evaluation report with its "Safety" section (ASR by attack per
+red-team run). ``examples/safety_loop.yaml`` is the whole loop at demo size. Named in
+:data:`alignkit.pipeline.registry.STAGES` and loaded only when a pipeline uses them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from alignkit.evaluate.report import ReportData, load_report_data, write_report
 from alignkit.safety.config import RedTeamConfig
 from alignkit.safety.redteam import run_redteam
 from alignkit.train.config import SafeAlignConfig
@@ -31,3 +34,11 @@ def redteam(params: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 def safe_align(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {"model": str(run_safe_align(SafeAlignConfig(**{"progress": False, **params, "output": folder})))}
+
+
+def report(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The HTML report of ``results`` (optional) with a safety section from ``safety: {run name: asr.json path}``."""
+    data = load_report_data(params["results"]) if params.get("results") else ReportData(title="alignkit safety report")
+    runs = {str(name): json.loads(Path(path).read_text()) for name, path in (params.get("safety") or {}).items()}
+    data = data.model_copy(update={"safety": {**data.safety, **runs}})
+    return {"report": str(write_report(folder / "report.html", data))}

@@ -182,3 +182,30 @@ def test_guarded_backend_refuses_flagged_input_and_output():
     assert guarded.stats == {"requests": 3, "input_flagged": 1, "output_flagged": 1, "rewritten": 0}
     rewriting = GuardedBackend(Model(), InputGuard(), mode="rewrite")
     assert rewriting.chat(convos) == ["I can't help with that.", "fine", "fine"] and rewriting.stats["rewritten"] == 1
+
+
+def test_safety_loop_pipeline_file_validates_and_the_report_has_a_safety_section(tmp_path):
+    from pathlib import Path
+
+    from alignkit.pipeline.registry import STAGES
+    from alignkit.pipeline.runner import load_pipeline, validate_pipeline
+    from alignkit.safety.stages import report
+
+    spec = load_pipeline(Path(__file__).resolve().parents[2] / "examples" / "safety_loop.yaml")
+    validate_pipeline(spec, STAGES)  # every stage and key is known before anything runs
+    asr = tmp_path / "asr.json"
+    asr.write_text(
+        json.dumps(
+            {
+                "overall": {"n": 4, "successes": 1, "asr": 0.25, "ci": [0.05, 0.7]},
+                "by_attack": {"role_play": {"n": 4, "successes": 1, "asr": 0.25, "ci": [0.05, 0.7]}},
+            }
+        )
+    )
+    out = report({"safety": {"before <script>": str(asr)}}, tmp_path)
+    html = Path(out["report"]).read_text()
+    assert (
+        "role_play" in html
+        and "before &lt;script&gt;" in html
+        and "<script>" not in html.split("</style>")[-1].split("<script")[0]
+    )
