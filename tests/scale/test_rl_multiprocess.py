@@ -78,3 +78,36 @@ def test_two_processes_match_one(algo, tmp_path):
     assert w1.keys() == w2.keys() and w1
     for name in w1:
         torch.testing.assert_close(w2[name], w1[name], rtol=1e-5, atol=1e-5)
+
+
+def test_data_parallel_settings_are_checked():
+    from alignkit.train.config import RLOOConfig
+    from alignkit.train.rl_loop import check_data_parallel
+
+    config = RLOOConfig(data="p.jsonl", output="o", rollout_batch_size=4, minibatch_size=4, k=2)
+    assert check_data_parallel(config, 1, 2) == 1 and check_data_parallel(config, 2, 2) == 2
+    with pytest.raises(ValueError, match="multiple of the number of processes"):
+        check_data_parallel(config.model_copy(update={"rollout_chunks": 3}), 2, 2)
+    with pytest.raises(ValueError, match="multiple of the rollout chunks"):
+        check_data_parallel(config.model_copy(update={"rollout_chunks": 8}), 2, 2)
+    with pytest.raises(ValueError, match="at least 2 responses"):
+        check_data_parallel(config.model_copy(update={"minibatch_size": 7}), 2, 2)  # 8 responses: 7 + 1
+
+
+@pytest.mark.parametrize("kind", ["DEEPSPEED", "FSDP"])
+def test_sharded_strategies_are_refused_for_rl(kind, tiny, tmp_path, monkeypatch):
+    from accelerate.utils import DistributedType
+
+    from alignkit.train import rl_loop as loop
+    from alignkit.train.config import RLOOConfig
+    from alignkit.train.loop import LaunchError
+    from alignkit.train.rloo import RLOO
+
+    class Sharded:  # what accelerate reports under a ZeRO-3 / FSDP config
+        def __init__(self, **_):
+            self.num_processes, self.distributed_type, self.device = 1, getattr(DistributedType, kind), torch.device("cpu")
+
+    monkeypatch.setattr(loop, "Accelerator", Sharded)
+    config = RLOOConfig(data=tmp_path / "p.jsonl", output=tmp_path / "o", progress=False)
+    with pytest.raises(LaunchError, match="shards the weights"):
+        loop.rl_loop(config, tiny[0], tiny[1], ["hi"], lambda p, r: [0.0] * len(r), RLOO(config))
