@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 
 from alignkit.data import DataError, encode_prompt
 from alignkit.data.chat import prompt_text
+from alignkit.data.formats import prompt_of
 from alignkit.data.io import iter_rows
 from alignkit.models.generation import stop_criteria
 from alignkit.models.loading import apply_lora, is_lora, load_model
@@ -83,7 +84,9 @@ log = logging.getLogger(__name__)
 
 
 def read_prompts(path: Path, on_error: str = "raise") -> list[Any]:
-    """The ``prompt`` of every row: a string or a list of chat messages."""
+    """The prompt of every row: a string or a list of chat messages. Any record shape alignkit reads
+    works (``data.formats.prompt_of``): a prompt-only file, or a preference file (HH-RLHF,
+    UltraFeedback, TRL pairs) used as a prompt set."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such prompts file or folder")
@@ -92,7 +95,7 @@ def read_prompts(path: Path, on_error: str = "raise") -> list[Any]:
         if not isinstance(row, dict):
             err = row
         else:
-            value = row.get("prompt")
+            value = row.get("prompt") if "prompt" in row else prompt_of(row)
             ok = (isinstance(value, str) and value.strip()) or (
                 isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
             )
@@ -266,6 +269,10 @@ def rl_loop(
     """rollout -> score -> advantages -> update, ``config.max_steps`` times, with checkpoints."""
     output = Path(config.output)
     cuda = torch.cuda.is_available()
+    if config.gradient_checkpointing:
+        # transformers checkpoints only in train mode, and the RL policy stays in eval mode (dropout
+        # off, so old and new log-probs agree): the flag would do nothing, so say so.
+        log.warning("--gradient-checkpointing has no effect in online RL (the policy runs in eval mode)")
     accelerator = Accelerator(mixed_precision=config.mixed_precision if cuda else "no", cpu=not cuda)
     check_launch(accelerator.num_processes, torch.cuda.is_available())
     if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
