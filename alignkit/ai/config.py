@@ -38,6 +38,9 @@ class _ServedModel(BaseModel):
     allow_download: bool = Field(False, description="Allow fetching the model from the Hugging Face hub.")
     tiny_texts: Path | None = Field(None, description="Text file to train the tiny model's tokenizer on (model 'tiny' only).")
     seed: int = Field(0, description="Seed for building the tiny model.")
+    log_requests: Path | None = Field(
+        None, description="Append one JSONL row per answered request (OpenAI request and response bodies), for monitoring."
+    )
 
 
 class ServeConfig(ServeLimits, _ServedModel):

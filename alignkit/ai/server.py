@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -52,10 +53,13 @@ def make_app(
     *,
     limits: ServeLimits | None = None,
     api_key: str | None = None,
+    request_log: Path | None = None,
 ) -> Any:
     """The FastAPI app. ``fail_first_n`` answers the first n chat requests with HTTP 500 (for
     testing clients' retries). ``app.state.stats`` counts requests received per endpoint,
-    ``app.state.engine.stats`` what the decode loop did."""
+    ``app.state.engine.stats`` what the decode loop did. ``request_log``: append one JSONL row per
+    answered request, ``{"id", "time", "model", "request", "response"}`` with the OpenAI bodies
+    (what ``alignkit monitor run --log`` reads)."""
     limits = limits or ServeLimits()
     app = FastAPI(title="alignkit OpenAI-compatible server")
     engine = Engine(model, tokenizer, max_batch_size=limits.max_batch_size, max_queue=limits.max_queue)
@@ -65,6 +69,15 @@ def make_app(
     app.state.fail_first_n = fail_first_n
     stats_lock = threading.Lock()
     expected = f"Bearer {api_key}".encode() if api_key else None
+    log_lock = threading.Lock()
+
+    def log_request(payload: dict[str, Any], body: dict[str, Any]) -> None:
+        if request_log is None:
+            return
+        row = {"id": body["id"], "time": time.time(), "model": model_name, "request": payload, "response": body}
+        line = json.dumps(row, ensure_ascii=False) + "\n"
+        with log_lock, open(request_log, "a", encoding="utf-8") as f:
+            f.write(line)
 
     def count(key: str) -> None:
         with stats_lock:
@@ -113,7 +126,9 @@ def make_app(
             max_tokens = min(max_tokens, context - longest)
         return max_tokens
 
-    async def run(request: Request, job: Job, response: Response, stream: bool, include_usage: bool) -> Any:
+    async def run(
+        request: Request, job: Job, response: Response, stream: bool, include_usage: bool, payload: dict[str, Any]
+    ) -> Any:
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
 
@@ -146,6 +161,7 @@ def make_app(
                     while True:
                         finished = job.done
                         for delta in job.take():
+                            response.add(delta)
                             for chunk in response.chunks(delta):
                                 yield sse(chunk)
                         if finished:
@@ -156,6 +172,8 @@ def make_app(
                     elif include_usage:
                         yield sse(response.usage_chunk(usage()))
                     yield sse("[DONE]")
+                    if job.error is None:
+                        log_request(payload, response.body(usage()))
                 finally:
                     if not job.done:
                         job.cancel()  # the client went away mid-stream (or the server is stopping)
@@ -177,7 +195,9 @@ def make_app(
             response.add(delta)
         if job.error is not None:
             raise APIError(500, job.error, "server_error")
-        return response.body(usage())
+        answer = response.body(usage())
+        log_request(payload, answer)
+        return answer
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
@@ -206,7 +226,7 @@ def make_app(
         job = Job([prompt], body.n, params, body.seed)
         response = Response("chat", model_name, len(job.choices), body.logprobs)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await run(request, job, response, body.stream, include_usage)
+        return await run(request, job, response, body.stream, include_usage, body.model_dump(exclude_none=True))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
@@ -241,7 +261,7 @@ def make_app(
         job = Job(prompts, body.n, params, body.seed)
         response = Response("completion", model_name, len(job.choices), wants)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await run(request, job, response, body.stream, include_usage)
+        return await run(request, job, response, body.stream, include_usage, body.model_dump(exclude_none=True))
 
     return app
 
@@ -311,5 +331,7 @@ def serve(config: ServeConfig) -> None:
         config.model, allow_download=config.allow_download, dtype=config.dtype, tiny_texts=texts, seed=config.seed
     )
     limits = ServeLimits.model_validate(config.model_dump(include=set(ServeLimits.model_fields)))
-    app = make_app(model, tokenizer, config.model_name or config.model, limits=limits, api_key=api_key)
+    app = make_app(
+        model, tokenizer, config.model_name or config.model, limits=limits, api_key=api_key, request_log=config.log_requests
+    )
     uvicorn.run(app, host=config.host, port=config.port, log_level="info")

@@ -117,3 +117,26 @@ def test_unseeded_requests_differ_and_seeded_ones_repeat(noisy):
         c.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, seed=7).choices[0].message.content for _ in range(3)
     }
     assert len(seeded) == 1
+
+
+def test_request_log_rows_for_monitoring(sandbox_model, tmp_path):
+    """``--log-requests``: one JSONL row per answered request, streamed ones included (the shape ``alignkit monitor`` reads)."""
+    import json
+
+    from alignkit.ai.server import BackgroundServer, make_app
+
+    model, tokenizer = sandbox_model
+    log = tmp_path / "requests.jsonl"
+    with BackgroundServer(make_app(model, tokenizer, "base", request_log=log)) as srv:
+        c = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0)
+        plain = c.chat.completions.create(model="base", messages=ASK, max_tokens=8, temperature=0)
+        streamed = "".join(
+            chunk.choices[0].delta.content or ""
+            for chunk in c.chat.completions.create(model="base", messages=ASK, max_tokens=8, temperature=0, stream=True)
+        )
+        with pytest.raises(openai.BadRequestError):
+            c.chat.completions.create(model="base", messages=ASK, n=100)  # refused: not logged
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(rows) == 2 and rows[0]["id"] == plain.id and rows[0]["model"] == "base"
+    assert [r["request"]["messages"] for r in rows] == [ASK, ASK] and rows[1]["request"]["stream"] is True
+    assert [r["response"]["choices"][0]["message"]["content"] for r in rows] == [plain.choices[0].message.content, streamed]
