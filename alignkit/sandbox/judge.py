@@ -185,7 +185,7 @@ class SandboxJudge:
                     shown = truth_grade + (1 if truth_grade < 5 else -1)
             probs = [(1.0 - c) / 4] * 5
             probs[shown - 1] = c
-            return [math.log(p) for p in probs]
+            return [math.log(max(p, 1e-9)) for p in probs]
         raise ValueError(f"the sandbox judge answers yes/no or 1..5, not {list(options)}")
 
     def option_logprobs_many(self, messages_list: Sequence[list[dict[str, Any]]], options: Sequence[str]) -> list[list[float]]:
