@@ -233,3 +233,19 @@ def test_mixed_mode_sends_only_uncertain_pairs_to_people_and_reads_them_back(tmp
     assert len(people) == 8 * 2  # overall + helpful
     assert len([b for b in battles if b["source"] == "judge"]) == 4 * 2  # strong vs weak, two criteria
     assert [r.model for r in again.ladders["Bradley-Terry"]] == ["strong", "ref", "weak"]
+
+
+def test_custom_criterion_from_a_rubric_file_and_unknown_criterion(tmp_path):
+    from alignkit.data.errors import DataError
+
+    _write(tmp_path, n=3)
+    (tmp_path / "rubrics.yaml").write_text("concise: Which response says what is needed in fewer words?\n")
+    judge = LengthLovingJudge()
+    cfg = _config(tmp_path, ["ref", "strong"], pairs="reference").model_copy(
+        update={"criteria": "concise", "rubrics": tmp_path / "rubrics.yaml"}
+    )
+    data = evaluate_prompts(cfg, judge_backend=judge, judge_fingerprint="fake")
+    assert list(data.ladders) == ["Bradley-Terry", "Elo"] and judge.requests == 3 * 2
+    assert {w.criterion for w in data.win_rates} == {"concise"}
+    with pytest.raises(DataError, match="--criteria: kind"):
+        evaluate_prompts(cfg.model_copy(update={"criteria": "kind"}), judge_backend=judge, judge_fingerprint="fake")
