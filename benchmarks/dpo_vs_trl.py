@@ -1,7 +1,9 @@
 """DPO throughput and peak memory: alignkit against TRL's DPOTrainer, same data, same model, CPU.
 
 One configuration (sigmoid loss, beta 0.1), one epoch over the same synthetic pairs with variable
-lengths, the same batch size, max length, learning rate and number of steps. Each trainer runs in
+lengths, the same batch size, max length, learning rate and number of steps, both in fp32 without
+gradient checkpointing (TRL 1.16's ``DPOConfig`` defaults to bf16 autocast and checkpointing, so
+both are switched off explicitly: without that the comparison is fp32 against bf16). Each trainer runs in
 its own subprocess so their peak resident memory (``VmHWM``) is measured separately.
 
 What is timed. alignkit: reference log-prob precomputation (its default without LoRA) + the
@@ -159,6 +161,10 @@ def run_trl(args: argparse.Namespace, rows: list[dict[str, str]]) -> dict[str, f
             beta=0.1,
             loss_type=["sigmoid"],
             max_grad_norm=1.0,
+            # TRL 1.16 defaults to bf16 autocast and gradient checkpointing; pinned to what alignkit does here
+            # (fp32, no checkpointing) so both trainers do the same arithmetic.
+            bf16=False,
+            gradient_checkpointing=False,
             report_to="none",
             logging_strategy="no",
             save_strategy="no",
