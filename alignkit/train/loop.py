@@ -108,7 +108,8 @@ def check_launch(num_processes: int, cuda: bool, cmdline: Sequence[str] | None =
     """
     cmdline = _launcher_cmdline() if cmdline is None else cmdline
     asked = requested_processes(cmdline)
-    if asked is not None and asked > 1 and num_processes != asked:
+    # Only the silent fall-back to ONE process: with several nodes, per-node and total counts differ legitimately.
+    if asked is not None and asked > 1 and num_processes == 1:
         raise LaunchError(
             f"the launcher asked for {asked} processes but this run has {num_processes} "
             f"({' '.join(cmdline[:6])} ...). On CPU, `accelerate launch` cannot start several processes "
