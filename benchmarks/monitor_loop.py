@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--stream", type=int, default=96)
     parser.add_argument("--eval", type=int, default=120)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--judge-accuracy", type=float, default=0.85)
     parser.add_argument("--skip-rag", action="store_true")
     parser.add_argument("--skip-loop", action="store_true")

@@ -154,6 +154,7 @@ def monitor_loop(
     steps: int = 30,
     judge_accuracy: float = 0.85,
     reviewer_error: float = 0.05,
+    lr: float = 1e-3,
     seed: int = 0,
 ) -> dict[str, Any]:
     """``rounds`` of monitor → correct → fine-tune, then a last monitoring pass; numbers per round."""
@@ -199,13 +200,19 @@ def monitor_loop(
             row["corrected"] = len(new)
             corrections += [{"prompt": x["prompt"], "completion": x["completion"]} for x in new]
             row["corrections_ideal"] = _rate([kn.score(x["prompt"], x["completion"]).ideal for x in new])
-            model_path = _sft(model_path, corrections, folder / f"round-{r + 1}", steps, 1e-3, seed + r)
+            model_path = _sft(model_path, corrections, folder / f"round-{r + 1}", steps, lr, seed + r)
         rows.append(row)
         log.info("round %d: %s", r, json.dumps({k: v for k, v in row.items() if k != "model"}))
     store.close()
     return {
         "rounds": rows,
-        "settings": {"stream_size": stream_size, "eval_size": eval_size, "steps": steps, "judge_accuracy": judge_accuracy},
+        "settings": {
+            "stream_size": stream_size,
+            "eval_size": eval_size,
+            "steps": steps,
+            "lr": lr,
+            "judge_accuracy": judge_accuracy,
+        },
     }
 
 
