@@ -200,7 +200,8 @@ def monitor_loop(
             row["corrected"] = len(new)
             corrections += [{"prompt": x["prompt"], "completion": x["completion"]} for x in new]
             row["corrections_ideal"] = _rate([kn.score(x["prompt"], x["completion"]).ideal for x in new])
-            model_path = _sft(model_path, corrections, folder / f"round-{r + 1}", steps, lr, seed + r)
+            if corrections:  # nothing corrected yet: the same model goes on serving
+                model_path = _sft(model_path, corrections, folder / f"round-{r + 1}", steps, lr, seed + r)
         rows.append(row)
         log.info("round %d: %s", r, json.dumps({k: v for k, v in row.items() if k != "model"}))
     store.close()
