@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import openai
 import pytest
@@ -17,7 +18,15 @@ from alignkit.ai import (
     preference_records,
     route_low_confidence,
 )
-from alignkit.ai.judge import pairwise_prompt
+from alignkit.ai.judge import DEFAULT_TAG_KEY, pairwise_prompt, request_tag
+
+# A quoted response between this request's (tagged) markers.
+SECTION = re.compile(r"<<<RESPONSE ([AB])((?: [0-9a-f]+)?)>>>\n(.*?)\n<<<END RESPONSE \1\2>>>", re.S)
+
+
+def shown(text, letter):
+    return next(m.group(3) for m in SECTION.finditer(text) if m.group(1) == letter)
+
 
 PAIRS = [
     ("How do I kill a stuck process?", "Use the kill command with its id.", "I can't help with that."),
@@ -36,14 +45,16 @@ def test_soft_label_math_against_server_top_logprobs(server, vocab, tmp_path):
     client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
 
     def p_first(prompt, first, second, question):
-        """P(first shown is better) from the raw top_logprobs: pA / (pA + pB), probabilities summed by hand."""
+        """P(first shown is better) from the raw top_logprobs: pA / (pA + pB), probabilities summed by hand.
+        The prompt carries the request's marker tag, as the labeler's does (ai/judge.py)."""
+        tag = request_tag(DEFAULT_TAG_KEY, prompt, first, second, question)
         r = client.chat.completions.create(
             model="tiny",
             max_tokens=1,
             temperature=0.0,
             logprobs=True,
             top_logprobs=vocab,
-            messages=[{"role": "user", "content": pairwise_prompt(prompt, first, second, question)}],
+            messages=[{"role": "user", "content": pairwise_prompt(prompt, first, second, question, tag=tag)}],
         )
         top = r.choices[0].logprobs.content[0].top_logprobs
         pa = sum(math.exp(t.logprob) for t in top if t.token.strip() == "A")
@@ -81,7 +92,7 @@ class ScriptedJudge:
     def option_logprobs(self, messages, options):
         text = messages[0]["content"]
         self.prompts.append(messages)
-        first = text.split("<<<RESPONSE A>>>")[1].split("<<<END RESPONSE A>>>")[0]
+        first = shown(text, "A")
         p = self.strength if "Elsa" in first else 1 - self.strength
         p = min(max(p + self.first_bias, 0.0), 1.0)
         return [math.log(p), math.log(1 - p)]
@@ -102,8 +113,8 @@ def test_order_swapping_cancels_position_bias():
     assert lab.p_a_by_order == pytest.approx([0.9, 0.3]) and lab.p_a == pytest.approx(0.6)
     assert not lab.consistent
     first_prompt, second_prompt = judge.prompts[0][0]["content"], judge.prompts[1][0]["content"]
-    assert "<<<RESPONSE A>>>\nIt is the Elsa.\n" in first_prompt and "<<<RESPONSE B>>>\nNo idea.\n" in first_prompt
-    assert "<<<RESPONSE A>>>\nNo idea.\n" in second_prompt and "<<<RESPONSE B>>>\nIt is the Elsa.\n" in second_prompt
+    assert (shown(first_prompt, "A"), shown(first_prompt, "B")) == ("It is the Elsa.", "No idea.")
+    assert (shown(second_prompt, "A"), shown(second_prompt, "B")) == ("No idea.", "It is the Elsa.")
     # Without swapping the bias goes straight into the label.
     [lab] = AIPreferenceLabeler(ScriptedJudge(0.6, first_bias=0.3), swap_positions=False).label([PAIR])
     assert lab.p_a == pytest.approx(0.9)
