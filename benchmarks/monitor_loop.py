@@ -57,6 +57,7 @@ def main() -> None:
             args.out / "loop",
             rounds=args.rounds,
             stream_size=args.stream,
+            lr=args.lr,
             eval_size=args.eval,
             steps=args.steps,
             judge_accuracy=args.judge_accuracy,
