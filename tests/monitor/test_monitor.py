@@ -172,3 +172,15 @@ def test_judge_over_http_matches_the_local_model(tmp_path):
         assert a.probs == pytest.approx(b.probs, abs=1e-4) and a.flagged == b.flagged
     for key in ("faithfulness_soft", "answer_relevancy_soft", "context_precision_soft", "context_recall_soft"):
         assert rr[0][key] == pytest.approx(rl[0][key], abs=1e-4)
+
+
+def test_monitor_reads_the_log_alignkit_serve_writes(tiny, tmp_path):
+    """``alignkit serve --log-requests FILE`` rows are a monitoring log as they are."""
+    model, tok = tiny
+    log = tmp_path / "served.jsonl"
+    with BackgroundServer(make_app(model, tok, "tiny", request_log=log)) as srv:
+        OpenAIBackend(srv.url, model="tiny").chat([[{"role": "user", "content": "What is the river of Varnholt?"}]], max_tokens=4)
+    [entry] = read_log(log)
+    assert entry.prompt == "What is the river of Varnholt?" and entry.model == "tiny" and isinstance(entry.response, str)
+    [verdict] = judge_entries(LocalBackend(model, tok), [entry], reasons=False)
+    assert sum(verdict.probs) == pytest.approx(1.0)
