@@ -37,8 +37,11 @@ class RatingsConfig(BaseModel):
     seed: int = Field(0, description="Bootstrap seed.")
 
 
-def _parse_models(value: Any) -> Any:
-    # On the command line: --models base=path/a,sft=http://host:8000/v1#model
+def parse_named_sources(value: Any) -> Any:
+    """``--models base=path/a,sft=http://host:8000/v1#model`` as ``{name: source}`` (other values pass through).
+
+    The one parser of ``name=source`` lists: sandbox evaluation, judged evaluation and monitoring
+    benchmarks all take their models this way."""
     if isinstance(value, str):
         pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
         if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
@@ -89,4 +92,4 @@ class JudgedEvalConfig(BaseModel):
     seed: int = Field(0, description="Sampling, position order and bootstrap seed.")
     progress: bool = Field(True, description="Show progress bars.")
 
-    _models = field_validator("models", mode="before")(classmethod(lambda cls, v: _parse_models(v)))
+    _models = field_validator("models", mode="before")(classmethod(lambda cls, v: parse_named_sources(v)))

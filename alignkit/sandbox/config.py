@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from alignkit.evaluate.config import parse_named_sources
+
 
 class SimulateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt pipeline key is an error, not ignored
@@ -69,13 +71,7 @@ class SandboxEvalConfig(BaseModel):
     @field_validator("models", mode="before")
     @classmethod
     def _parse_models(cls, value: Any) -> Any:
-        # On the command line: --models base=path/a,sft=path/b
-        if isinstance(value, str):
-            pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError("expected name=path pairs separated by commas, e.g. base=runs/base,sft=runs/sft")
-            return {k.strip(): v.strip() for k, v in pairs}
-        return value
+        return parse_named_sources(value)
 
     @model_validator(mode="after")
     def _references_name_models(self) -> SandboxEvalConfig:
