@@ -7,8 +7,10 @@ writes what the engine's dataset class reads, so no one hand-writes a conversion
   ``prompt`` as a chat list (``[{role, content}]``, verl applies the chat template itself),
   ``data_source`` (which ``compute_score`` to use), ``ability``, ``reward_model``
   ``{style, ground_truth}`` (``style="rule"`` when a ground truth is known, else ``"model"``) and
-  ``extra_info`` ``{index, split, kind}``. Every record kind exports its prompt (a pair's or a
-  ranking's prompt once).
+  ``extra_info`` ``{index, split, kind, prompt}``. Every record kind exports its prompt (a pair's or a
+  ranking's prompt once); the copy in ``extra_info.prompt`` is there because verl calls
+  ``compute_score`` without the prompt, and alignkit's rewards
+  (:func:`alignkit.train.reward_adapters.verl_compute_score`) score a (prompt, response) pair.
 - ``openrlhf``: JSONL with OpenRLHF's default keys, for ``--apply_chat_template``: prompts as
   ``input`` (chat list) and ``label`` (ground truth, for ``--label_key label`` and reward
   functions / ``--remote_rm_url``); pairs as ``prompt``/``chosen``/``rejected`` chat lists
@@ -158,7 +160,7 @@ def to_verl(rows: list[dict[str, Any]], kind: str, config: ExportConfig) -> list
                 "prompt": prompt,
                 "ability": config.ability,
                 "reward_model": {"style": "rule" if truth is not None else "model", "ground_truth": truth or ""},
-                "extra_info": {"index": len(out), "split": config.split, "kind": kind},
+                "extra_info": {"index": len(out), "split": config.split, "kind": kind, "prompt": prompt},
             }
         )
     return out
@@ -253,6 +255,7 @@ def check_export(path: Path, target: str, kind: str) -> list[str]:
         need("reward_model.ground_truth", lambda v: isinstance(v, str), "a string")
         need("reward_model.style", lambda v: v in ("rule", "model"), "'rule' or 'model'")
         need("extra_info.index", lambda v: isinstance(v, int), "an integer")
+        need("extra_info.prompt", _is_chat, "a chat list of {role, content}")
     elif target == "openrlhf":
         if kind in ("pair", "ranking"):
             for name in ("prompt", "chosen", "rejected"):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 
+import datasets
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from alignkit.ai.server import BackgroundServer
 from alignkit.ai.serving.reward_server import make_reward_app
+from alignkit.cli import app
 from alignkit.train.reward_adapters import completion_text, openrlhf_rewards, trl_reward, verl_compute_score
 from alignkit.train.rewards import build_reward
 
@@ -105,6 +108,22 @@ def test_verl_compute_score(rules):
     assert chat == pytest.approx(3 / 100 + 4 / 10000)
     with pytest.raises(ValueError, match="extra_info"):
         compute_score(data_source="x", solution_str="a", ground_truth="b", extra_info={"index": 3})
+
+
+def test_verl_export_feeds_verl_compute_score(rules, tmp_path):
+    """What `alignkit data export --to verl` writes is what verl hands compute_score: the prompt
+    travels in extra_info, so the same reward scores it without a conversion script."""
+    data = tmp_path / "prompts.jsonl"
+    data.write_text('{"prompt": "sky?", "ground_truth": "blue"}\n{"prompt": "grass?", "ground_truth": "green"}\n')
+    out = tmp_path / "train.parquet"
+    result = CliRunner().invoke(app, ["data", "export", str(data), "--to", "verl", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = datasets.load_dataset("parquet", data_files=str(out), split="train")
+    compute_score = verl_compute_score(rules)
+    row = rows[0]
+    assert row["extra_info"]["prompt"] == [{"role": "user", "content": "sky?"}]
+    score = compute_score(row["data_source"], "it is blue", row["reward_model"]["ground_truth"], row["extra_info"])
+    assert score == pytest.approx(1 + 10 / 100 + 4 / 10000)
 
 
 def test_verl_and_trl_sandbox_scores_match_the_rl_reward():
