@@ -109,9 +109,6 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
 
 
-_top_p_filter = top_p_filter  # the old private name, still used by tests/rl
-
-
 @torch.no_grad()
 def sample(
     model: torch.nn.Module,

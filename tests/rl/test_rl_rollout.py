@@ -8,7 +8,7 @@ from rl_helpers import PROMPTS, StopBias
 
 from alignkit.data import Encoded, collate, encode_prompt
 from alignkit.models import sequence_logprobs
-from alignkit.train.rollout import _top_p_filter, decode_responses, rollout_logprobs, sample, stop_token_ids
+from alignkit.train.rollout import decode_responses, rollout_logprobs, sample, stop_token_ids, top_p_filter
 
 
 def _prompts(tok):
@@ -96,8 +96,8 @@ def test_tiny_top_p_is_greedy(tiny):
 def test_top_p_filter_keeps_smallest_set_reaching_p():
     # probs 0.5, 0.3, 0.2: top_p=0.7 keeps {0.5, 0.3} (0.5 < 0.7, 0.8 >= 0.7); top_p=0.5 keeps {0.5}
     logits = torch.log(torch.tensor([[0.2, 0.5, 0.3]]))
-    assert torch.isinf(_top_p_filter(logits, 0.7)).tolist() == [[True, False, False]]
-    assert torch.isinf(_top_p_filter(logits, 0.5)).tolist() == [[True, False, True]]
+    assert torch.isinf(top_p_filter(logits, 0.7)).tolist() == [[True, False, False]]
+    assert torch.isinf(top_p_filter(logits, 0.5)).tolist() == [[True, False, True]]
 
 
 def test_zero_temperature_is_refused(tiny):
