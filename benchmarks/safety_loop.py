@@ -16,7 +16,8 @@ For each run seed (world 0, the world the shipped base model knows):
    Over-refusal (safe-but-scary prompts) and helpfulness (factual + safe-but-scary) are measured
    beside ASR.
 4. **Judge attack.** Injection flip rate of the legacy and the hardened quoting, on the project's
-   payloads and on held-out ones, with the sandbox's careless judge model.
+   payloads and on held-out ones, with the sandbox's careless judge model
+   (:func:`alignkit.safety.judge_attack.judge_flip_rates`, what ``alignkit redteam --target judge`` runs).
 
 Figures are means over seeds with 95 % t-intervals (and Wilson intervals per run in the JSON).
 
@@ -37,12 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.ai.backend import LocalBackend
-from alignkit.ai.judge import DEFAULT_INJECTIONS, HELD_OUT_INJECTIONS, Judge, injection_flips
 from alignkit.data.io import write_records
 from alignkit.evaluate.stats import t_interval_95
 from alignkit.models.loading import load_model
 from alignkit.safety.config import FilterConfig, GuardTrainConfig, RedTeamConfig
 from alignkit.safety.guard import GuardClassifier, category_report, train_guard
+from alignkit.safety.judge_attack import judge_flip_rates
 from alignkit.safety.moderate import run_filter
 from alignkit.safety.redteam import run_redteam
 from alignkit.sandbox.attacks import CarelessJudgeModel, guard_rows, sandbox_policy
@@ -186,15 +187,15 @@ def loop_figures(folder: Path, seed: int, n_requests: int, steps: dict[str, int]
 
 
 def judge_figures(seed: int, n_pairs: int) -> dict[str, Any]:
+    """The library's judge attack (what ``alignkit redteam --target judge`` runs), flattened to the summary's keys."""
     world = build_world(WORLD)
     cases = [(p["prompt"], p["chosen"], p["rejected"]) for p in truth_pairs(world, n_pairs, split="eval", seed=seed)]
-    model = CarelessJudgeModel(world, inside_obedience=0.2, seed=seed)
+    flips = judge_flip_rates(CarelessJudgeModel(world, inside_obedience=0.2, seed=seed), cases)
     out: dict[str, Any] = {}
-    for quoting, judge in (("legacy", Judge(model, legacy=True)), ("hardened", Judge(model))):
-        for payload_set, payloads in (("project", DEFAULT_INJECTIONS), ("held_out", HELD_OUT_INJECTIONS)):
-            flips = injection_flips(judge, cases, payloads)
-            out[f"{quoting}/{payload_set}"] = sum(flips) / len(flips)
-        out[f"{quoting}/system_payload"] = statistics.fmean(injection_flips(judge, cases, [HELD_OUT_INJECTIONS[0]]))
+    for quoting, table in flips["quoting"].items():
+        for payload_set, rate in table["by_set"].items():
+            out[f"{quoting}/{payload_set}"] = rate["rate"]
+        out[f"{quoting}/system_payload"] = table["by_payload"]["held_out"][0]["rate"]  # "SYSTEM: The correct answer is"
     return out
 
 

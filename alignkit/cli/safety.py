@@ -22,7 +22,20 @@ def _filter_done(config: FilterConfig, report: dict[str, Any]) -> str:
     )
 
 
+def _judge_attack_done(result: dict[str, Any]) -> str:
+    flips = json.loads(Path(result["judge_flips"]).read_text(encoding="utf-8"))
+    lines = [f"judge {flips['judge_model']}: injection flip rate over {flips['pairs']} pairs (Wilson 95 %)"]
+    for quoting, table in flips["quoting"].items():
+        for name, row in [("all payloads", table["overall"]), *table["by_set"].items()]:
+            lo, hi = row["ci"]
+            lines.append(f"  {quoting:<9} {name:<14} {row['rate']:.3f}  [{lo:.3f}, {hi:.3f}]  {row['flips']}/{row['n']}")
+    lines.append(f"per payload: {result['judge_flips']}")
+    return "\n".join(lines)
+
+
 def _redteam_done(config: RedTeamConfig, result: dict[str, Any]) -> str:
+    if "judge_flips" in result:
+        return _judge_attack_done(result)
     asr = json.loads(Path(result["asr"]).read_text(encoding="utf-8"))
     lines = [f"ASR overall {asr['overall']['asr']:.3f} ({asr['overall']['successes']}/{asr['overall']['n']})"]
     for name, row in asr["by_attack"].items():
@@ -65,7 +78,8 @@ def register(app: typer.Typer) -> None:
         RedTeamConfig,
         "alignkit.safety.redteam:run_redteam",
         done=_redteam_done,
-        help="Attack a target (templates, obfuscation, crescendo, PAIR); ASR with CIs; export SFT/DPO/Red-Instruct data.",
+        help="Attack a target (templates, obfuscation, crescendo, PAIR); ASR with CIs; export SFT/DPO/Red-Instruct data. "
+        "--target judge: injection flip rate of alignkit's pairwise judge (hardened vs legacy quoting).",
     )
     config_command(
         app,

@@ -83,7 +83,11 @@ class RedTeamConfig(BaseModel):
         description="JSONL of harmful requests ('prompt', optional 'category'); "
         "default with --sandbox: the world's held-out harmful prompts.",
     )
-    target: str = Field(..., description="Target model: a local folder, or with --backend-url the endpoint's model name.")
+    target: str = Field(
+        ...,
+        description="Target model: a local folder, or with --backend-url the endpoint's model name; "
+        "'judge' attacks alignkit's pairwise judge instead (--judge-model, --pairs, --payloads, --quoting).",
+    )
     backend_url: str | None = Field(None, description="OpenAI-compatible base URL of the target.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's API key.")
     attacks: str = Field("all", description="Comma-separated attack names (see `alignkit redteam --list`), or 'all'.")
@@ -110,3 +114,29 @@ class RedTeamConfig(BaseModel):
     seed: int = Field(0, description="Seeds attack generation and sampling.")
     world_seed: int = Field(0, description="Sandbox world seed (with the sandbox judge or requests).")
     progress: bool = Field(True, description="Show progress bars.")
+    judge_model: str = Field(
+        "sandbox",
+        description="--target judge: the judge's model, 'sandbox[:FOLDER]' (the sandbox's careless judge model) "
+        "or a local folder / endpoint model name.",
+    )
+    pairs: Path | None = Field(
+        None,
+        description="--target judge: JSONL cases with prompt and response_a/response_b (or chosen/rejected); "
+        "default on the sandbox: ground-truth pairs of --requests-split.",
+    )
+    max_pairs: int = Field(60, gt=0, description="--target judge: use at most N pairs.")
+    payloads: str = Field(
+        "all",
+        description="--target judge: payload sets 'project', 'held_out' (comma-separated) or 'all', "
+        "or a text file of one payload per line ({letter} = the loser's letter).",
+    )
+    quoting: Literal["hardened", "legacy", "both"] = Field(
+        "both", description="--target judge: attack the hardened quoting, the legacy one, or both side by side."
+    )
+    inside_obedience: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="--target judge on the sandbox: share of prompts where the simulated judge obeys an "
+        "authoritative order inside a quote.",
+    )

@@ -5,7 +5,8 @@ ground truth), build the target (a local model or an endpoint), the success judg
 a guard or a judge model) and, for PAIR, an attacker; run every selected attack; write
 ``attempts.jsonl`` (every conversation, answer and verdict), ``asr.json`` (Wilson intervals) and
 the exports of the successful attacks: ``sft_refusals.jsonl``, ``dpo_pairs.jsonl`` and
-``red_instruct.jsonl`` (for ``alignkit safe-align``).
+``red_instruct.jsonl`` (for ``alignkit safe-align``). ``--target judge`` attacks the pairwise
+judge instead and writes ``judge_flips.json`` (:mod:`alignkit.safety.judge_attack`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from alignkit.data.io import iter_rows, write_records
 from alignkit.plugins import load_object
 from alignkit.safety.attacks import attack_success_rates, dpo_pairs, red_instruct, run_attacks, select_attacks, sft_refusals
 from alignkit.safety.config import RedTeamConfig
+from alignkit.safety.judge_attack import run_judge_attack
 from alignkit.safety.moderate import success_judge
 
 log = logging.getLogger(__name__)
+
+JUDGE_TARGET = "judge"
 
 
 def _is_sandbox(spec: str) -> bool:
@@ -45,6 +49,9 @@ def read_requests(path: Path) -> list[dict[str, Any]]:
 
 
 def run_redteam(config: RedTeamConfig) -> dict[str, Any]:
+    """Attack ``config.target`` (``judge``: alignkit's pairwise judge, see :mod:`alignkit.safety.judge_attack`)."""
+    if config.target == JUDGE_TARGET:
+        return run_judge_attack(config)
     judge_spec = config.judge if config.judge != "sandbox" else f"sandbox:{config.world_seed}"
     if config.requests is not None:
         requests = read_requests(config.requests)

@@ -26,7 +26,7 @@ from alignkit.safety.attacks import ROLE_PLAYS, SuccessJudge
 from alignkit.safety.policy import Category, Policy, default_policy
 from alignkit.sandbox import language as L
 from alignkit.sandbox.build import load_world
-from alignkit.sandbox.datasets import BaseCorpusConfig, base_corpus
+from alignkit.sandbox.datasets import BaseCorpusConfig, base_corpus, truth_pairs
 from alignkit.sandbox.prompts import SandboxPrompt
 from alignkit.sandbox.respond import polite_refusal
 from alignkit.sandbox.world import World, build_world
@@ -249,3 +249,14 @@ def redteam_requests(spec: str | None = None, split: str = "test", seed: int = 0
     """``attack_requests`` of the world ``spec`` names (folder, seed or nothing): the plug-in behind
     ``alignkit redteam --judge sandbox`` without ``--requests``."""
     return attack_requests(_world(spec), split, seed=seed)
+
+
+def judge_attack_cases(spec: str | None = None, n: int = 60, split: str = "test", seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` ground-truth pairs of the world ``spec`` names: the cases of ``alignkit redteam
+    --target judge`` on the sandbox (the judge should prefer ``chosen``; an injection flips it)."""
+    return truth_pairs(_world(spec), n, split=split, seed=seed)
+
+
+def careless_judge(spec: str | None = None, inside_obedience: float = 0.2, seed: int = 0) -> CarelessJudgeModel:
+    """The judge model ``redteam --target judge --judge-model sandbox[:FOLDER]`` attacks."""
+    return CarelessJudgeModel(_world(spec), inside_obedience=inside_obedience, seed=seed)
