@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class ServeLimits(BaseModel):
@@ -43,8 +43,35 @@ class _ServedModel(BaseModel):
     )
 
 
-class ServeConfig(ServeLimits, _ServedModel):
-    """Serve a model over an OpenAI-compatible API (the model's fields first, then the limits)."""
+class _ServeGuardFields(BaseModel):
+    guard: str | None = Field(
+        None,
+        description="Guard screening requests and answers: a folder from `alignkit safety train-guard`, or "
+        "'judge:MODEL' (a causal LM folder or, with --guard-backend-url, an endpoint's model, in Llama Guard's format).",
+    )
+    guard_on: str = Field("input,output", description="What the guard screens: input, output, or input,output.")
+
+    @field_validator("guard_on")
+    @classmethod
+    def _stages(cls, value: str) -> str:
+        stages = {part.strip() for part in value.split(",") if part.strip()}
+        if not stages or stages - {"input", "output"}:
+            raise ValueError(f"'input', 'output' or 'input,output', got {value!r}")
+        return value
+
+    guard_action: Literal["refuse", "rewrite"] = Field(
+        "refuse",
+        description="refuse: flagged text is answered with --guard-refusal (finish_reason content_filter); rewrite: "
+        "answer a flagged request under a safety instruction, regenerate a flagged answer once (refuse if still flagged).",
+    )
+    guard_refusal: str = Field("I can't help with that.", description="The refusal a flagged request or answer gets.")
+    guard_log: Path | None = Field(None, description="Append one JSONL row per flag (stage, action, categories, text).")
+    guard_backend_url: str | None = Field(None, description="OpenAI-compatible base URL of a 'judge:MODEL' guard.")
+    guard_policy: str = Field("default", description="Policy YAML of a 'judge:MODEL' guard (a classifier carries its own).")
+
+
+class ServeConfig(_ServeGuardFields, ServeLimits, _ServedModel):
+    """Serve a model over an OpenAI-compatible API (the model's fields first, then the limits, then the guard)."""
 
 
 class RewardServerConfig(BaseModel):

@@ -38,9 +38,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from alignkit.ai.config import ServeConfig, ServeLimits
 from alignkit.ai.serving.engine import Engine, Job, QueueFull, SamplingParams
 from alignkit.ai.serving.http import Guard, error_response, read_body
+from alignkit.ai.serving.moderation import ServeGuard, Verdict, choice_text, refuse_choice, replay
 from alignkit.ai.serving.protocol import APIError, ChatRequest, CompletionRequest, Response, parse, sse
 from alignkit.data.chat import encode_prompt
 from alignkit.models.loading import load_model
+from alignkit.plugins import load_object
 
 POLL_S = 0.1  # how often a waiting request checks that its client is still there
 
@@ -54,17 +56,20 @@ def make_app(
     limits: ServeLimits | None = None,
     api_key: str | None = None,
     request_log: Path | None = None,
+    guard: ServeGuard | None = None,
 ) -> Any:
     """The FastAPI app. ``fail_first_n`` answers the first n chat requests with HTTP 500 (for
     testing clients' retries). ``app.state.stats`` counts requests received per endpoint,
     ``app.state.engine.stats`` what the decode loop did. ``request_log``: append one JSONL row per
     answered request, ``{"id", "time", "model", "request", "response"}`` with the OpenAI bodies
-    (what ``alignkit monitor run --log`` reads)."""
+    (what ``alignkit monitor run --log`` reads). ``guard``: screen input and/or output, refusing or
+    rewriting what it flags (:mod:`alignkit.ai.serving.moderation`; ``app.state.guard.stats``)."""
     limits = limits or ServeLimits()
     app = FastAPI(title="alignkit OpenAI-compatible server")
     engine = Engine(model, tokenizer, max_batch_size=limits.max_batch_size, max_queue=limits.max_queue)
     context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     app.state.engine = engine
+    app.state.guard = guard
     app.state.stats = {"requests": 0, "chat_completions": 0, "completions": 0, "models": 0, "failed_on_purpose": 0}
     app.state.fail_first_n = fail_first_n
     stats_lock = threading.Lock()
@@ -127,7 +132,13 @@ def make_app(
         return max_tokens
 
     async def run(
-        request: Request, job: Job, response: Response, stream: bool, include_usage: bool, payload: dict[str, Any]
+        request: Request,
+        job: Job,
+        response: Response,
+        stream: bool,
+        include_usage: bool,
+        payload: dict[str, Any],
+        log: bool = True,
     ) -> Any:
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
@@ -196,7 +207,76 @@ def make_app(
         if job.error is not None:
             raise APIError(500, job.error, "server_error")
         answer = response.body(usage())
+        if log:
+            log_request(payload, answer)
+        return answer
+
+    async def guarded(
+        request: Request,
+        job: Job,
+        response: Response,
+        stream: bool,
+        include_usage: bool,
+        payload: dict[str, Any],
+        prompts: list[Any],
+        flagged_in: list[Verdict | None],
+        redo: Any = None,
+    ) -> Any:
+        """Decode, then screen every choice (``prompts[i]``: what choice i answers) before anything is sent.
+
+        A choice whose prompt was flagged on input is refused; a flagged output is regenerated once by
+        ``redo(indices, verdicts) -> {index: (text, completion_tokens)}`` (rewrite) or refused."""
+        assert guard is not None
+        answer = await run(request, job, response, False, False, payload, log=False)
+        if isinstance(answer, JSONResponse):  # the client went away
+            return answer
+        choices = answer["choices"]
+        kept = [True] * len(choices)
+        todo = [i for i in range(len(choices)) if flagged_in[i] is None]
+        verdicts: dict[int, Verdict] = {}
+        if "output" in guard.on or redo is not None:
+            found = await asyncio.to_thread(
+                guard.screen_outputs, [prompts[i] for i in todo], [choice_text(choices[i]) for i in todo]
+            )
+            verdicts = {i: v for i, v in zip(todo, found) if v is not None}
+        again = await redo(sorted(verdicts), [verdicts[i] for i in sorted(verdicts)]) if redo and verdicts else {}
+        for i, choice in enumerate(choices):
+            verdict = flagged_in[i] or verdicts.get(i)
+            if verdict is None:
+                continue
+            kept[i] = False
+            stage = "input" if flagged_in[i] is not None else "output"
+            if i in again:
+                text, tokens = again[i]
+                guard.record(answer["id"], stage, "rewritten", verdict, prompts[i], choice_text(choice))
+                if "message" in choice:
+                    choice["message"]["content"] = text
+                else:
+                    choice["text"] = text
+                choice["logprobs"] = None
+                answer["usage"]["completion_tokens"] += tokens
+                answer["usage"]["total_tokens"] += tokens
+            else:
+                guard.record(answer["id"], stage, "refused", verdict, prompts[i], choice_text(choice))
+                refuse_choice(choice, guard.refusal)
         log_request(payload, answer)
+        if stream:
+            events = replay(response, answer, kept, include_usage)
+            return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return answer
+
+    def refused(kind: Any, n: int, payload: dict[str, Any], verdict: Verdict, prompt: Any, stream: bool, usage: bool) -> Any:
+        """A chat request flagged on input, answered without decoding: every choice is the refusal."""
+        assert guard is not None
+        response = Response(kind, model_name, n, False)
+        answer = response.body({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+        guard.record(answer["id"], "input", "refused", verdict, prompt, None)
+        for choice in answer["choices"]:
+            refuse_choice(choice, guard.refusal)
+        log_request(payload, answer)
+        if stream:
+            events = replay(response, answer, [False] * n, usage)
+            return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         return answer
 
     @app.post("/v1/chat/completions")
@@ -209,12 +289,22 @@ def make_app(
                 raise APIError(500, "injected failure (fail_first_n)", "server_error")
         if body.top_logprobs and not body.logprobs:
             raise APIError(400, "top_logprobs needs logprobs=true", param="top_logprobs")
+        messages = [m.model_dump() for m in body.messages]
         try:
-            prompt = encode_prompt(tokenizer, [m.model_dump() for m in body.messages])
+            prompt = encode_prompt(tokenizer, messages)
         except ValueError as err:
             raise APIError(400, str(err), param="messages") from err
         top = body.top_logprobs or 0
-        max_tokens = check_common(body, body.max_completion_tokens or body.max_tokens or limits.default_max_tokens, top, [prompt])
+        wanted = body.max_completion_tokens or body.max_tokens or limits.default_max_tokens
+        max_tokens = check_common(body, wanted, top, [prompt])
+        payload = body.model_dump(exclude_none=True)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        flagged_in = (await asyncio.to_thread(guard.screen_inputs, [messages]))[0] if guard is not None else None
+        if guard is not None and flagged_in is not None:
+            if guard.action == "refuse":
+                return refused("chat", body.n, payload, flagged_in, messages, body.stream, include_usage)
+            prompt = encode_prompt(tokenizer, guard.instructed(messages, flagged_in))
+            max_tokens = check_common(body, wanted, top, [prompt])
         params = SamplingParams(
             max_tokens,
             body.temperature,
@@ -225,8 +315,28 @@ def make_app(
         )
         job = Job([prompt], body.n, params, body.seed)
         response = Response("chat", model_name, len(job.choices), body.logprobs)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await run(request, job, response, body.stream, include_usage, body.model_dump(exclude_none=True))
+        if guard is None or ("output" not in guard.on and flagged_in is None):
+            return await run(request, job, response, body.stream, include_usage, payload)
+        if flagged_in is not None:  # answered under the safety instruction; the answer is screened below
+            guard.record(response.id, "input", "rewritten", flagged_in, messages, None)
+
+        async def redo(indices: list[int], verdicts: list[Verdict]) -> dict[int, tuple[str, int]]:
+            """Rewrite: regenerate flagged choices once under the safety instruction; keep those that pass."""
+            if guard is None or guard.action != "rewrite":
+                return {}
+            retry = encode_prompt(tokenizer, guard.instructed(messages, verdicts[0]))
+            seed = None if body.seed is None else body.seed + 1
+            again = Job([retry], len(indices), params, seed)
+            answer = await run(request, again, Response("chat", model_name, len(indices), False), False, False, payload, False)
+            if isinstance(answer, JSONResponse):
+                return {}
+            texts = [choice_text(c) for c in answer["choices"]]
+            still = await asyncio.to_thread(guard.screen_outputs, [messages] * len(texts), texts)
+            tokens = answer["usage"]["completion_tokens"] // max(len(texts), 1)
+            return {i: (t, tokens) for i, t, v in zip(indices, texts, still) if v is None}
+
+        n = len(job.choices)
+        return await guarded(request, job, response, body.stream, include_usage, payload, [messages] * n, [None] * n, redo)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
@@ -261,7 +371,17 @@ def make_app(
         job = Job(prompts, body.n, params, body.seed)
         response = Response("completion", model_name, len(job.choices), wants)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await run(request, job, response, body.stream, include_usage, body.model_dump(exclude_none=True))
+        payload = body.model_dump(exclude_none=True)
+        if guard is None:
+            return await run(request, job, response, body.stream, include_usage, payload)
+        texts = [tokenizer.decode(p) for p in prompts]  # what the guard reads (token-id prompts too)
+        flags = await asyncio.to_thread(guard.screen_inputs, texts)
+        per_choice = len(job.choices) // len(prompts)  # choice index = prompt * n + choice
+        shown = [texts[i // per_choice] for i in range(len(job.choices))]
+        flagged = [flags[i // per_choice] for i in range(len(job.choices))]
+        if "output" not in guard.on and not any(flagged):
+            return await run(request, job, response, body.stream, include_usage, payload)
+        return await guarded(request, job, response, body.stream, include_usage, payload, shown, flagged)
 
     return app
 
@@ -323,6 +443,20 @@ def api_key_from_env(variable: str | None) -> str | None:
     return key.strip()
 
 
+def serve_guard(config: ServeConfig) -> ServeGuard | None:
+    """The ``--guard`` of ``config`` (a guard folder or ``judge:MODEL``, built by :mod:`alignkit.safety`), or None."""
+    if config.guard is None:
+        return None
+    source = load_object("alignkit.safety.config:GuardSource", what="guard source")
+    build = load_object("alignkit.safety.moderate:build_guard", what="guard")
+    guard = build(
+        source(guard=config.guard, backend_url=config.guard_backend_url, policy=config.guard_policy),
+        cache_dir=Path(".alignkit_cache"),
+    )
+    on = frozenset(part.strip() for part in config.guard_on.split(",") if part.strip())
+    return ServeGuard(guard, on=on, action=config.guard_action, refusal=config.guard_refusal, log_path=config.guard_log)
+
+
 def serve(config: ServeConfig) -> None:
     """Load the model and serve it until interrupted."""
     api_key = api_key_from_env(config.api_key_env)
@@ -332,6 +466,12 @@ def serve(config: ServeConfig) -> None:
     )
     limits = ServeLimits.model_validate(config.model_dump(include=set(ServeLimits.model_fields)))
     app = make_app(
-        model, tokenizer, config.model_name or config.model, limits=limits, api_key=api_key, request_log=config.log_requests
+        model,
+        tokenizer,
+        config.model_name or config.model,
+        limits=limits,
+        api_key=api_key,
+        request_log=config.log_requests,
+        guard=serve_guard(config),
     )
     uvicorn.run(app, host=config.host, port=config.port, log_level="info")
