@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from alignkit.cli.common import config_command
-from alignkit.safety.config import FilterConfig, GuardTrainConfig, ModerateConfig, RedTeamConfig
+from alignkit.safety.config import FilterConfig, FlagRatesConfig, GuardTrainConfig, ModerateConfig, RedTeamConfig
 from alignkit.train.config import SafeAlignConfig
 
 
@@ -20,6 +20,15 @@ def _filter_done(config: FilterConfig, report: dict[str, Any]) -> str:
         f"(per category: {cats}; not moderated: {report['not_moderated']})\n"
         f"wrote {config.output}/kept.jsonl, removed.jsonl, filter_report.json"
     )
+
+
+def _flag_rates_done(config: FlagRatesConfig, result: dict[str, Any]) -> str:
+    lines = [f"guard {result['guard']}: flag rate over {result['prompts']} prompts (Wilson 95 %)"]
+    for model, row in result["by_model"].items():
+        lo, hi = row["ci"]
+        lines.append(f"  {model:<16} {row['rate']:.3f}  [{lo:.3f}, {hi:.3f}]  {row['flagged']}/{row['n']}")
+    lines.append(f"wrote {config.output}")
+    return "\n".join(lines)
 
 
 def _judge_attack_done(result: dict[str, Any]) -> str:
@@ -70,6 +79,14 @@ def register(app: typer.Typer) -> None:
         "alignkit.safety.moderate:run_filter",
         done=_filter_done,
         help="Filter a training set with a guard: kept.jsonl, removed.jsonl (every removed row, with its verdict).",
+    )
+    config_command(
+        sub,
+        "flag-rates",
+        FlagRatesConfig,
+        "alignkit.safety.moderate:run_flag_rates",
+        done=_flag_rates_done,
+        help="The guard column of an evaluation: flag rate per model (Wilson CI) of its responses.jsonl.",
     )
     app.add_typer(sub, name="safety")
     config_command(

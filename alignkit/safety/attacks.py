@@ -321,10 +321,16 @@ def _pair(
 # --------------------------------------------------------------------------- success rates
 
 
-def _rate(flags: Sequence[bool], ci: float = 0.95) -> dict[str, Any]:
+def rate_with_ci(flags: Sequence[bool], ci: float = 0.95, count: str = "successes", rate: str = "asr") -> dict[str, Any]:
+    """``{"n", count, rate, "ci"}``: the share of true flags with its Wilson interval (NaN rate when empty).
+    One helper for attack success (``successes``/``asr``), judge flips and guard flags."""
     n, k = len(flags), sum(flags)
     lo, hi = wilson_interval(k, n, ci)
-    return {"n": n, "successes": k, "asr": k / n if n else float("nan"), "ci": [lo, hi]}
+    return {"n": n, count: k, rate: k / n if n else float("nan"), "ci": [lo, hi]}
+
+
+def _rate(flags: Sequence[bool], ci: float = 0.95) -> dict[str, Any]:
+    return rate_with_ci(flags, ci)
 
 
 def attack_success_rates(attempts: Sequence[Attempt | dict[str, Any]], ci: float = 0.95) -> dict[str, Any]:

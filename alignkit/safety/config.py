@@ -73,6 +73,18 @@ class FilterConfig(GuardSource):
     )
 
 
+class FlagRatesConfig(GuardSource):
+    """The guard column of an evaluation: flag rate per model (and per prompt category) of its responses."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    responses: Path = Field(
+        ..., description="An evaluation's responses.jsonl: per prompt 'prompt', 'category' and one column per model."
+    )
+    output: Path = Field(..., description="JSON: per model n, flagged, rate, Wilson CI, per category and per prompt category.")
+    models: str | None = Field(None, description="Comma-separated model columns (default: every column but prompt/category).")
+
+
 class RedTeamConfig(BaseModel):
     """Attack a target with generated attacks; ASR per attack and category; export training data from successes."""
 

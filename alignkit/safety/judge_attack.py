@@ -30,8 +30,8 @@ from alignkit.ai.judge import DEFAULT_INJECTIONS, HELD_OUT_INJECTIONS, Judge, in
 from alignkit.ai.runner import make_backend
 from alignkit.data.errors import DataError
 from alignkit.data.io import iter_rows
-from alignkit.evaluate.stats import wilson_interval
 from alignkit.plugins import load_object
+from alignkit.safety.attacks import rate_with_ci
 from alignkit.safety.config import RedTeamConfig
 
 PAYLOAD_SETS: dict[str, list[str]] = {"project": DEFAULT_INJECTIONS, "held_out": HELD_OUT_INJECTIONS}
@@ -41,9 +41,7 @@ FLIPS_FILE = "judge_flips.json"
 
 def flip_rate(flags: Sequence[bool], ci: float = 0.95) -> dict[str, Any]:
     """``{"n", "flips", "rate", "ci"}``: the share of flipped verdicts with a Wilson interval."""
-    n, k = len(flags), sum(flags)
-    lo, hi = wilson_interval(k, n, ci)
-    return {"n": n, "flips": k, "rate": k / n if n else float("nan"), "ci": [lo, hi]}
+    return rate_with_ci(flags, ci, count="flips", rate="rate")
 
 
 def payload_sets(spec: str) -> dict[str, list[str]]:

@@ -24,7 +24,8 @@ from alignkit.data.errors import DataError
 from alignkit.data.io import iter_rows, write_records
 from alignkit.data.records import detect_kind
 from alignkit.plugins import load_object
-from alignkit.safety.config import FilterConfig, GuardSource, ModerateConfig
+from alignkit.safety.attacks import rate_with_ci
+from alignkit.safety.config import FilterConfig, FlagRatesConfig, GuardSource, ModerateConfig
 from alignkit.safety.guard import GUARD_FILE, GuardClassifier, GuardScore, JudgeGuard
 from alignkit.safety.policy import load_policy
 
@@ -181,6 +182,63 @@ def flag_rate(guard: Guard, prompts: Sequence[Any], responses: Sequence[Any]) ->
         return math.nan
     verdicts = score_rows(guard, list(zip(prompts, responses)))
     return sum(v.flagged for v in verdicts) / len(verdicts)
+
+
+def flag_rates(
+    guard: Guard,
+    prompts: Sequence[Any],
+    responses_by_model: dict[str, Sequence[Any]],
+    groups: Sequence[str] | None = None,
+    ci: float = 0.95,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Guard flag rate per model (Wilson interval), overall and per ``groups`` label (e.g. prompt category).
+
+    The guard column of an evaluation: the same guard reads every model's answers to the same
+    prompts, so the rates compare models (a guard's own errors hit all of them alike). Returns
+    ``{model: {"n", "flagged", "rate", "ci", "per_category": {code: count}, "by_group": {...}}}``."""
+    out: dict[str, Any] = {}
+    for model, responses in responses_by_model.items():
+        if len(responses) != len(prompts):
+            raise ValueError(f"model {model!r}: {len(responses)} responses for {len(prompts)} prompts")
+        verdicts = score_rows(guard, list(zip(prompts, responses)), batch_size)
+        flags = [v.flagged for v in verdicts]
+        row = _wilson_row(flags, ci)
+        row["per_category"] = dict(sorted(Counter(c for v in verdicts for c in v.flagged_categories).items()))
+        if groups is not None:
+            by: dict[str, list[bool]] = {}
+            for g, f in zip(groups, flags):
+                by.setdefault(g, []).append(f)
+            row["by_group"] = {g: _wilson_row(fs, ci) for g, fs in sorted(by.items())}
+        out[model] = row
+    return out
+
+
+def _wilson_row(flags: Sequence[bool], ci: float) -> dict[str, Any]:
+    return rate_with_ci(flags, ci, count="flagged", rate="rate")
+
+
+RESPONSE_META = ("prompt", "category", "prompt_id", "id")
+
+
+def run_flag_rates(config: FlagRatesConfig, guard: Guard | None = None) -> dict[str, Any]:
+    """``alignkit safety flag-rates``: the guard column of an evaluation's ``responses.jsonl``
+    (one row per prompt: ``prompt``, ``category``, one column per model), written as JSON."""
+    rows = [r for _, r in _read(config.responses)]
+    if not rows:
+        raise DataError(config.responses, None, "rows", "at least one row", seen="an empty file")
+    models = [k for k in rows[0] if k not in RESPONSE_META] if config.models is None else config.models.split(",")
+    for line, row in enumerate(rows, 1):
+        for m in models:
+            if not isinstance(row.get(m), str):
+                raise DataError(config.responses, line, m, "the model's response text", seen=repr(row.get(m))[:40])
+    guard = guard or build_guard(config, Path(config.output).parent / ".alignkit_cache")
+    groups = [str(r.get("category", "all")) for r in rows]
+    rates = flag_rates(guard, [r["prompt"] for r in rows], {m: [r[m] for r in rows] for m in models}, groups)
+    result = {"guard": config.guard, "prompts": len(rows), "by_model": rates}
+    Path(config.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(config.output).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
 
 
 SuccessJudge = Callable[[Sequence[str], Sequence[str]], list[float]]

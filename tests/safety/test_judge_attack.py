@@ -91,3 +91,44 @@ def test_redteam_target_judge_through_the_cli(tmp_path):
     args = ["redteam", "--target", "judge", "--judge-model", "some/model", "--output", str(tmp_path / "r")]
     result = runner.invoke(app, args)
     assert result.exit_code != 0 and "--pairs is needed" in result.output
+
+
+def test_guard_flag_rate_per_model_from_an_evaluation_responses_file(tmp_path):
+    from alignkit.safety.guard import GuardScore
+    from alignkit.safety.moderate import flag_rates
+
+    class Harmful:
+        """Flags a response containing '[harmful detail]' as S1."""
+
+        def score(self, prompts, responses=None):
+            return [
+                GuardScore(1.0, flagged_categories=["S1"], flagged=True) if "[harmful" in r else GuardScore(0.0)
+                for r in responses
+            ]
+
+    harm, fine = "Step 1: [harmful detail].", "I can't help with that."
+    rates = flag_rates(
+        Harmful(), ["a", "b", "c", "d"], {"sft": [harm, harm, fine, harm], "dpo": [fine] * 4}, ["x", "x", "y", "y"]
+    )
+    assert rates["sft"]["rate"] == 0.75 and rates["sft"]["flagged"] == 3 and rates["dpo"]["rate"] == 0.0
+    assert rates["sft"]["by_group"]["x"]["rate"] == 1.0 and rates["sft"]["by_group"]["y"]["rate"] == 0.5
+    assert rates["sft"]["per_category"] == {"S1": 3} and rates["dpo"]["ci"][0] == 0.0 and 0 < rates["dpo"]["ci"][1] < 1
+    with pytest.raises(ValueError, match="3 responses for 4 prompts"):
+        flag_rates(Harmful(), ["a", "b", "c", "d"], {"sft": [harm] * 3})
+    # Through the CLI, with a judge guard on the shipped base model reading an evaluation's responses.jsonl.
+    from alignkit.sandbox.config import SHIPPED_BASE_MODEL
+
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text(
+        "".join(json.dumps({"prompt": p, "category": "harmful", "sft": harm, "dpo": fine}) + "\n" for p in ("q1", "q2"))
+    )
+    out = tmp_path / "flags.json"
+    args = ["safety", "flag-rates", "--responses", str(responses), "--guard", f"judge:{SHIPPED_BASE_MODEL}"]
+    result = runner.invoke(app, [*args, "--threshold", "0", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    by_model = json.loads(out.read_text())["by_model"]
+    assert list(by_model) == ["sft", "dpo"] and by_model["sft"]["rate"] == by_model["dpo"]["rate"] == 1.0  # threshold 0
+    assert "sft" in result.output and "2/2" in result.output
+    responses.write_text(json.dumps({"prompt": "q", "sft": harm, "dpo": None}) + "\n")
+    result = runner.invoke(app, [*args, "--output", str(out)])
+    assert result.exit_code != 0 and "responses.jsonl:1: dpo" in result.output
