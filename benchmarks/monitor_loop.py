@@ -14,7 +14,8 @@ import logging
 import time
 from pathlib import Path
 
-from alignkit.sandbox.loop import monitor_loop, rag_comparison, train_rag_sft
+from alignkit.data.io import read_records
+from alignkit.sandbox.loop import BASE_MODEL, monitor_loop, rag_comparison, train_rag_sft
 
 
 def _ci(m: dict) -> str:
@@ -26,12 +27,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rag-steps", type=int, default=80)
     parser.add_argument("--rag-demos", type=int, default=1000)
+    parser.add_argument("--rag-lr", type=float, default=2e-3)
+    parser.add_argument("--rag-share", type=float, default=0.6)
+    parser.add_argument("--rag-source", choices=["synthetic", "collection"], default="synthetic")
+    parser.add_argument("--answer-style", choices=["value", "fact"], default="value")
     parser.add_argument("--k", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stream", type=int, default=96)
     parser.add_argument("--eval", type=int, default=120)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--restart", action="store_true", help="fine-tune the start model each round")
+    parser.add_argument("--lora", action="store_true")
+    parser.add_argument("--start-model", default=None, help="the deployed model (default: the sandbox base model)")
+    parser.add_argument("--replay", type=Path, default=None, help="JSONL of the deployed model's training data to mix in")
     parser.add_argument("--judge-accuracy", type=float, default=0.85)
     parser.add_argument("--skip-rag", action="store_true")
     parser.add_argument("--skip-loop", action="store_true")
@@ -41,7 +50,16 @@ def main() -> None:
     results: dict = {}
     if not args.skip_rag:
         t = time.time()
-        sft = train_rag_sft(args.out, n_demos=args.rag_demos, steps=args.rag_steps, k=args.k)
+        sft = train_rag_sft(
+            args.out,
+            n_demos=args.rag_demos,
+            steps=args.rag_steps,
+            k=args.k,
+            lr=args.rag_lr,
+            rag_share=args.rag_share,
+            source=args.rag_source,
+            answer_style=args.answer_style,
+        )
         results["rag"] = rag_comparison(sft, k=args.k, judge_accuracy=args.judge_accuracy)
         results["rag"]["seconds"] = round(time.time() - t, 1)
         r = results["rag"]
@@ -55,6 +73,10 @@ def main() -> None:
         t = time.time()
         results["loop"] = monitor_loop(
             args.out / "loop",
+            start_model=args.start_model or BASE_MODEL,
+            restart=args.restart,
+            lora=args.lora,
+            replay=read_records(args.replay).records if args.replay else None,
             rounds=args.rounds,
             stream_size=args.stream,
             lr=args.lr,

@@ -226,38 +226,128 @@ def truth_rag_metrics(kn: Knowledge, question: str, answer: str, hits: Sequence[
     }
 
 
+def synthetic_entities(kn: Knowledge, n_per_type: int, seed: int = 0) -> list[Entity]:
+    """Fresh training entities for RAG demonstrations, built like the private ones.
+
+    Their names collide with no KB, unknown or private name (so no test entity is ever trained
+    on), their values come from the world's closed value lists (tokens the base model produces).
+    Each demonstration then asks about an entity the model cannot have memorised: the only way to
+    fit the answer is to read it from the passage (the copying skill RAG needs; with a fixed set
+    of train entities a small model memorises their facts instead).
+    """
+    world = kn.world
+    rng = random.Random(f"synthetic:{world.config.seed}:{seed}")
+    names = _NameMaker(rng)
+    for name in [*world.kb, *(e.name for e in world.unknown), *kn.private]:
+        names.used.update(w.lower() for w in name.split())
+    towns = [e.name for e in world.kb.values() if e.type == "town"]
+    people = [e.name for e in world.kb.values() if e.type == "person"]
+    pools = {"town": towns, "person": people}
+    out = []
+    for etype in N_PRIVATE:
+        for _ in range(n_per_type):
+            name = getattr(names, etype)()
+            attrs = {}
+            for attr, domain in L.ENTITY_TYPES[etype].items():
+                pool = pools[domain] if isinstance(domain, str) else domain
+                attrs[attr] = rng.choice(pool)
+            out.append(Entity(name=name, type=etype, attributes=attrs))
+    return out
+
+
+def rag_answer(value: str, doc_id: str, entity: str, attribute: str, style: str = "value") -> str:
+    """The answer a RAG demonstration teaches: ``value`` (the value and its citation, ``Ysla
+    [kb-0330]``: the fewest tokens to copy from the passage, and the value first, where the
+    model has just read the question) or ``fact`` (the fact restated, ``The river of Venru is the
+    Ysla. [kb-0330]``, which also makes the model copy the entity's name)."""
+    if style == "value":
+        return f"{value} [{doc_id}]"
+    if style == "fact":
+        return f"{L.FACT_TEMPLATES[attribute][0].format(e=entity, v=value)} [{doc_id}]"
+    raise ValueError(f"answer style must be 'value' or 'fact', got {style!r}")
+
+
 def rag_demos(
-    kn: Knowledge, retriever: Any, n: int, seed: int = 0, k: int = 3, rag_share: float = 0.5, template: str | None = None
+    kn: Knowledge,
+    retriever: Any,
+    n: int,
+    seed: int = 0,
+    k: int = 3,
+    rag_share: float = 0.5,
+    template: str | None = None,
+    source: str = "synthetic",
+    answer_style: str = "value",
+    n_synthetic: int = 40,
 ) -> list[dict[str, Any]]:
     """SFT demonstrations for retrieval-augmented answering (RAFT-style, Zhang et al. 2024).
 
-    A share ``rag_share`` of the records is a train-split factual question (world KB or private
-    train entities) asked *with* its top-k retrieved passages and answered with the fact and a
-    citation of the gold passage; the rest are the world's ordinary ideal demonstrations, so the
-    model keeps its behaviour on bare prompts. Test-split private entities never appear.
+    A share ``rag_share`` of the records is a question asked *with* its top-k retrieved passages
+    and answered from the gold passage with its citation (:func:`rag_answer`), or with "I don't
+    know" when retrieval missed the gold passage (abstention, as RAFT trains with distractor-only
+    contexts); the rest are the world's ordinary ideal demonstrations, so the model keeps its
+    behaviour on bare prompts. ``source``:
+
+    * ``synthetic`` (default): questions about :func:`synthetic_entities` (``n_synthetic`` per
+      type, a fresh set per 150 demonstrations), retrieved from a collection of *their* fact
+      passages with the same BM25 retriever, so
+      training contexts look like test contexts (same-entity distractors, misses) but every answer
+      must be read, not recalled; ``retriever`` is unused;
+    * ``collection``: train-split questions of ``kn`` (world KB and private train entities)
+      retrieved by ``retriever`` from the built-in collection.
+
+    Test-split private entities never appear.
     """
+    from alignkit.rag.index import Retriever
     from alignkit.rag.prompt import DEFAULT_TEMPLATE, rag_prompt
     from alignkit.sandbox.datasets import sft_demos
 
     rng = random.Random(f"rag-demos:{seed}")
     world = kn.world
-    pool = [p for p in world.prompts("train", category="factual")] + [q.prompt for q in kn.retrieval_questions("train")]
     n_rag = round(n * rag_share)
-    picks = [pool[rng.randrange(len(pool))] for _ in range(n_rag)]
-    hits = retriever.retrieve_many([p.text for p in picks], k=k)
+    # (question, entity, attribute, value, gold id, prompt id) per demonstration
+    items: list[tuple[str, str, str, str, str, str | None]] = []
+    hits: list[list[Any]] = []
+    if source == "synthetic":
+        # Several small collections, each of fresh entities with fresh values: a name that recurs
+        # across collections carries other values, so no name -> value map can be memorised.
+        per_collection = 150
+        for c in range(max(1, math.ceil(n_rag / per_collection))):
+            ents = synthetic_entities(kn, n_synthetic, seed=seed * 1000 + c)
+            facts = [(e, a) for e in ents for a in e.attributes]
+            ids = rng.sample(range(10_000), len(facts))  # ids shaped like the collection's, no order hint
+            docs = [
+                Document(f"kb-{i:04d}", _fact_text(e, a), {"entity": e.name, "attribute": a}) for i, (e, a) in zip(ids, facts)
+            ]
+            gold_of = {(d.metadata["entity"], d.metadata["attribute"]): d.id for d in docs}
+            batch = []
+            for _ in range(min(per_collection, n_rag - len(items))):
+                ent, attr = facts[rng.randrange(len(facts))]
+                question = rng.choice(L.QUESTION_TEMPLATES[attr]).format(e=ent.name)
+                batch.append((question, ent.name, attr, ent.attributes[attr], gold_of[(ent.name, attr)], None))
+            items += batch
+            hits += Retriever.build(docs).retrieve_many([it[0] for it in batch], k=k)
+    elif source == "collection":
+        pool = [p for p in world.prompts("train", category="factual")] + [q.prompt for q in kn.retrieval_questions("train")]
+        for _ in range(n_rag):
+            p = pool[rng.randrange(len(pool))]
+            entity, attr = p.entity or "", p.attribute or "river"
+            items.append((p.text, entity, attr, p.answer or "", kn.doc_of[(entity, attr)], p.id))
+        hits = retriever.retrieve_many([it[0] for it in items], k=k)
+    else:
+        raise ValueError(f"source must be 'synthetic' or 'collection', got {source!r}")
     out = []
-    for p, h in zip(picks, hits):
-        gold = kn.doc_of[(p.entity or "", p.attribute or "")]
-        fact = L.FACT_TEMPLATES[p.attribute or "river"][0].format(e=p.entity, v=p.answer)
+    for (question, entity, attr, value, gold, pid), h in zip(items, hits):
         known = any(x.id == gold for x in h)
-        completion = f"{fact} [{gold}]" if known else rng.choice(L.DONT_KNOW_TEXTS).format(e=p.entity)
+        completion = (
+            rag_answer(value, gold, entity, attr, answer_style) if known else rng.choice(L.DONT_KNOW_TEXTS).format(e=entity)
+        )
         out.append(
             {
-                "prompt": rag_prompt(p.text, h, template or DEFAULT_TEMPLATE),
+                "prompt": rag_prompt(question, h, template or DEFAULT_TEMPLATE),
                 "completion": completion,
                 "category": "rag",
                 "behaviour": "correct" if known else "dont_know",
-                "prompt_id": p.id,
+                "prompt_id": pid,
             }
         )
     out += sft_demos(world, n - n_rag, seed=seed)

@@ -59,7 +59,16 @@ def _mean(xs: list[float], seed: int = 0) -> dict[str, float]:
     return {"value": sum(xs) / len(xs) if xs else float("nan"), "ci_low": lo, "ci_high": hi, "n": len(xs)}
 
 
-def _sft(model: str, records: list[dict[str, Any]], out: Path, steps: int, lr: float, seed: int, max_length: int = 160) -> str:
+def _sft(
+    model: str,
+    records: list[dict[str, Any]],
+    out: Path,
+    steps: int,
+    lr: float,
+    seed: int,
+    max_length: int = 160,
+    lora: bool = False,
+) -> str:
     out.mkdir(parents=True, exist_ok=True)
     write_records(out / "data.jsonl", records)
     cfg = SFTConfig(
@@ -75,17 +84,32 @@ def _sft(model: str, records: list[dict[str, Any]], out: Path, steps: int, lr: f
         seed=seed,
         progress=False,
         save_every=10_000,
+        lora=lora,
+        lora_r=16,
+        lora_alpha=32,
+        merge_lora=lora,  # the next round loads a plain model
     )
     return str(run_sft(cfg))
 
 
 def train_rag_sft(
-    folder: Path, n_demos: int = 1000, steps: int = 80, k: int = 2, seed: int = 0, kn: Knowledge | None = None
+    folder: Path,
+    n_demos: int = 1000,
+    steps: int = 80,
+    k: int = 2,
+    seed: int = 0,
+    kn: Knowledge | None = None,
+    lr: float = 2e-3,
+    rag_share: float = 0.6,
+    source: str = "synthetic",
+    answer_style: str = "value",
 ) -> str:
-    """The SFT model: the base model fine-tuned on RAG-formatted and ordinary ideal demonstrations."""
+    """The SFT model: the base model fine-tuned on RAG-formatted and ordinary ideal demonstrations
+    (:func:`~alignkit.sandbox.knowledge.rag_demos`)."""
     kn = kn or knowledge(seed)
     retriever = Retriever.build(kn.documents)
-    return _sft(BASE_MODEL, rag_demos(kn, retriever, n_demos, seed=seed, k=k, rag_share=0.6), folder / "sft", steps, 2e-3, seed)
+    demos = rag_demos(kn, retriever, n_demos, seed=seed, k=k, rag_share=rag_share, source=source, answer_style=answer_style)
+    return _sft(BASE_MODEL, demos, folder / "sft", steps, lr, seed)
 
 
 def rag_comparison(
@@ -156,8 +180,19 @@ def monitor_loop(
     reviewer_error: float = 0.05,
     lr: float = 1e-3,
     seed: int = 0,
+    restart: bool = False,
+    lora: bool = False,
+    replay: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """``rounds`` of monitor → correct → fine-tune, then a last monitoring pass; numbers per round."""
+    """``rounds`` of monitor → correct → fine-tune, then a last monitoring pass; numbers per round.
+
+    Each round's fine-tune trains on every correction so far plus ``replay`` (the deployed model's
+    own training data, mixed in against forgetting, as in experience replay for continual
+    learning, Rolnick et al. 2019). ``restart``: fine-tune ``start_model`` each round instead of the
+    previous round's model, so round r's model is one fine-tune on a superset of round r-1's data
+    rather than a chain of fine-tunes that each overfit a dozen rows (drift compounds in a chain).
+    ``lora``: train a LoRA adapter (Hu et al. 2022), merged when saved, which moves fewer weights.
+    """
     kn = knowledge(seed)
     world = kn.world
     rng = random.Random(seed)
@@ -201,7 +236,15 @@ def monitor_loop(
             corrections += [{"prompt": x["prompt"], "completion": x["completion"]} for x in new]
             row["corrections_ideal"] = _rate([kn.score(x["prompt"], x["completion"]).ideal for x in new])
             if corrections:  # nothing corrected yet: the same model goes on serving
-                model_path = _sft(model_path, corrections, folder / f"round-{r + 1}", steps, lr, seed + r)
+                model_path = _sft(
+                    start_model if restart else model_path,
+                    corrections + list(replay or []),
+                    folder / f"round-{r + 1}",
+                    steps,
+                    lr,
+                    seed + r,
+                    lora=lora,
+                )
         rows.append(row)
         log.info("round %d: %s", r, json.dumps({k: v for k, v in row.items() if k != "model"}))
     store.close()
@@ -213,6 +256,9 @@ def monitor_loop(
             "steps": steps,
             "lr": lr,
             "judge_accuracy": judge_accuracy,
+            "restart": restart,
+            "lora": lora,
+            "replay": len(replay or []),
         },
     }
 

@@ -12,7 +12,7 @@ from alignkit.rag.evaluate import METRICS, RagCase, evaluate_rag, judge_error
 from alignkit.rag.index import Retriever
 from alignkit.sandbox.datasets import base_corpus, sft_demos
 from alignkit.sandbox.judge import SandboxJudge
-from alignkit.sandbox.knowledge import knowledge, truth_rag_metrics
+from alignkit.sandbox.knowledge import knowledge, rag_answer, rag_demos, synthetic_entities, truth_rag_metrics
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,37 @@ def test_judge_error_grows_with_the_judges_own_error(kn, retriever):
         errs[acc] = judge_error([r["context_recall"] for r in rows], [t["context_recall"] for t in truths])["error_rate"]
     # context recall here is one verdict per case, so its error rate is the judge's verdict error rate
     assert 0.0 < errs[0.95] < 0.12 and 0.18 < errs[0.7] < 0.42
+
+
+def test_synthetic_training_entities_never_touch_the_test_entities(kn):
+    ents = synthetic_entities(kn, 20, seed=3)
+    assert len(ents) == 60 and len({e.name for e in ents}) == 60
+    taken = {w.lower() for n in [*kn.world.kb, *(e.name for e in kn.world.unknown), *kn.private] for w in n.split()}
+    distinct = {e.name.split()[-1].lower() if e.type == "person" else e.name.split()[0].lower() for e in ents}
+    assert not distinct & taken
+    for e in ents:  # values from the world's closed lists: tokens the base model produces
+        for attr, v in e.attributes.items():
+            assert v in kn.world.values[attr]
+
+
+def test_rag_demos_answer_from_the_passage_or_abstain(kn, retriever):
+    demos = rag_demos(kn, retriever, 400, seed=1, k=2, rag_share=1.0)
+    assert len(demos) == 400 and all(d["category"] == "rag" for d in demos)
+    test_names = {q.prompt.entity for q in kn.retrieval_questions("test")}
+    n_known = 0
+    for d in demos:
+        passages = dict(re.findall(r"^\[(kb-\d{4})\] (.*)$", d["prompt"], flags=re.M))
+        assert len(passages) == 2 and not any(name in d["prompt"] for name in test_names)
+        if d["behaviour"] == "correct":
+            n_known += 1
+            value, cited = re.fullmatch(r"(.+) \[(kb-\d{4})\]", d["completion"]).groups()
+            assert cited in passages and value in passages[cited]  # the value is read off the cited passage
+        else:
+            assert "I don't know" in d["completion"]
+    assert 0.7 < n_known / len(demos) < 1.0  # retrieval misses some: those teach abstention
+    assert rag_answer("Ysla", "kb-0330", "Venru", "river", "fact") == "The river of Venru is the Ysla. [kb-0330]"
+    with pytest.raises(ValueError, match="answer style"):
+        rag_answer("Ysla", "kb-0330", "Venru", "river", "short")
+    # the value-first answer is what the ground truth scores as correct for a retrieval question
+    q = kn.retrieval_questions("test")[0]
+    assert kn.score(q.text, rag_answer(q.prompt.answer, q.gold_doc, q.prompt.entity, q.prompt.attribute)).behaviour == "correct"
