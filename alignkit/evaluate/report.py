@@ -579,28 +579,61 @@ def _categories_section(data: ReportData) -> str:
     return "".join(parts) or _empty("per-category results")
 
 
+# ---- safety section (owned by the safety work, issue #15; the rest of this file is evaluation's)
+
+
+def _safety_cell(entry: Any, key: str = "asr") -> str:
+    if not isinstance(entry, dict) or _finite(entry.get(key)) is None:
+        return '<td class="num">n/a</td>'
+    ci = entry.get("ci") or [None, None]
+    interval = f"[{_pct(_finite(ci[0]))}, {_pct(_finite(ci[1]))}] n={entry.get('n', 0)}"
+    return f'<td class="num">{_pct(entry[key])} <span class="ci">{e(interval)}</span></td>'
+
+
 def _safety_section(data: ReportData) -> str:
+    """Red-team ASR by attack per run (before/after columns), then judge-attack flip rates
+    (``judge_flips.json`` entries: one column per quoting). Every name and label is escaped."""
     if not data.safety:
         return _empty("red-team results")
-    runs = list(data.safety)
-    attacks = sorted({a for r in data.safety.values() for a in (r.get("by_attack") or {})})
-
-    def cell(entry: Any) -> str:
-        if not isinstance(entry, dict) or entry.get("asr") is None:
-            return '<td class="num">n/a</td>'
-        ci = entry.get("ci") or [None, None]
-        interval = f"[{_pct(ci[0])}, {_pct(ci[1])}] n={entry.get('n', 0)}"
-        return f'<td class="num">{_pct(entry["asr"])} <span class="ci">{e(interval)}</span></td>'
-
-    rows = [
-        f"<tr><th>{e(a)}</th>{''.join(cell((data.safety[r].get('by_attack') or {}).get(a)) for r in runs)}</tr>" for a in attacks
-    ]
-    rows.append(f"<tr><th>overall</th>{''.join(cell(data.safety[r].get('overall')) for r in runs)}</tr>")
-    head = "".join(f"<th>{e(r)}</th>" for r in runs)
-    return (
-        "<p>Attack success rate (lower is better), Wilson 95 % CI.</p>"
-        + f"<table><tr><th>attack</th>{head}</tr>{''.join(rows)}</table>"
-    )
+    judged = {name: r for name, r in data.safety.items() if isinstance(r.get("quoting"), dict)}
+    runs = [name for name in data.safety if name not in judged]
+    parts = []
+    if runs:
+        attacks = sorted({a for r in runs for a in (data.safety[r].get("by_attack") or {})})
+        rows = [
+            f"<tr><th>{e(a)}</th>{''.join(_safety_cell((data.safety[r].get('by_attack') or {}).get(a)) for r in runs)}</tr>"
+            for a in attacks
+        ]
+        rows.append(f"<tr><th>overall</th>{''.join(_safety_cell(data.safety[r].get('overall')) for r in runs)}</tr>")
+        if any("any_attack" in data.safety[r] for r in runs):
+            cells = "".join(_safety_cell(data.safety[r].get("any_attack")) for r in runs)
+            rows.append(f"<tr><th>requests broken by any attack</th>{cells}</tr>")
+        head = "".join(f"<th>{e(r)}</th>" for r in runs)
+        parts.append(
+            "<p>Attack success rate (lower is better), Wilson 95 % CI.</p>"
+            + f"<table><tr><th>attack</th>{head}</tr>{''.join(rows)}</table>"
+        )
+    for name, flips in judged.items():
+        quotings = list(flips["quoting"])
+        sets = sorted({s for q in quotings for s in (flips["quoting"][q].get("by_set") or {})})
+        rows = [
+            f"<tr><th>{e(s)}</th>"
+            + "".join(_safety_cell((flips["quoting"][q].get("by_set") or {}).get(s), "rate") for q in quotings)
+            + "</tr>"
+            for s in sets
+        ]
+        rows.append(
+            "<tr><th>all payloads</th>"
+            + "".join(_safety_cell(flips["quoting"][q].get("overall"), "rate") for q in quotings)
+            + "</tr>"
+        )
+        head = "".join(f"<th>{e(q)} quoting</th>" for q in quotings)
+        parts.append(
+            f"<p>{e(name)}: injection flip rate of the pairwise judge ({e(str(flips.get('judge_model', '')))}, "
+            f"{e(str(flips.get('pairs', '')))} pairs; lower is better), Wilson 95 % CI.</p>"
+            + f"<table><tr><th>payloads</th>{head}</tr>{''.join(rows)}</table>"
+        )
+    return "".join(parts)
 
 
 def _curves_plot(stage: str, rows: list[dict[str, float]]) -> str | None:
@@ -693,7 +726,7 @@ def render_report(data: ReportData) -> str:
         ("Ratings", _ladders_section(data)),
         ("Win rates", _win_rates_section(data)),
         ("Judge", _judge_section(data)),
-        ("Safety: attack success by attack", _safety_section(data)),
+        ("Safety: attack success by attack, judge attack", _safety_section(data)),
         ("Per category", _categories_section(data)),
         ("Training: curves and compute per stage", _training_section(data)),
         ("Reward vs KL", _reward_kl_section(data)),

@@ -7,8 +7,10 @@ Red team -> export -> train -> red team again is four stages in a pipeline file:
     safe:      {uses: train.safe_align, with: {model: "${sft.model}", data: "${redteam.red_instruct}"}}
     redteam_after: {uses: safety.redteam, with: {target: "${safe.model}", requests_split: test}}
 
+With ``target: judge`` the stage attacks the pairwise judge instead (``${name.judge_flips}``).
 ``safety.report`` writes the evaluation report with its "Safety" section (ASR by attack per
-red-team run). ``examples/safety_loop.yaml`` is the whole loop at demo size. Named in
+red-team run, judge flip rates); the shipped demo (``pipeline/demo.yaml``) attacks its SFT, DPO
+and PPO models and its judge this way. ``examples/safety_loop.yaml`` is the whole loop at demo size. Named in
 :data:`alignkit.pipeline.registry.STAGES` and loaded only when a pipeline uses them.
 """
 
@@ -28,6 +30,8 @@ from alignkit.train.safe_align import run_safe_align
 def redteam(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Attack ``target``; outputs the ASR table and the exported training files (``${name.dpo_pairs}``, ...)."""
     result = run_redteam(RedTeamConfig(**{"progress": False, **params, "output": folder}))
+    if "judge_flips" in result:  # target: judge -> flip rates, for the report's safety section
+        return result
     asr = json.loads(Path(result["asr"]).read_text())
     return {**result, "asr_by_attack": {k: v["asr"] for k, v in asr["by_attack"].items()}}
 
@@ -37,7 +41,8 @@ def safe_align(params: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 
 def report(params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The HTML report of ``results`` (optional) with a safety section from ``safety: {run name: asr.json path}``."""
+    """The HTML report of ``results`` (optional) with a safety section from ``safety: {run name: path}``
+    (a red-team ``asr.json`` or a ``--target judge`` ``judge_flips.json``)."""
     data = load_report_data(params["results"]) if params.get("results") else ReportData(title="alignkit safety report")
     runs = {str(name): json.loads(Path(path).read_text()) for name, path in (params.get("safety") or {}).items()}
     data = data.model_copy(update={"safety": {**data.safety, **runs}})

@@ -209,3 +209,39 @@ def test_safety_loop_pipeline_file_validates_and_the_report_has_a_safety_section
         and "before &lt;script&gt;" in html
         and "<script>" not in html.split("</style>")[-1].split("<script")[0]
     )
+
+
+def test_demo_red_team_stages_and_the_report_safety_section_escapes_untrusted_text(tmp_path):
+    from pathlib import Path
+
+    from alignkit.cli.pipeline import DEMO_PIPELINE
+    from alignkit.pipeline.registry import STAGES
+    from alignkit.pipeline.runner import load_pipeline, validate_pipeline
+    from alignkit.safety.stages import redteam, report
+
+    spec = load_pipeline(DEMO_PIPELINE)
+    validate_pipeline(spec, STAGES)
+    stages = {s.name: s for s in spec.stages}
+    targets = {s.with_["target"] for s in spec.stages if s.uses == "safety.redteam"}
+    assert targets == {"${sft.model}", "${dpo.model}", "${ppo.model}", "judge"}  # before, after, and the judge
+    assert stages["report"].uses == "safety.report" and "${redteam_sft.asr}" in stages["report"].with_["safety"].values()
+
+    # The stages at a tiny size, then the report section built from what they wrote.
+    rt = redteam({"target": str(SHIPPED_BASE_MODEL), "judge": "sandbox", "attacks": "direct,role_play", "max_requests": 2,
+                  "max_new_tokens": 12}, tmp_path / "rt")  # fmt: skip
+    assert set(rt["asr_by_attack"]) == {"direct", "role_play"}
+    jt = redteam({"target": "judge", "max_pairs": 4, "requests_split": "eval", "inside_obedience": 0.0}, tmp_path / "jt")
+    flips = json.loads(Path(jt["judge_flips"]).read_text())
+    flips["quoting"]["hardened"]["by_set"]["<img src=x onerror=alert(1)>"] = flips["quoting"]["hardened"]["by_set"]["project"]
+    Path(jt["judge_flips"]).write_text(json.dumps(flips))
+    asr = json.loads(Path(rt["asr"]).read_text())
+    asr["by_attack"]["<script>alert(1)</script>"] = asr["by_attack"]["direct"]
+    Path(rt["asr"]).write_text(json.dumps(asr))
+    out = report({"safety": {"SFT <b>before</b>": rt["asr"], "judge & co": jt["judge_flips"]}}, tmp_path / "rep")
+    body = Path(out["report"]).read_text().split("</style>", 1)[1]
+    assert "<script" not in body and "<img" not in body and "<b>" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "SFT &lt;b&gt;before&lt;/b&gt;" in body
+    assert "judge &amp; co: injection flip rate" in body and "&lt;img src=x onerror=alert(1)&gt;" in body
+    # The numbers shown are the files' numbers: legacy quoting on the project payloads flips half (see test_judge_attack).
+    legacy = flips["quoting"]["legacy"]["by_set"]["project"]
+    assert legacy["rate"] == 0.5 and "50.0%" in body and f"{100 * asr['overall']['asr']:.1f}%" in body
