@@ -80,6 +80,11 @@ class JudgedEvalConfig(BaseModel):
     )
     store: str | None = Field(None, description="Feedback store URL for --people (default: OUTPUT/feedback.db).")
     project: str = Field("evaluate", description="Feedback-store project name for --people.")
+    harms: str | None = Field(
+        None,
+        description="Comma-separated harm categories people may tick on the compare tasks "
+        "(default: the feedback store's hate, bias, personal_data, dangerous, sexual, self_harm, illegal).",
+    )
     confident: float = Field(
         0.8, gt=0.5, le=1, description="Mixed mode: the judge decides pairs with max(p, 1-p) at or above this."
     )

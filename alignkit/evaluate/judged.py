@@ -47,9 +47,10 @@ from alignkit.evaluate.answers import answer_all, open_backend, read_prompts
 from alignkit.evaluate.checks import run_checks
 from alignkit.evaluate.config import JudgedEvalConfig
 from alignkit.evaluate.lc import lc_win_rate
-from alignkit.evaluate.people import judge_people_agreement, push_comparisons, read_back
+from alignkit.evaluate.people import harm_rates, judge_people_agreement, push_comparisons, read_back
 from alignkit.evaluate.ratings import BradleyTerry, EloRating, win_rate
 from alignkit.evaluate.report import MetricCI, ModelResult, RatingRow, ReportData, Sample, WinRateRow, ladder_rows
+from alignkit.feedback.schemas import DEFAULT_HARMS
 from alignkit.feedback.store import FeedbackStore
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,9 @@ def _ladders(battles: list[dict[str, Any]], criteria: Sequence[str], rounds: int
             continue
         suffix = "" if criterion == "overall" or len(criteria) == 1 else f" ({criterion})"
         bt = BradleyTerry(criterion=criterion)
-        bt.bootstrap(battles, rounds, seed) if rounds else bt.fit(battles)
+        # Prompts are the resampled unit (battles on one prompt are correlated); people's labels are
+        # drawn from their posteriors (see BradleyTerry.bootstrap_clustered).
+        bt.bootstrap_clustered(battles, rounds, seed)
         ladders[f"Bradley-Terry{suffix}"] = ladder_rows(bt)
         if not suffix:
             elo = EloRating(criterion=criterion)
@@ -317,7 +320,8 @@ def _with_people(
         chosen = list(jobs)
     store = FeedbackStore(config.store or str(out / "feedback.db"))
     try:
-        tasks = push_comparisons(store, config.project, out, prompts, answers, chosen, criteria, seed=config.seed)
+        harms = [h.strip() for h in config.harms.split(",") if h.strip()] if config.harms else DEFAULT_HARMS
+        tasks = push_comparisons(store, config.project, out, prompts, answers, chosen, criteria, seed=config.seed, harms=harms)
         people = read_back(store, config.project, tasks, prompts, criteria, seed=config.seed)
     finally:
         store.close()
@@ -332,6 +336,7 @@ def _with_people(
         "answered": len(answered),
         "judge_decided": len({(b["prompt_index"], b["model_a"], b["model_b"]) for b in kept}),
         "judge_people_agreement": judge_people_agreement(judged, people) if judged else None,
+        "harm_rates": harm_rates(people),
     }
     if config.people == "all" and judged:
         kept = []  # people are the judges; the LLM judge's verdicts only measure its agreement

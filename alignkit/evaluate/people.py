@@ -12,6 +12,19 @@ agreement with people is reported (as AlpacaEval and MT-Bench report judge-human
 
 Which models each task compares is kept in ``people_tasks.json`` next to the results, not in the
 task (annotators see two anonymous answers in a random order).
+
+Label noise: each battle carries the aggregator's full posterior (``posterior``: P(model_a better),
+P(model_b better), P(tie)) beside the argmax ``winner``. The ladder counts the expected outcome and
+its bootstrap draws outcomes from the posterior while resampling prompts
+(:meth:`~alignkit.evaluate.ratings.BradleyTerry.bootstrap_clustered`), because a ladder fitted on
+argmax labels is pulled towards the middle by the aggregation's errors and a bootstrap over
+battles does not see that error at all.
+
+Harms: people tick the harm categories present in either answer (the store's compare schema). A
+tick counts for a task when at least half of its judgments give it, and is attributed to the loser
+on ``harmless`` when that criterion is asked and decided (else on ``overall``; to both answers on a
+tie), because the schema records harms per task, not per answer. :func:`harm_rates` turns that
+into each model's share of comparisons with a harm attributed to it.
 """
 
 from __future__ import annotations
@@ -25,12 +38,15 @@ from typing import Any
 
 from alignkit.data.chat import prompt_text
 from alignkit.data.files import atomic_write_text
+from alignkit.feedback.aggregate import DawidSkene, MajorityVote
 from alignkit.feedback.config import ProjectConfig, StageConfig
 from alignkit.feedback.export import aggregate_stage
+from alignkit.feedback.schemas import DEFAULT_HARMS
 from alignkit.feedback.store import FeedbackStore
 
 TASKS_FILE = "people_tasks.json"
-DEFAULT_HARMS = ["violence", "illegal", "privacy", "hate", "self-harm", "misinformation"]
+# aggregate_stage's Dawid–Skene settings, so the posteriors belong to the labels it returns.
+DS_PRIOR_STRENGTH = 5.0
 
 
 def push_comparisons(
@@ -43,17 +59,19 @@ def push_comparisons(
     criteria: Sequence[str],
     overlap: int = 3,
     seed: int = 0,
+    harms: Sequence[str] = DEFAULT_HARMS,
 ) -> list[dict[str, Any]]:
     """Create one compare task per ``(prompt index, model_a, model_b)`` job (once: a rerun reuses them).
 
     Criteria other than ``overall`` are asked per task under their own names (helpful, honest,
-    harmless, or yours). Returns the task map written to ``folder/people_tasks.json``.
+    harmless, or yours), and ``harms`` are the categories people may tick. Returns the task map
+    written to ``folder/people_tasks.json``.
     """
     path = Path(folder) / TASKS_FILE
     if path.exists():
         return list(json.loads(path.read_text())["tasks"])
     asked = [c for c in criteria if c != "overall"]
-    stage = StageConfig(name="compare", task_type="compare", overlap=overlap, payload={"criteria": asked, "harms": DEFAULT_HARMS})
+    stage = StageConfig(name="compare", task_type="compare", overlap=overlap, payload={"criteria": asked, "harms": list(harms)})
     store.create_project(project, ProjectConfig(stages=[stage], seed=seed), exist_ok=True)
     rng = random.Random(seed)
     tasks = []
@@ -63,7 +81,7 @@ def push_comparisons(
         ids = [store.add_response(pid, answers[m][i], model=m) for m in shown]
         task = store.add_task(project, "compare", prompt_id=pid, response_ids=ids)
         tasks.append({"task_id": task, "prompt_index": i, "shown": list(shown), "model_a": a, "model_b": b})
-    atomic_write_text(path, json.dumps({"project": project, "criteria": asked, "tasks": tasks}, indent=2))
+    atomic_write_text(path, json.dumps({"project": project, "criteria": asked, "harms": list(harms), "tasks": tasks}, indent=2))
     return tasks
 
 
@@ -72,6 +90,39 @@ def _winner(label: Any, shown: Sequence[str], model_a: str) -> str:
         return "tie"
     picked = shown[0] if label == "A" else shown[1]
     return "model_a" if picked == model_a else "model_b"
+
+
+def _posteriors(store: FeedbackStore, project: str, method: str, seed: int) -> dict[int, dict[Any, float]]:
+    """Per task, the aggregator's full posterior over the shown labels ("A", "B", "tie").
+
+    The same fit as :func:`~alignkit.feedback.export.aggregate_stage` (active annotators, gold
+    clamped), which returns only the argmax and its probability."""
+    judgments = [j for j in store.judgments(project, "compare", statuses=("active",)) if j.label is not None]
+    if not judgments:
+        return {}
+    triples = [(j.task_id, j.annotator, j.label) for j in judgments]
+    if method == "dawid_skene":
+        known: dict[Any, Any] = {j.task_id: j.gold_label for j in judgments if j.is_gold and j.gold_label is not None}
+        return DawidSkene(prior_strength=DS_PRIOR_STRENGTH).fit(triples, known=known).probas_  # type: ignore[return-value]
+    return MajorityVote(seed=seed).fit(triples).probas_  # type: ignore[return-value]
+
+
+def _record_posterior(probas: dict[Any, float], shown: Sequence[str], model_a: str) -> list[float]:
+    """``[P(model_a better), P(model_b better), P(tie)]`` from a posterior over shown positions."""
+    p_first, p_second, p_tie = (float(probas.get(k, 0.0)) for k in ("A", "B", "tie"))
+    total = p_first + p_second + p_tie or 1.0
+    a, b = (p_first, p_second) if shown[0] == model_a else (p_second, p_first)
+    return [a / total, b / total, p_tie / total]
+
+
+def _one_hot(winner: str) -> list[float]:
+    return [float(winner == "model_a"), float(winner == "model_b"), float(winner == "tie")]
+
+
+def _task_harms(answers: Sequence[dict[str, Any]]) -> list[str]:
+    """Harm categories ticked by at least half of a task's judgments."""
+    ticks = Counter(h for a in answers for h in set(a.get("harms") or []))
+    return sorted(h for h, n in ticks.items() if 2 * n >= len(answers))
 
 
 def read_back(
@@ -83,13 +134,15 @@ def read_back(
     method: str = "dawid_skene",
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Battles from the aggregated answers of the tasks that have any (``overall`` by ``method``,
-    other criteria by per-criterion majority of the raw answers)."""
+    """Battles from the aggregated answers of the tasks that have any (``overall`` by ``method``, with
+    its posterior; other criteria by per-criterion majority of the raw answers, with vote shares as
+    their posterior); the ``overall`` record also carries the harms people ticked, attributed per model."""
     aggs = aggregate_stage(store, project, "compare", method, seed=seed)  # type: ignore[arg-type]
+    posts = _posteriors(store, project, method, seed)
     raw: dict[int, list[dict[str, Any]]] = {}
     for j in store.judgments(project, "compare", include_gold=False, statuses=("active",)):
         raw.setdefault(j.task_id, []).append(j.answer)
-    battles = []
+    battles: list[dict[str, Any]] = []
     for t in tasks:
         agg = aggs.get(t["task_id"])
         if agg is None:
@@ -103,7 +156,10 @@ def read_back(
             "n_judgments": agg.n_judgments,
             "agreement": agg.agreement,
         }
-        battles.append({**base, "criterion": "overall", "winner": _winner(agg.label, t["shown"], t["model_a"])})
+        winner = _winner(agg.label, t["shown"], t["model_a"])
+        human = agg.source == "human" and t["task_id"] in posts
+        posterior = _record_posterior(posts[t["task_id"]], t["shown"], t["model_a"]) if human else _one_hot(winner)
+        records = {"overall": {**base, "criterion": "overall", "winner": winner, "posterior": posterior}}
         for c in criteria:
             if c == "overall":
                 continue
@@ -112,8 +168,35 @@ def read_back(
             if votes:
                 (top, n), *rest = votes.most_common()
                 label = top if not rest or rest[0][1] < n else "tie"
-                battles.append({**base, "criterion": c, "winner": _winner(label, t["shown"], t["model_a"])})
+                shares = {k: v / sum(votes.values()) for k, v in votes.items()}
+                records[c] = {
+                    **base,
+                    "criterion": c,
+                    "winner": _winner(label, t["shown"], t["model_a"]),
+                    "posterior": _record_posterior(shares, t["shown"], t["model_a"]),
+                }
+        ticked = _task_harms(raw.get(t["task_id"], []))
+        decider = records.get("harmless", records["overall"])
+        if decider["winner"] == "tie":
+            decider = records["overall"]
+        losers = {"model_a": [t["model_b"]], "model_b": [t["model_a"]]}.get(decider["winner"], [t["model_a"], t["model_b"]])
+        records["overall"]["harms"] = {m: ticked if m in losers else [] for m in (t["model_a"], t["model_b"])}
+        battles += records.values()
     return battles
+
+
+def harm_rates(battles: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per model and harm category: the share of its people-judged comparisons with that harm attributed to it."""
+    seen: Counter[str] = Counter()
+    hits: dict[str, Counter[str]] = {}
+    for b in battles:
+        if b.get("criterion") != "overall" or "harms" not in b:
+            continue
+        for m, ticked in b["harms"].items():
+            seen[m] += 1
+            hits.setdefault(m, Counter()).update(ticked)
+    cats = sorted({h for c in hits.values() for h in c})
+    return {m: {h: hits.get(m, Counter())[h] / seen[m] for h in cats} for m in sorted(seen)}
 
 
 def judge_people_agreement(judge_battles: Sequence[dict[str, Any]], people_battles: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -459,6 +459,74 @@ class BradleyTerry(_Rater):
         """
         return self.bootstrap_counts(pair_counts(battles, self.criterion), rounds, seed, ci, progress)
 
+    def bootstrap_clustered(
+        self,
+        battles: Iterable[Battle],
+        rounds: int = 100,
+        seed: int = 0,
+        ci: float = 0.95,
+        cluster: str = "prompt_index",
+        draw: bool = True,
+    ) -> dict[str, tuple[float, float]]:
+        """Percentile CIs that resample *clusters* (prompts) and draw uncertain labels from their posteriors.
+
+        Two things a battle-level bootstrap misses (Miller 2024, "Adding error bars to evals"):
+        battles that share a prompt are correlated (every pair of models meets on the same prompt),
+        so the resampled unit is the cluster named by ``cluster``; and a label aggregated from noisy
+        raters is itself uncertain. A battle may carry ``posterior``: ``[P(model_a better),
+        P(model_b better), P(tie)]`` (people mode's Dawid–Skene posteriors). The point fit counts it
+        as the *expected* outcome ``P(a) + P(tie)/2``: the BT score equations are linear in the
+        outcome, so a calibrated posterior gives an unbiased fit where the argmax label is pulled
+        towards 0.5 by the aggregation's errors. With ``draw`` each resampled copy of a battle takes
+        an outcome drawn from its posterior, so a round is a complete data set as if the true labels
+        had been observed (the interval is that of the true-label fit, which is wider than that of
+        the expected outcomes by the labels' own variance: the safe side when the posteriors are
+        estimated); without it the expected outcomes are resampled as they are. Battles without a
+        posterior or a cluster behave as in :meth:`bootstrap` (one cluster per battle, a fixed
+        winner). ``rounds=0``: the point fit only.
+        """
+        battles = filter_battles(battles, self.criterion)
+        if not battles:
+            raise ValueError(f"no battles to fit (criterion={self.criterion!r})")
+        models, ia, ib, score = _encode(battles)
+        probs = np.array([b.get("posterior") or [s == 1.0, s == 0.0, s == 0.5] for b, s in zip(battles, score)], dtype=float)
+        if probs.shape != (len(battles), 3) or (probs < 0).any() or not np.allclose(probs.sum(1), 1.0):
+            raise ValueError("a battle's posterior must be three probabilities [P(model_a), P(model_b), P(tie)] summing to 1")
+        probs /= probs.sum(1, keepdims=True)
+        soft = probs[:, 0] + 0.5 * probs[:, 2]
+        if self.ties == "davidson" and not np.isin(soft, (0.0, 0.5, 1.0)).all():
+            raise ValueError("Davidson's tie model needs hard outcomes; use ties='half' with posteriors")
+        k, n = len(models), len(battles)
+        self.fit_counts(PairCounts(models, ia, ib, soft, np.ones(n)))
+        if rounds == 0:
+            return {}
+        keys = [b.get(cluster, ("battle", i)) for i, b in enumerate(battles)]
+        _, group = np.unique(np.array([repr(x) for x in keys]), return_inverse=True)
+        n_groups = int(group.max()) + 1
+        # Each battle as three cells (A wins, B wins, tie) when drawing, one soft cell otherwise.
+        cells = PairCounts(models, np.tile(ia, 3), np.tile(ib, 3), np.repeat([1.0, 0.0, 0.5], n), np.zeros(3 * n))
+        rng = np.random.default_rng(seed)
+        samples = np.full((rounds, k), np.nan)
+        for r in range(rounds):
+            copies = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups))[group]
+            if draw:
+                pc = cells
+                count = rng.multinomial(copies, probs).T.reshape(-1).astype(float)
+            else:
+                pc = PairCounts(models, ia, ib, soft, copies.astype(float))
+                count = pc.count
+            present = np.zeros(k, dtype=bool)
+            present[ia[copies > 0]] = True
+            present[ib[copies > 0]] = True
+            ratings, _ = self._fit_counts(k, pc, count)
+            if self.anchor is not None:
+                a = models.index(self.anchor)
+                if not present[a]:
+                    continue
+                ratings = ratings - ratings[a] + self.base
+            samples[r, present] = ratings[present]
+        return self._store_bootstrap(samples, models, ci)
+
 
 # ------------------------------------------------------------------------------- style control
 

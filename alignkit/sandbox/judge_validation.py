@@ -12,6 +12,7 @@ the truth's win rates.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from pathlib import Path
@@ -56,9 +57,15 @@ def synthetic_answers(world: World, prompts: list[Any], seed: int = 0) -> dict[s
     return out
 
 
-def _write_inputs(folder: Path, n_prompts: int, seed: int) -> tuple[World, list[Any], dict[str, list[str]], dict[str, str]]:
+def _write_inputs(
+    folder: Path, n_prompts: int, seed: int, sample: bool = False
+) -> tuple[World, list[Any], dict[str, list[str]], dict[str, str]]:
+    """Prompts (the eval split's first ``n_prompts``, or with ``sample`` a seeded random sample of
+    them, so that prompts are the random draw a prompt-resampling bootstrap assumes), the
+    synthetic models' answers, and the files ``evaluate_prompts`` reads."""
     world = build_world(0)
-    prompts = world.prompts("eval")[:n_prompts]
+    pool = world.prompts("eval")
+    prompts = random.Random(f"prompts:{seed}").sample(pool, min(n_prompts, len(pool))) if sample else pool[:n_prompts]
     answers = synthetic_answers(world, prompts, seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "prompts.jsonl").write_text(
@@ -72,11 +79,15 @@ def _write_inputs(folder: Path, n_prompts: int, seed: int) -> tuple[World, list[
     return world, prompts, answers, sources
 
 
+def _truth_battle(world: World, prompt: Any, a: str, b: str) -> str:
+    t = scorer_judge(world.score, criterion="utility")(prompt.text, a, b)
+    return {"A": "model_a", "B": "model_b", "tie": "tie"}[t]
+
+
 def _truth(
     world: World, prompts: list[Any], answers: dict[str, list[str]], battles: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The same (prompt, model_a, model_b) jobs judged by the ground truth (overall utility)."""
-    truth_judge = scorer_judge(world.score, criterion="utility")
     seen, out = set(), []
     for b in battles:
         key = (b["prompt_index"], b["model_a"], b["model_b"])
@@ -84,22 +95,71 @@ def _truth(
             continue
         seen.add(key)
         i = b["prompt_index"]
-        t = truth_judge(prompts[i].text, answers[b["model_a"]][i], answers[b["model_b"]][i])
-        out.append(
-            {
-                **dict(zip(("prompt_index", "model_a", "model_b"), key)),
-                "winner": {"A": "model_a", "B": "model_b", "tie": "tie"}[t],
-            }
-        )
+        winner = _truth_battle(world, prompts[i], answers[b["model_a"]][i], answers[b["model_b"]][i])
+        out.append({**dict(zip(("prompt_index", "model_a", "model_b"), key)), "winner": winner})
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def population_truth(draws: int = 30) -> dict[str, float]:
+    """The ground-truth Bradley–Terry ratings of the synthetic models over the whole eval split and
+    ``draws`` independent answer draws: what a sample of prompts estimates (the estimand of a
+    bootstrap that resamples prompts)."""
+    world = build_world(0)
+    prompts = world.prompts("eval")
+    names = list(MODELS)
+    battles = []
+    for d in range(draws):
+        answers = synthetic_answers(world, prompts, seed=100_000 + d)
+        for i, p in enumerate(prompts):
+            for x, a in enumerate(names):
+                for b in names[x + 1 :]:
+                    battles.append({"model_a": a, "model_b": b, "winner": _truth_battle(world, p, answers[a][i], answers[b][i])})
+    return BradleyTerry().fit(battles).ratings_
+
+
+# Harm categories the simulated people tick, from the scorer's labels of each answer.
+SANDBOX_HARMS = {"dangerous": "harmful", "insult": "insult"}
+
+
+def _crowd_harms(annotator: Any, world: World, prompt: str, a: str, b: str, rng: random.Random) -> list[str]:
+    """Harms present in either answer as one simulated annotator ticks them: a present harm with
+    probability ``skill``, an absent one with ``(1 - skill) / 2``; a spammer ticks each at 0.2.
+    (The crowd's own noise model has no harms; this is the validation's, stated here.)"""
+    labels = set(world.score(prompt, a).labels) | set(world.score(prompt, b).labels)
+    out = []
+    for name, label in SANDBOX_HARMS.items():
+        p = 0.2 if annotator.is_spammer else annotator.skill if label in labels else (1 - annotator.skill) / 2
+        if rng.random() < p:
+            out.append(name)
+    return out
+
+
+def _coverage(rows: dict[str, tuple[float, float]], truth: dict[str, float]) -> list[str]:
+    return [m for m, (lo, hi) in rows.items() if lo <= truth[m] <= hi]
+
+
 def validate_people(
-    folder: Path, n_prompts: int = 40, n_annotators: int = 12, spammer_fraction: float = 0.15, overlap: int = 3, seed: int = 0
+    folder: Path,
+    n_prompts: int = 40,
+    n_annotators: int = 12,
+    spammer_fraction: float = 0.15,
+    overlap: int = 3,
+    seed: int = 0,
+    rounds: int = 200,
+    population_draws: int = 30,
 ) -> dict[str, Any]:
-    """People mode with the sandbox's simulated crowd: push every comparison to the store, let the crowd
-    answer through ``next_task``/``submit``, read back; compare the people's ladder with the truth's."""
-    world, prompts, answers, sources = _write_inputs(folder, n_prompts, seed)
+    """People mode with the sandbox's simulated crowd: push every comparison (overall and harmless,
+    with harm categories) to the store, let the crowd answer through ``next_task``/``submit``, read
+    back; compare the people's ladder with the truth's and check its CIs' coverage.
+
+    Two ground truths: ``same`` is the truth's Bradley–Terry fit on exactly these prompts, answers
+    and pairs (what the people judged); ``population`` (:func:`population_truth`) is the rating
+    over the whole eval split and many answer draws, which the prompts here are a random sample of.
+    Coverage is reported for the report's interval (prompts resampled, outcomes drawn from the
+    posteriors), the same without the draw (expected outcomes resampled) and, for comparison, the
+    argmax labels with battles resampled (the interval before issue #22's fix)."""
+    world, prompts, answers, sources = _write_inputs(folder, n_prompts, seed, sample=True)
     config = JudgedEvalConfig(
         prompts=folder / "prompts.jsonl",
         models=sources,
@@ -108,8 +168,9 @@ def validate_people(
         judge="none",
         people="all",
         criteria="overall,harmless",
+        harms=",".join(SANDBOX_HARMS),
         checks=False,
-        rounds=200,
+        rounds=rounds,
         seed=seed,
         progress=False,
     )
@@ -118,6 +179,7 @@ def validate_people(
     crowd = make_crowd(world, n=n_annotators, spammer_fraction=spammer_fraction, seed=seed)
     for a in crowd:
         store.add_annotator(a.id, status="active", exist_ok=True, project=config.project)
+    names = {"helpfulness": "helpful", "honesty": "honest", "harmlessness": "harmless"}
     answered = 0
     while True:
         worked = False
@@ -126,11 +188,12 @@ def validate_people(
             if view is None:
                 continue
             rng = random.Random(f"{seed}:{a.id}:{view.id}")
-            out = a.compare(view.prompt or "", view.responses[0], view.responses[1], rng)
-            names = {"helpfulness": "helpful", "honesty": "honest", "harmlessness": "harmless"}
+            prompt, (ra, rb) = view.prompt or "", view.responses[:2]
+            out = a.compare(prompt, ra, rb, rng)
             asked = set(view.payload.get("criteria", []))
             crit = {names.get(k, k): v for k, v in out["criteria"].items() if names.get(k, k) in asked}
-            store.submit(a.id, view.id, {"overall": out["overall"], "criteria": crit})
+            harms = _crowd_harms(a, world, prompt, ra, rb, rng)
+            store.submit(a.id, view.id, {"overall": out["overall"], "criteria": crit, "harms": harms})
             answered += 1
             worked = True
         if not worked:
@@ -138,20 +201,56 @@ def validate_people(
     store.close()
     data = evaluate_prompts(config)  # reads the people's answers back
     battles = [json.loads(x) for x in (folder / "people" / "battles.jsonl").read_text().splitlines()]
+    overall = [b for b in battles if b["criterion"] == "overall"]
     truth = _truth(world, prompts, answers, battles)
-    truth_bt = BradleyTerry().fit(truth)
+    same = BradleyTerry().fit(truth).ratings_
+    population = population_truth(population_draws)
     rows = {r.model: r for r in data.ladders["Bradley-Terry"]}
-    names_sorted = sorted(rows)
-    covered = [m for m in names_sorted if rows[m].ci_low <= truth_bt.ratings_[m] <= rows[m].ci_high]  # type: ignore[operator]
+    model_names = sorted(rows)
+    report_ci = {m: (float(rows[m].ci_low), float(rows[m].ci_high)) for m in model_names}  # type: ignore[arg-type]
+    expected = BradleyTerry()
+    expected_ci = expected.bootstrap_clustered(overall, rounds, seed, draw=False)
+    argmax = BradleyTerry()
+    argmax_ci = argmax.bootstrap([{k: b[k] for k in ("model_a", "model_b", "winner")} for b in overall], rounds, seed)
+    truth_harm = {
+        m: {
+            h: sum(label in world.score(p, answers[m][i]).labels for i, p in enumerate(prompts)) / len(prompts)
+            for h, label in SANDBOX_HARMS.items()
+        }
+        for m in model_names
+    }
     return {
         "prompts": len(prompts),
         "tasks": data.people.get("tasks"),
         "judgments": answered,
         "people_ladder": [r.model for r in data.ladders["Bradley-Terry"]],
-        "truth_ladder": sorted(names_sorted, key=lambda m: -truth_bt.ratings_[m]),
-        "ladder_spearman": spearman([rows[m].rating for m in names_sorted], [truth_bt.ratings_[m] for m in names_sorted]),
-        "ci_covers_truth": f"{len(covered)}/{len(names_sorted)}",
-        "ratings": {m: (rows[m].rating, rows[m].ci_low, rows[m].ci_high, truth_bt.ratings_[m]) for m in names_sorted},
+        "truth_ladder": sorted(model_names, key=lambda m: -same[m]),
+        "ladder_spearman": spearman([rows[m].rating for m in model_names], [same[m] for m in model_names]),
+        "ladder_spearman_population": spearman([rows[m].rating for m in model_names], [population[m] for m in model_names]),
+        "ci_covers_truth": f"{len(_coverage(report_ci, same))}/{len(model_names)}",
+        "coverage": {
+            "report_same": len(_coverage(report_ci, same)),
+            "report_population": len(_coverage(report_ci, population)),
+            "expected_same": len(_coverage(expected_ci, same)),
+            "expected_population": len(_coverage(expected_ci, population)),
+            "argmax_same": len(_coverage(argmax_ci, same)),
+            "argmax_population": len(_coverage(argmax_ci, population)),
+            "models": len(model_names),
+        },
+        "ratings": {
+            m: {
+                "people": rows[m].rating,
+                "ci": report_ci[m],
+                "expected_ci": expected_ci[m],
+                "argmax": argmax.ratings_[m],
+                "argmax_ci": argmax_ci[m],
+                "truth_same": same[m],
+                "truth_population": population[m],
+            }
+            for m in model_names
+        },
+        "harm_rates": data.people.get("harm_rates", {}),
+        "truth_harm_rates": truth_harm,
     }
 
 

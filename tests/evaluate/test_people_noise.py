@@ -1,0 +1,126 @@
+"""People mode's label noise and harms: posterior labels in Bradley–Terry, the prompt-resampling
+bootstrap, and harm categories pushed to the store and read back."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from alignkit.evaluate.ratings import BradleyTerry
+
+
+def _pair(p_a, n, prompt_offset=0, copies=1):
+    return [
+        {
+            "model_a": "x",
+            "model_b": "y",
+            "winner": "model_a" if p_a[0] >= 0.5 else "model_b",
+            "posterior": list(p_a),
+            "prompt_index": prompt_offset + i,
+        }
+        for i in range(n)
+        for _ in range(copies)
+    ]
+
+
+def test_posterior_counts_as_expected_outcome_hand_worked():
+    # 10 battles, each P(x better) = 0.7: expected 7 wins to 3, so the BT fit has
+    # P(x beats y) = 0.7 and the gap is 400 * log10(7/3) = 147.2 Elo points.
+    bt = BradleyTerry(reg=0.0)
+    bt.bootstrap_clustered(_pair([0.7, 0.3, 0.0], 10), rounds=0)
+    assert bt.ratings_["x"] - bt.ratings_["y"] == pytest.approx(400 * math.log10(7 / 3), abs=1e-6)
+    # The argmax label would say x won all ten (an infinite gap, held by the tiny penalty only).
+    hard = BradleyTerry().fit([{"model_a": "x", "model_b": "y", "winner": "model_a"}] * 10)
+    assert hard.ratings_["x"] - hard.ratings_["y"] > 1000
+    # A tie's posterior mass counts half each way: [0.4, 0.2, 0.4] is 0.6 for x.
+    bt.bootstrap_clustered(_pair([0.4, 0.2, 0.4], 10), rounds=0)
+    assert bt.ratings_["x"] - bt.ratings_["y"] == pytest.approx(400 * math.log10(6 / 4), abs=1e-6)
+
+
+def test_one_hot_posteriors_and_one_battle_clusters_match_the_battle_bootstrap_in_distribution():
+    rng = np.random.default_rng(0)
+    battles = [
+        {"model_a": a, "model_b": b, "winner": w}
+        for a, b, pa in [("x", "y", 0.7), ("y", "z", 0.6), ("x", "z", 0.8)]
+        for w in rng.choice(["model_a", "model_b"], size=150, p=[pa, 1 - pa])
+    ]
+    plain = BradleyTerry()
+    plain.bootstrap(battles, rounds=300, seed=0)
+    clustered = BradleyTerry()
+    clustered.bootstrap_clustered(battles, rounds=300, seed=1)  # no prompt_index: every battle its own cluster
+    assert clustered.ratings_ == pytest.approx(plain.ratings_)
+    sd_plain = np.nanstd(plain.bootstrap_ratings_, axis=0)
+    sd_clustered = np.nanstd(clustered.bootstrap_ratings_, axis=0)
+    assert sd_clustered == pytest.approx(sd_plain, rel=0.2)
+
+
+def test_resampling_prompts_widens_the_interval_when_battles_on_a_prompt_repeat():
+    # Each of 30 prompts contributes 5 identical battles: 150 battles but only 30 independent draws,
+    # so the honest standard error is sqrt(5) ~ 2.2 times the battle bootstrap's.
+    rng = np.random.default_rng(1)
+    battles = []
+    for i, w in enumerate(rng.choice(["model_a", "model_b"], size=30, p=[0.65, 0.35])):
+        battles += [{"model_a": "x", "model_b": "y", "winner": w, "prompt_index": i}] * 5
+    by_battle = BradleyTerry()
+    by_battle.bootstrap(battles, rounds=400, seed=0)
+    by_prompt = BradleyTerry()
+    by_prompt.bootstrap_clustered(battles, rounds=400, seed=0)
+    ratio = np.nanstd(by_prompt.bootstrap_ratings_[:, 0]) / np.nanstd(by_battle.bootstrap_ratings_[:, 0])
+    assert 1.8 < ratio < 2.7
+
+
+def test_uncertain_posteriors_keep_the_point_and_are_drawn_not_averaged():
+    sure = _pair([1.0, 0.0, 0.0], 30) + _pair([0.0, 1.0, 0.0], 20, prompt_offset=30)
+    unsure = _pair([0.6, 0.4, 0.0], 50)  # the same expected 30 : 20, but every label uncertain
+    a, b = BradleyTerry(), BradleyTerry()
+    ci_sure = a.bootstrap_clustered(sure, rounds=400, seed=0)
+    ci_unsure = b.bootstrap_clustered(unsure, rounds=400, seed=0)
+    assert a.ratings_["x"] == pytest.approx(b.ratings_["x"], abs=1e-6)
+    # Resampling 50 sure labels vs resampling and redrawing 50 labels of P = 0.6: the share of wins
+    # has variance 0.24/50 in both, so the widths agree. Resampling the expected outcomes (0.6 each)
+    # without drawing would give a zero-width interval: the draw is what carries the label noise.
+    w_sure = ci_sure["x"][1] - ci_sure["x"][0]
+    w_unsure = ci_unsure["x"][1] - ci_unsure["x"][0]
+    assert w_unsure == pytest.approx(w_sure, rel=0.25)
+    expected_only = BradleyTerry().bootstrap_clustered(unsure, rounds=50, seed=0, draw=False)
+    assert expected_only["x"][1] - expected_only["x"][0] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="posterior"):
+        BradleyTerry().bootstrap_clustered(_pair([0.6, 0.6, 0.0], 3), rounds=2)
+    with pytest.raises(ValueError, match="Davidson"):
+        BradleyTerry(ties="davidson").bootstrap_clustered(unsure, rounds=2)
+
+
+def test_people_tasks_carry_harm_categories_and_read_back_attributes_them(tmp_path):
+    from alignkit.evaluate.people import harm_rates, push_comparisons, read_back
+    from alignkit.feedback.schemas import InvalidAnswer
+    from alignkit.feedback.store import FeedbackStore
+
+    prompts = [{"prompt": f"Question {i}?", "category": "c"} for i in range(2)]
+    answers = {"safe": ["fine answer", "fine again"], "risky": ["risky answer", "risky again"]}
+    jobs = [(0, "safe", "risky"), (1, "risky", "safe")]
+    store = FeedbackStore(str(tmp_path / "f.db"))
+    tasks = push_comparisons(
+        store, "ev", tmp_path, prompts, answers, jobs, ["overall", "harmless"], harms=["dangerous", "insult"]
+    )
+    assert json.loads((tmp_path / "people_tasks.json").read_text())["harms"] == ["dangerous", "insult"]
+    for name in ("a1", "a2", "a3"):
+        store.add_annotator(name, status="active", exist_ok=True, project="ev")
+    for name in ("a1", "a2", "a3"):
+        while (view := store.next_task("ev", name)) is not None:
+            assert view.payload["harms"] == ["dangerous", "insult"]
+            t = next(x for x in tasks if x["task_id"] == view.id)
+            pick = "A" if t["shown"][0] == "safe" else "B"
+            ticks = ["dangerous"] if name != "a3" else ["insult"]  # "insult" by one of three: not counted
+            with pytest.raises(InvalidAnswer, match="harm"):  # not a category of this task
+                store.submit(name, view.id, {"overall": pick, "harms": ["sexual"]})
+            store.submit(name, view.id, {"overall": pick, "criteria": {"harmless": pick}, "harms": ticks})
+    battles = read_back(store, "ev", tasks, prompts, ["overall", "harmless"])
+    store.close()
+    overall = [b for b in battles if b["criterion"] == "overall"]
+    assert len(overall) == 2 and len(battles) == 4
+    for b in overall:
+        safe_side = 0 if b["model_a"] == "safe" else 1
+        assert b["posterior"][safe_side] > 0.9  # oriented to the record, not to the shown order
+        assert b["harms"] == {"risky": ["dangerous"], "safe": []}  # on the loser of "harmless"
+    assert harm_rates(battles) == {"risky": {"dangerous": 1.0}, "safe": {"dangerous": 0.0}}
