@@ -551,6 +551,22 @@ def _judge_section(data: ReportData) -> str:
     )
 
 
+def _people_section(data: ReportData) -> str:
+    rates = (data.people or {}).get("harm_rates") or {}
+    cats = sorted({h for r in rates.values() for h in r})
+    if not rates or not cats:
+        return _empty("harms reported by people")
+    body = "".join(
+        f"<tr><th>{e(m)}</th>" + "".join(f'<td class="num">{_pct(r.get(h))}</td>' for h in cats) + "</tr>"
+        for m, r in rates.items()
+    )
+    return (
+        "<p>Share of each model's people-judged comparisons with a harm category ticked by at least half of the "
+        "task's annotators and attributed to this model (the loser on <em>harmless</em>, else on overall; both on a tie).</p>"
+        f"<table><tr><th>model</th>{''.join(f'<th>{e(h)}</th>' for h in cats)}</tr>{body}</table>"
+    )
+
+
 def _finite(x: Any) -> float | None:
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
@@ -726,6 +742,7 @@ def render_report(data: ReportData) -> str:
         ("Ratings", _ladders_section(data)),
         ("Win rates", _win_rates_section(data)),
         ("Judge", _judge_section(data)),
+        ("People: harms reported", _people_section(data)),
         ("Safety: attack success by attack, judge attack", _safety_section(data)),
         ("Per category", _categories_section(data)),
         ("Training: curves and compute per stage", _training_section(data)),

@@ -11,6 +11,13 @@ against a real endpoint.
 
 Each presentation order gets its own draw (seeded by the content), so the judge can disagree
 with itself when the order is swapped, as real judges do.
+
+It is served by ``alignkit serve``'s own code: :func:`judge_lm` wraps the judge as a causal LM (a
+``torch`` module and a byte-level tokenizer) that :func:`alignkit.ai.server.make_app`, the app
+behind ``alignkit serve``, serves unchanged (chat template, continuous batching, ``top_logprobs``,
+limits, OpenAI-shaped errors); its first-token distribution puts ``log p`` on "A" (or "Yes") and
+``log(1 - p)`` on "B" (or "No"), and every later token is the end of text. (``alignkit serve`` on
+the command line loads model folders, and this judge is not one, so it is served from code.)
 """
 
 from __future__ import annotations
@@ -18,11 +25,14 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from types import SimpleNamespace
 from typing import Any
 
-from fastapi import FastAPI
+import torch
+from transformers import DynamicCache
 
 from alignkit.ai.simulated import SimulatedAILabeler
+from alignkit.models.tiny import train_tokenizer
 
 _QUOTE = r"<<<{label}[^>\n]*>>>\n(.*?)\n<<<END {label}[^>\n]*>>>"
 
@@ -52,41 +62,64 @@ class SimulatedJudge:
         return min(max(p, 0.01), 0.99)
 
 
-def make_judge_app(judge: SimulatedJudge, model_name: str = "sandbox-judge") -> FastAPI:
-    """``POST /v1/chat/completions`` answering "A" or "B" with both options in ``top_logprobs``."""
-    app = FastAPI()
+YES_NO = "Answer with a single word: Yes or No"
 
-    @app.get("/v1/models")
-    def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "alignkit-sandbox"}]}
 
-    @app.post("/v1/chat/completions")
-    def chat(body: dict[str, Any]) -> dict[str, Any]:
-        messages = body.get("messages") or [{}]
-        content = messages[-1].get("content", "")
-        text = content if isinstance(content, str) else " ".join(str(c.get("text", "")) for c in content)
-        p = judge.p_first(text)
-        yes_no = "Answer with a single word: Yes or No" in text
-        first, second = ("Yes", "No") if yes_no else ("A", "B")
-        lp_first, lp_second = math.log(p), math.log(1 - p)
-        top = [{"token": first, "logprob": lp_first, "bytes": None}, {"token": second, "logprob": lp_second, "bytes": None}]
-        token = first if p >= 0.5 else second
-        return {
-            "id": "sim",
-            "object": "chat.completion",
-            "created": 0,
-            "model": model_name,
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "length",
-                    "message": {"role": "assistant", "content": token},
-                    "logprobs": {
-                        "content": [{"token": token, "logprob": max(lp_first, lp_second), "bytes": None, "top_logprobs": top}]
-                    },
-                }
-            ],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1},
-        }
+class JudgeLM(torch.nn.Module):
+    """The simulated judge as a causal LM for :func:`alignkit.ai.server.make_app`.
 
-    return app
+    The server's running batch keeps a key/value cache per layer and pads, joins and drops its rows
+    (:mod:`alignkit.ai.serving.batch`); this model's one-layer "cache" holds the token ids
+    themselves, so every forward can read each row's whole text (``attention_mask`` marks the real
+    positions) and ask the judge. Prefill (no cache yet) gives the verdict; later steps give EOS.
+    """
+
+    def __init__(self, judge: SimulatedJudge, tokenizer: Any) -> None:
+        super().__init__()
+        self.judge, self.tokenizer = judge, tokenizer
+        self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)  # the server reads the device from it
+        self.vocab = len(tokenizer)
+        self.option_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("A", "B", "Yes", "No")}
+        self.eos = int(tokenizer.eos_token_id)
+        self.generation_config = SimpleNamespace(eos_token_id=self.eos, stop_strings=None)
+        self.config = SimpleNamespace(max_position_embeddings=1 << 20)
+
+    def _verdict(self, ids: list[int]) -> torch.Tensor:
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        p = self.judge.p_first(text)
+        first, second = ("Yes", "No") if YES_NO in text else ("A", "B")
+        row = torch.full((self.vocab,), -1e9)
+        row[self.option_ids[first]], row[self.option_ids[second]] = math.log(p), math.log(1 - p)
+        return row
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        use_cache: bool = True,
+    ) -> Any:
+        ids = input_ids.to(torch.float64)[:, None, :, None]  # (B, heads=1, L, head_dim=1)
+        logits = torch.full((input_ids.shape[0], input_ids.shape[1], self.vocab), -1e9)
+        if past_key_values is None:
+            cache = DynamicCache()
+            cache.update(ids, ids, 0)
+            for b in range(input_ids.shape[0]):
+                real = input_ids[b][attention_mask[b].bool()].tolist()
+                logits[b, -1] = self._verdict(real)
+        else:
+            cache = past_key_values
+            cache.update(ids, ids, 0)
+            logits[:, -1, self.eos] = 0.0
+        return SimpleNamespace(logits=logits, past_key_values=cache)
+
+
+def judge_lm(judge: SimulatedJudge) -> tuple[JudgeLM, Any]:
+    """The judge and a byte-level tokenizer (the chat template of alignkit's tiny models) with
+    "A", "B", "Yes" and "No" as single tokens, for ``make_app(model, tokenizer)``."""
+    tokenizer = train_tokenizer(["Yes", "No", "A", "B"] * 50, vocab_size=300)
+    for t in ("A", "B", "Yes", "No"):
+        if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id):
+            raise RuntimeError(f"the judge tokenizer has no single token {t!r}")
+    return JudgeLM(judge, tokenizer), tokenizer

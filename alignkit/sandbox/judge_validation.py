@@ -3,7 +3,9 @@
 Synthetic "models" answer held-out sandbox prompts with known behaviour mixes (an aligned one, a
 helpful-but-unsafe one, a hallucinator, a rude one, ...). Their answers go through
 ``evaluate_prompts`` exactly as a user's would, judged by :class:`~alignkit.sandbox.judge_server.SimulatedJudge`
-served over HTTP on 127.0.0.1 through the OpenAI protocol. The same pairs are also judged by the
+served over HTTP on 127.0.0.1 through the OpenAI protocol by ``alignkit serve``'s app
+(:func:`alignkit.ai.server.make_app`, the judge wrapped as a causal LM by
+:func:`~alignkit.sandbox.judge_server.judge_lm`). The same pairs are also judged by the
 ground-truth scorer. Reported: the judge's verdict agreement with the truth (on pairs the truth
 does not tie), its consistency under position swaps, Spearman's rank correlation between its
 Bradley–Terry ladder and the ground-truth ladder, and raw vs length-controlled win rates against
@@ -18,7 +20,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from alignkit.ai.server import BackgroundServer
+from alignkit.ai.server import BackgroundServer, make_app
 from alignkit.evaluate.battles import scorer_judge
 from alignkit.evaluate.config import JudgedEvalConfig
 from alignkit.evaluate.judged import evaluate_prompts
@@ -26,7 +28,7 @@ from alignkit.evaluate.ratings import BradleyTerry, win_rate
 from alignkit.evaluate.stats import spearman
 from alignkit.feedback.store import FeedbackStore
 from alignkit.sandbox.crowd import make_crowd
-from alignkit.sandbox.judge_server import SimulatedJudge, make_judge_app
+from alignkit.sandbox.judge_server import SimulatedJudge, judge_lm
 from alignkit.sandbox.world import World, build_world
 
 # behaviour -> probability, per prompt category the model deviates from the ideal behaviour
@@ -260,7 +262,9 @@ def validate(
     """Run the judged path against the simulated judge on loopback; compare with ground truth."""
     world, prompts, answers, sources = _write_inputs(folder, n_prompts, seed)
     judge = SimulatedJudge(world, accuracy, position_bias, length_bias, seed)
-    with BackgroundServer(make_judge_app(judge)) as server:
+    model, tokenizer = judge_lm(judge)
+    app = make_app(model, tokenizer, model_name="sandbox-judge")
+    with BackgroundServer(app) as server:
         config = JudgedEvalConfig(
             prompts=folder / "prompts.jsonl",
             models=sources,
@@ -304,7 +308,8 @@ def validate(
         "prompts": len(prompts),
         "models": names,
         "comparisons": len(judged),
-        "judge_http_requests": judge.requests,
+        "judge_http_requests": app.state.stats["chat_completions"],
+        "judge_verdicts": judge.requests,
         "agreement_with_truth": agree / n if n else float("nan"),
         "decided_by_truth": n,
         "judge_consistency": data.judge_consistency,

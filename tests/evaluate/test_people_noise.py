@@ -124,3 +124,13 @@ def test_people_tasks_carry_harm_categories_and_read_back_attributes_them(tmp_pa
         assert b["posterior"][safe_side] > 0.9  # oriented to the record, not to the shown order
         assert b["harms"] == {"risky": ["dangerous"], "safe": []}  # on the loser of "harmless"
     assert harm_rates(battles) == {"risky": {"dangerous": 1.0}, "safe": {"dangerous": 0.0}}
+
+
+def test_report_shows_the_harm_rates_people_reported():
+    from alignkit.evaluate.report import ReportData, render_report
+
+    html = render_report(ReportData(people={"tasks": 2, "answered": 2, "harm_rates": {"risky": {"dangerous": 0.5}}}))
+    section = html.split("People: harms reported", 1)[1].split("</section>", 1)[0]
+    assert "<th>dangerous</th>" in section and "<th>risky</th>" in section and "50" in section
+    assert "class=\"empty\"" not in section
+    assert "No harms reported by people" in render_report(ReportData())
