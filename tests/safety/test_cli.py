@@ -223,7 +223,7 @@ def test_demo_red_team_stages_and_the_report_safety_section_escapes_untrusted_te
     validate_pipeline(spec, STAGES)
     stages = {s.name: s for s in spec.stages}
     targets = {s.with_["target"] for s in spec.stages if s.uses == "safety.redteam"}
-    assert targets == {"${sft.model}", "${dpo.model}", "${ppo.model}", "judge"}  # before, after, and the judge
+    assert targets == {"${base.model}", "${sft.model}", "${dpo.model}", "${ppo.model}", "judge"}  # before, after, judge
     assert stages["report"].uses == "safety.report" and "${redteam_sft.asr}" in stages["report"].with_["safety"].values()
 
     # The stages at a tiny size, then the report section built from what they wrote.
