@@ -9,8 +9,8 @@ Red team -> export -> train -> red team again is four stages in a pipeline file:
 
 With ``target: judge`` the stage attacks the pairwise judge instead (``${name.judge_flips}``).
 ``safety.report`` writes the evaluation report with its "Safety" section (ASR by attack per
-red-team run, judge flip rates); the shipped demo (``pipeline/demo.yaml``) attacks its SFT, DPO
-and PPO models and its judge this way. ``examples/safety_loop.yaml`` is the whole loop at demo size. Named in
+red-team run, judge flip rates); the shipped demo (``pipeline/demo.yaml``) attacks its base, SFT,
+DPO and PPO models and its judge this way. ``examples/safety_loop.yaml`` is the whole loop at demo size. Named in
 :data:`alignkit.pipeline.registry.STAGES` and loaded only when a pipeline uses them.
 """
 
