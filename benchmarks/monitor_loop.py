@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--restart", action="store_true", help="fine-tune the start model each round")
     parser.add_argument("--lora", action="store_true")
+    parser.add_argument("--keep-passed", action="store_true", help="also train on the answers the judge passed")
     parser.add_argument("--start-model", default=None, help="the deployed model (default: the sandbox base model)")
     parser.add_argument("--replay", type=Path, default=None, help="JSONL of the deployed model's training data to mix in")
     parser.add_argument("--judge-accuracy", type=float, default=0.85)
@@ -76,6 +77,7 @@ def main() -> None:
             start_model=args.start_model or BASE_MODEL,
             restart=args.restart,
             lora=args.lora,
+            keep_passed=args.keep_passed,
             replay=read_records(args.replay).records if args.replay else None,
             rounds=args.rounds,
             stream_size=args.stream,

@@ -183,6 +183,7 @@ def monitor_loop(
     restart: bool = False,
     lora: bool = False,
     replay: list[dict[str, Any]] | None = None,
+    keep_passed: bool = False,
 ) -> dict[str, Any]:
     """``rounds`` of monitor → correct → fine-tune, then a last monitoring pass; numbers per round.
 
@@ -191,7 +192,14 @@ def monitor_loop(
     learning, Rolnick et al. 2019). ``restart``: fine-tune ``start_model`` each round instead of the
     previous round's model, so round r's model is one fine-tune on a superset of round r-1's data
     rather than a chain of fine-tunes that each overfit a dozen rows (drift compounds in a chain).
+    A restarted round also keeps the training seed, so round r's model differs from round r-1's
+    by the added corrections alone, not by a new data order.
     ``lora``: train a LoRA adapter (Hu et al. 2022), merged when saved, which moves fewer weights.
+    ``keep_passed``: also train on the stream answers the judge did *not* flag, i.e. on the whole
+    monitored log with its flagged answers replaced by the people's corrections. Corrections alone
+    are a skewed sample (only the failures: mostly facts, few "I don't know"), and fine-tuning on
+    them shifts behaviour on what already worked; the passed answers anchor it. The judge's misses
+    are trained on too, which is why flag recall is reported per round.
     """
     kn = knowledge(seed)
     world = kn.world
@@ -203,6 +211,7 @@ def monitor_loop(
     store = FeedbackStore(f"sqlite:///{folder / 'monitor.db'}")
     model_path = start_model
     corrections: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []  # judge-passed answers (keep_passed)
     rows = []
     for r in range(rounds + 1):
         model, tok = load_model(model_path)
@@ -234,15 +243,19 @@ def monitor_loop(
             new = [x for x in recs["sft"] if x["model"] == f"round-{r}"]
             row["corrected"] = len(new)
             corrections += [{"prompt": x["prompt"], "completion": x["completion"]} for x in new]
+            if keep_passed:
+                passed = [{"prompt": v.entry.prompt, "completion": v.entry.response} for v in verdicts if not v.flagged]
+                kept += passed
+                row["kept_passed"] = len(passed)
             row["corrections_ideal"] = _rate([kn.score(x["prompt"], x["completion"]).ideal for x in new])
             if corrections:  # nothing corrected yet: the same model goes on serving
                 model_path = _sft(
                     start_model if restart else model_path,
-                    corrections + list(replay or []),
+                    corrections + kept + list(replay or []),
                     folder / f"round-{r + 1}",
                     steps,
                     lr,
-                    seed + r,
+                    seed if restart else seed + r,  # restarted: only the data differ between rounds
                     lora=lora,
                 )
         rows.append(row)
@@ -259,6 +272,7 @@ def monitor_loop(
             "restart": restart,
             "lora": lora,
             "replay": len(replay or []),
+            "keep_passed": keep_passed,
         },
     }
 
