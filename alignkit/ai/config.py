@@ -68,6 +68,9 @@ class _ServeGuardFields(BaseModel):
     guard_log: Path | None = Field(None, description="Append one JSONL row per flag (stage, action, categories, text).")
     guard_backend_url: str | None = Field(None, description="OpenAI-compatible base URL of a 'judge:MODEL' guard.")
     guard_policy: str = Field("default", description="Policy YAML of a 'judge:MODEL' guard (a classifier carries its own).")
+    guard_threshold: float | None = Field(
+        None, ge=0, description="Override the guard's thresholds: flag when a score reaches this (judge default 0.5)."
+    )
 
 
 class ServeConfig(_ServeGuardFields, ServeLimits, _ServedModel):

@@ -450,7 +450,12 @@ def serve_guard(config: ServeConfig) -> ServeGuard | None:
     source = load_object("alignkit.safety.config:GuardSource", what="guard source")
     build = load_object("alignkit.safety.moderate:build_guard", what="guard")
     guard = build(
-        source(guard=config.guard, backend_url=config.guard_backend_url, policy=config.guard_policy),
+        source(
+            guard=config.guard,
+            backend_url=config.guard_backend_url,
+            policy=config.guard_policy,
+            threshold=config.guard_threshold,
+        ),
         cache_dir=Path(".alignkit_cache"),
     )
     on = frozenset(part.strip() for part in config.guard_on.split(",") if part.strip())

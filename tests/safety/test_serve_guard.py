@@ -131,10 +131,15 @@ def test_rewrite_regenerates_a_flagged_answer_once_and_answers_flagged_input_und
     assert logged == [("output", "rewritten"), ("input", "rewritten")]
 
 
-def test_serve_guard_from_the_config_and_the_cli_flags():
+def test_serve_guard_from_the_config_and_the_cli_flags(model):
     assert serve_guard(ServeConfig()) is None
     built = serve_guard(ServeConfig(guard=f"judge:{SHIPPED_BASE_MODEL}", guard_on="output", guard_action="rewrite"))
     assert isinstance(built.guard, JudgeGuard) and built.on == {"output"} and built.action == "rewrite"
+    # A real guard end to end: the judge guard at threshold 0 flags everything, so the input is refused.
+    strict = serve_guard(ServeConfig(guard=f"judge:{SHIPPED_BASE_MODEL}", guard_on="input", guard_threshold=0.0))
+    with BackgroundServer(make_app(*model, "base", guard=strict)) as srv:
+        r = client(srv).chat.completions.create(model="base", messages=ASK, max_tokens=8)
+        assert r.choices[0].finish_reason == "content_filter" and strict.stats["input_flagged"] == 1
     with pytest.raises(ValueError, match="input"):
         ServeConfig(guard_on="inputs")
     with pytest.raises(ValueError, match="guard_on"):
