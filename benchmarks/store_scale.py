@@ -12,11 +12,15 @@ then the store's public operations are timed on it:
 * ``aggregate``: Dawid–Skene over the whole stage (``feedback.export.aggregate_stage``);
 * ``export``: preference pairs with provenance to JSONL (``feedback.export.export_dataset``).
 
+With ``--split-aggregate`` the aggregation's parts are timed once more on their own: reading the
+judgments (``store.judgments``), the Dawid–Skene fit (with its number of EM rounds: it stops when
+no posterior moves by 1e-5, or after 100 rounds) and reading the tasks (``store.tasks``).
+
 Whole-stage operations are reported per judgment as well, so "linear" reads as a flat column.
 Times are CPU seconds of this process (``time.process_time``; SQLite runs in-process), so a
 machine shared with other jobs changes them far less than wall time.
 
-    python benchmarks/store_scale.py [--sizes 10000,100000,1000000] [--annotators 100] [--ops 200]
+    python benchmarks/store_scale.py [--sizes 10000,100000,1000000] [--annotators 100] [--ops 200] [--split-aggregate]
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import argparse
 import random
 import tempfile
 import time
+from collections.abc import Hashable
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import insert, select, text
 
+from alignkit.feedback.aggregate import DawidSkene
 from alignkit.feedback.config import ProjectConfig, StageConfig
 from alignkit.feedback.export import aggregate_stage, export_dataset
 from alignkit.feedback.models import Annotation, Annotator, Assignment, GoldAnswer, Prompt, Response, Task, utcnow
@@ -174,6 +180,19 @@ def time_ops(store: FeedbackStore, n_ops: int, n_annotators: int, out_dir: str) 
     return out
 
 
+def split_aggregate(store: FeedbackStore) -> dict[str, float]:
+    """CPU seconds of aggregation's parts, and the Dawid–Skene fit's EM rounds (as aggregate_stage runs them)."""
+    t0 = time.process_time()
+    judgments = [j for j in store.judgments(PROJECT, STAGE, statuses=("active",)) if j.label is not None]
+    t1 = time.process_time()
+    known: dict[Hashable, Hashable] = {j.task_id: j.gold_label for j in judgments if j.is_gold and j.gold_label is not None}
+    model = DawidSkene(prior_strength=5.0).fit([(j.task_id, j.annotator, j.label) for j in judgments], known=known)
+    t2 = time.process_time()
+    store.tasks(PROJECT, STAGE)
+    t3 = time.process_time()
+    return {"judgments": t1 - t0, "fit": t2 - t1, "rounds": float(model.n_iter_), "tasks": t3 - t2}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated numbers of judgments")
@@ -181,6 +200,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=20, help="screening candidates, each with 60 gold answers")
     parser.add_argument("--open", type=int, default=2000, help="open tasks in the queue")
     parser.add_argument("--ops", type=int, default=200, help="next_task + submit pairs timed per size")
+    parser.add_argument("--split-aggregate", action="store_true", help="also time aggregation's parts on their own")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     rows = []
@@ -188,6 +208,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store, load_s = build(str(Path(tmp) / "store.db"), n, args.annotators, args.open, args.candidates, seed=0)
             ops = time_ops(store, args.ops, args.annotators, tmp)
+            if args.split_aggregate:
+                part = split_aggregate(store)
+                print(
+                    f"N={n}: aggregate parts, µs/judgment: read judgments {1e6 * part['judgments'] / n:.1f}, "
+                    f"Dawid-Skene {1e6 * part['fit'] / n:.1f} ({part['rounds']:.0f} EM rounds, "
+                    f"{1e6 * part['fit'] / n / part['rounds']:.2f} per round), read tasks {1e6 * part['tasks'] / n:.1f}",
+                    flush=True,
+                )
             store.close()
         rows.append((n, load_s, ops))
         print(
