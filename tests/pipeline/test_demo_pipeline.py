@@ -21,6 +21,8 @@ TINY = {
     "kto": {"max_steps": 2, "batch_size": 4, "warmup_steps": 0},
     "ppo": {"max_steps": 1, "rollout_batch_size": 4, "minibatch_size": 4, "ppo_epochs": 1, "max_new_tokens": 8},
     "eval": {"n_prompts": 6, "n_boot": 5, "max_new_tokens": 8, "n_samples": 1},
+    **{f"redteam_{m}": {"max_requests": 1, "max_new_tokens": 8, "pair_rounds": 1} for m in ("base", "sft", "dpo", "ppo")},
+    "judge_attack": {"max_pairs": 4},
 }
 
 
