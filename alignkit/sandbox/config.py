@@ -66,6 +66,11 @@ class SandboxEvalConfig(BaseModel):
         description="Stage name -> training output folder (metrics.jsonl, alignkit_run.json): the report shows "
         "its training curves, time, tokens and held-out accuracy.",
     )
+    guard: str | None = Field(
+        None,
+        description="A guard that reads every model's answers (a `safety train-guard` folder or judge:MODEL): "
+        "adds guard_flag_rate per model with its Wilson CI.",
+    )
     progress: bool = Field(True, description="Show progress bars.")
 
     @field_validator("models", mode="before")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from alignkit.evaluate.ratings import BradleyTerry, EloRating, win_rate
 from alignkit.evaluate.report import AlignmentTax, MetricCI, ModelResult, ReportData, Sample, WinRateRow, ladder_rows
 from alignkit.models.generation import generate
 from alignkit.models.loading import load_model
+from alignkit.safety.config import GuardSource
+from alignkit.safety.moderate import build_guard, flag_rates
 from alignkit.sandbox.build import load_world
 from alignkit.sandbox.config import SandboxEvalConfig
 from alignkit.sandbox.world import build_world
@@ -90,6 +93,14 @@ def category_metrics(prompts: list[Any], scores: list[Any], seed: int) -> dict[s
     return out
 
 
+def guard_flag_metrics(guard: Any, prompts: list[str], responses: Mapping[str, Sequence[str]]) -> dict[str, MetricCI]:
+    """``guard_flag_rate`` per model: the share of its answers the guard flags, with a Wilson CI
+    (:func:`alignkit.safety.moderate.flag_rates`; one guard reads every model's answers to the same
+    prompts, so its own errors hit all models alike and the rates compare them)."""
+    rates = flag_rates(guard, prompts, {m: list(r) for m, r in responses.items()})
+    return {m: MetricCI(value=r["rate"], ci_low=r["ci"][0], ci_high=r["ci"][1], n=r["n"]) for m, r in rates.items()}
+
+
 def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = None) -> ReportData:
     """Run the whole evaluation; writes ``results.json`` (ReportData) and ``responses.jsonl``."""
     world = load_world(config.world) if config.world is not None else build_world(config.world_seed)
@@ -123,6 +134,10 @@ def evaluate_sandbox(config: SandboxEvalConfig, extra: dict[str, Any] | None = N
         by_category[name] = category_metrics(prompts, scores, config.seed)
         log.info("%s: evaluated %d prompts", name, len(texts))
 
+    if config.guard is not None:
+        flags = guard_flag_metrics(build_guard(GuardSource(guard=config.guard)), texts, responses)
+        for result in results:
+            result.metrics["guard_flag_rate"] = flags[result.name]
     for result in results:
         if config.tax_reference in losses and result.name != config.tax_reference:
             result.alignment_tax = AlignmentTax(**alignment_tax(losses[config.tax_reference], losses[result.name]))
