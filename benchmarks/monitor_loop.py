@@ -88,11 +88,15 @@ def main() -> None:
         )
         results["loop"]["seconds"] = round(time.time() - t, 1)
         print(f"\nmonitor -> correct -> fine-tune ({args.rounds} rounds, judge accuracy {args.judge_accuracy}):")
-        print("| round | flagged rate (stream) | true error rate (stream) | true error rate (held-out) | reviewed | corrected |")
-        print("|---|---|---|---|---|---|")
+        print(
+            "| round | flagged rate (stream) | true error rate (stream) | start model on the same stream "
+            "| true error rate (held-out) | reviewed | corrected |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for row in results["loop"]["rounds"]:
             print(
                 f"| {row['round']} | {_ci(row['flagged_rate'])} | {_ci(row['stream_error_rate'])} "
+                f"| {_ci(row['stream_error_rate_start_model'])} "
                 f"| {_ci(row['eval_error_rate'])} "
                 f"| {row.get('reviewed', '-')} | {row.get('corrected', '-')} |"
             )

@@ -213,6 +213,7 @@ def monitor_loop(
     corrections: list[dict[str, Any]] = []
     kept: list[dict[str, Any]] = []  # judge-passed answers (keep_passed)
     rows = []
+    start, start_tok = load_model(start_model)
     for r in range(rounds + 1):
         model, tok = load_model(model_path)
         stream = stream_pool[r * stream_size : (r + 1) * stream_size]
@@ -224,12 +225,19 @@ def monitor_loop(
         entries = [LogEntry(f"round{r}-{i}", t, a, model=f"round-{r}") for i, (t, a) in enumerate(zip(texts, answers))]
         verdicts = judge_entries(SandboxJudge(kn, accuracy=judge_accuracy, seed=seed + r), entries)
         true_bad = [true_grade(kn.score(t, a)) < 3 for t, a in zip(texts, answers)]
+        # the start model on the same fresh prompts: how hard this round's slice of the stream is
+        start_answers = (
+            answers
+            if model_path == start_model
+            else generate(start, start_tok, texts, max_new_tokens=32, temperature=0.0, batch_size=48, seed=seed)
+        )
         eval_bad = [true_grade(kn.score(p.text, a)) < 3 for p, a in zip(eval_prompts, eval_answers)]
         row: dict[str, Any] = {
             "round": r,
             "model": model_path,
             "flagged_rate": _rate([v.flagged for v in verdicts]),
             "stream_error_rate": _rate(true_bad),
+            "stream_error_rate_start_model": _rate([true_grade(kn.score(t, a)) < 3 for t, a in zip(texts, start_answers)]),
             "eval_error_rate": _rate(eval_bad),
             "flag_precision": _rate([b for v, b in zip(verdicts, true_bad) if v.flagged]),
             "flag_recall": _rate([v.flagged for v, b in zip(verdicts, true_bad) if b]),
