@@ -13,6 +13,14 @@ harmlessness (up to 0.3):
   model; more candidates, since screening turns more of them away), 500 items; arms: fixed
   overlap 3 and 5.
 
+*Screening trade-off* (``--tradeoff``, issue #19): on both crowds at fixed overlap 3, Wald's SPRT
+on gold against the probation rule (``alignkit.feedback.quality.screen(rule="probation")``:
+undecided candidates keep working as extra judgments beyond the overlap, tested on gold and on
+peers' Dawid-Skene posteriors), after 20 or 40 screening gold answers: honest annotators kept
+(not excluded: admitted or still on probation) and admitted, spammers admitted, gold answered
+per annotator, extra judgments per item, and Dawid-Skene accuracy (active annotators' labels,
+and with the probation labels weighed in) with its paired difference from the SPRT arm.
+
 The "confusion oracle" column is the vote Dawid-Skene would cast if it knew each annotator's
 confusion matrix exactly (measured on the ground truth): the ceiling for this kind of aggregator.
 
@@ -22,6 +30,7 @@ single annotator (chosen by gold accuracy, as a practitioner would; the "oracle"
 the test items themselves, is biased upwards), with paired differences; judgments per item.
 
     PYTHONPATH=. .venv/bin/python benchmarks/feedback_quality.py --seeds 8 --workers 2
+    PYTHONPATH=. .venv/bin/python benchmarks/feedback_quality.py --tradeoff --seeds 4 --workers 2
 """
 
 from __future__ import annotations
@@ -57,6 +66,69 @@ def one_run(job: tuple[str, str, dict, int, str]) -> tuple[str, str, int, Simula
     return crowd, arm, seed, simulate(cfg, export=False)
 
 
+TRADEOFF_RULES = {
+    "sprt": dict(screening_rule="sprt"),
+    "probation, 20 gold": dict(screening_rule="probation", probation_after=20),
+    "probation, 40 gold": dict(screening_rule="probation", probation_after=40),
+}
+
+
+def tradeoff(args: argparse.Namespace) -> None:
+    """Honest kept vs spammers admitted vs gold spent, per screening rule (overlap 3)."""
+    items = {"mild": args.items, "varied": args.varied_items}
+    arms = {(c, r): {**CROWDS[c], **s, "overlap": 3, "n_items": items[c]} for c in CROWDS for r, s in TRADEOFF_RULES.items()}
+    results: dict[tuple[str, str], list[SimulateResult]] = {k: [None] * args.seeds for k in arms}  # type: ignore[misc]
+    start, cpu = time.time(), time.process_time()
+    with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
+        jobs = [(c, r, s, seed, tmp) for (c, r), s in arms.items() for seed in range(args.seeds)]
+        for crowd, rule, seed, r in pool.map(one_run, jobs):
+            results[(crowd, rule)][seed] = r
+            print(f"{crowd}, {rule}, seed {seed}: excluded {r.excluded} probation {r.probation}", file=sys.stderr, flush=True)
+    print(f"# Screening trade-off ({args.seeds} seeds, overlap 3, 20 % spammers)\n")
+    cols = (
+        "honest kept",
+        "honest admitted",
+        "spammers admitted",
+        "spammers kept",
+        "gold / annotator",
+        "extra / item",
+        "DS (active)",
+        "DS + probation",
+        "DS - SPRT's DS",
+        "majority",
+    )
+    print("| crowd, rule | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for (crowd, rule), rs in results.items():
+        n = CROWDS[crowd]["n_annotators"]
+        honest = [set(f"ann-{i:03d}" for i in range(n)) - set(r.spammers) for r in rs]
+        kept = [len(h - set(r.excluded)) / len(h) for h, r in zip(honest, rs)]
+        admitted = [len(h - set(r.excluded) - set(r.probation)) / len(h) for h, r in zip(honest, rs)]
+        n_spam = sum(len(r.spammers) for r in rs)
+        spam_in = sum(len(set(r.spammers) - set(r.excluded) - set(r.probation)) for r in rs)
+        spam_kept = sum(len(set(r.spammers) - set(r.excluded)) for r in rs)
+        ds = [r.accuracy["dawid_skene"] for r in rs]
+        base = [r.accuracy["dawid_skene"] for r in results[(crowd, "sprt")]]
+        row = [
+            ci(kept),
+            ci(admitted),
+            f"{spam_in} of {n_spam}",
+            f"{spam_kept} of {n_spam}",
+            ci([r.gold_per_annotator for r in rs]),
+            ci([r.extra_per_item for r in rs]),
+            ci(ds),
+            ci([r.accuracy.get("dawid_skene_with_probation", r.accuracy["dawid_skene"]) for r in rs]),
+            "0" if rule == "sprt" else ci([a - b for a, b in zip(ds, base)]),
+            ci([r.accuracy["majority"] for r in rs]),
+        ]
+        print(f"| {crowd}, {rule} | " + " | ".join(row) + " |")
+    print(f"\n({time.time() - start:.0f} s wall, {time.process_time() - cpu:.0f} s CPU in the parent)")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({f"{c} / {a}": [r.model_dump(exclude={"quality"}) for r in v] for (c, a), v in results.items()}, indent=1)
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=8)
@@ -64,7 +136,11 @@ def main() -> None:
     ap.add_argument("--varied-items", type=int, default=500, help="comparison items per run, varied crowd")
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
     ap.add_argument("--json", type=str, default=None, help="also write the per-seed results here")
+    ap.add_argument("--tradeoff", action="store_true", help="only the screening trade-off (SPRT vs probation)")
     args = ap.parse_args()
+    if args.tradeoff:
+        tradeoff(args)
+        return
 
     arms = {
         ("mild", "fixed overlap 3"): dict(overlap=3, n_items=args.items),

@@ -161,7 +161,19 @@ def _quality(cfg) -> None:
     if cfg.screen:
         typer.echo(
             "screening: "
-            + json.dumps(q.screen(store, cfg.project, cfg.threshold, cfg.chance, cfg.false_admit, max_gold=cfg.max_gold))
+            + json.dumps(
+                q.screen(
+                    store,
+                    cfg.project,
+                    cfg.threshold,
+                    cfg.chance,
+                    cfg.false_admit,
+                    max_gold=cfg.max_gold,
+                    rule=cfg.rule,
+                    exclude_below=cfg.exclude_below,
+                    probation_after=cfg.probation_after,
+                )
+            )
         )
     if cfg.flag_spammers:
         typer.echo("flagged: " + json.dumps(q.flag_spammers(store, cfg.project)))

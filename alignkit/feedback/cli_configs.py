@@ -68,7 +68,20 @@ class QualityConfig(BaseModel):
     threshold: float = Field(0.7, gt=0, lt=1, description="screening: gold accuracy the test admits at")
     chance: float = Field(0.5, gt=0, lt=1, description="screening: accuracy of a random answerer (0.5 for pairs)")
     false_admit: float = Field(0.005, gt=0, lt=1, description="screening: chance that a random answerer is admitted")
-    max_gold: int = Field(60, ge=1, description="screening: candidates not admitted after this many gold answers are excluded")
+    max_gold: int = Field(
+        60, ge=1, description="screening (sprt): candidates not admitted after this many gold answers are excluded"
+    )
+    rule: Literal["sprt", "probation"] = Field(
+        "sprt",
+        description="screening: sprt (Wald's test on gold) or probation (undecided candidates keep working as extra "
+        "judgments and are tested on gold and peers)",
+    )
+    exclude_below: float = Field(
+        0.6, gt=0, lt=1, description="screening (probation): exclude once evidence is against this accuracy"
+    )
+    probation_after: int = Field(
+        20, ge=1, description="screening (probation): gold answers before an undecided candidate goes on probation"
+    )
     flag_spammers: bool = Field(False, description="flag active annotators at chance level")
     super_raters: bool = Field(False, description="update super-rater marks")
 

@@ -31,6 +31,9 @@ class StageConfig(BaseModel):
     max_overlap: int | None = Field(None, ge=1, description="dynamic overlap ceiling; None: fixed overlap")
     agreement_threshold: float = Field(1.0, ge=0, le=1, description="top-label share needed to stop asking")
     gold_rate: float = Field(0.0, ge=0, le=1, description="share of served tasks that are gold")
+    probation_extra: int = Field(
+        2, ge=0, description="most extra judgments per task by annotators on probation (beyond the overlap; see quality.screen)"
+    )
     role: Literal["annotator", "reviewer"] = "annotator"
     auto_label_confidence: float | None = Field(None, ge=0, le=1, description="pre-labels at or above this skip people")
     show_prelabels: bool = Field(

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -59,7 +60,7 @@ class Annotator(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     role: Mapped[str] = mapped_column(String(20), default="annotator")  # annotator | reviewer | admin
-    status: Mapped[str] = mapped_column(String(20), default="active")  # candidate | active | excluded | flagged
+    status: Mapped[str] = mapped_column(String(20), default="active")  # candidate | probation | active | excluded | flagged
     super_rater: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -141,6 +142,9 @@ class Assignment(Base):
     assigned_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     lease_expires_at: Mapped[datetime] = mapped_column(DateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # A probation annotator's judgment beyond the task's overlap: it never fills a slot, never closes
+    # the task or asks for more, so it cannot cost the item a trusted judgment (quality.screen).
+    extra: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class Annotation(Base):
@@ -186,7 +190,7 @@ class Membership(Base):
     role: Mapped[str] = mapped_column(String(20), default="annotator")  # annotator | reviewer | admin
     # Screening state and super-rater mark in this project (None: the annotator's own row decides, as
     # for people added before memberships existed): passing screening in one project admits nobody elsewhere.
-    status: Mapped[str | None] = mapped_column(String(20), nullable=True)  # candidate | active | excluded | flagged
+    status: Mapped[str | None] = mapped_column(String(20), nullable=True)  # candidate | probation | active | excluded | flagged
     super_rater: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 

@@ -2,7 +2,10 @@
 
 - *Screening* (InstructGPT): candidates answer gold tasks only, until a sequential test of their
   agreement with the researchers' labels admits them (active) or excludes them; excluded
-  people's judgments are left out of aggregation and exports.
+  people's judgments are left out of aggregation and exports. Two rules: Wald's SPRT on gold
+  (``rule="sprt"``), or a *probation* rule (``rule="probation"``) in which an undecided candidate
+  keeps working, as an extra judgment beyond the overlap, and is admitted or excluded as evidence
+  from gold *and* from peers (Dawid–Skene posteriors of the trusted annotators) accumulates.
 - *Spammer flagging*: an active annotator whose gold answers (or, without enough gold, agreement
   with the leave-one-out majority of peers) show chance level is flagged and stops getting tasks.
 - *Super raters*: high gold accuracy and peer agreement on enough items (their votes can weigh
@@ -13,12 +16,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Hashable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from alignkit.feedback.aggregate import DawidSkene
 from alignkit.feedback.agreement import krippendorff_alpha
-from alignkit.feedback.store import FeedbackStore, Judgment
+from alignkit.feedback.store import STATUSES, FeedbackStore, Judgment
+
+ScreeningRule = Literal["sprt", "probation"]
+# The alternatives the probation test mixes over (accuracy against the truth), equally weighted.
+ACCURACY_GRID = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
 class AnnotatorQuality(BaseModel):
@@ -57,7 +66,7 @@ def _peer_stats(judgments: list[Judgment], trusted: set[str]) -> dict[str, tuple
 
 def annotator_quality(store: FeedbackStore, project: str, stage: str | None = None) -> list[AnnotatorQuality]:
     """One row per annotator who judged anything in the project (any status)."""
-    judgments = store.judgments(project, stage, statuses=("candidate", "active", "excluded", "flagged"))
+    judgments = store.judgments(project, stage, statuses=STATUSES)
     people = store.people(project)  # status and super-rater mark in this project
     peers = _peer_stats(judgments, {n for n, a in people.items() if a.status in ("active", "candidate")})
     gold: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -135,6 +144,148 @@ def screening_decision(
     return "candidate"
 
 
+def evidence_log_lr(refs: Sequence[float], accuracy: float, chance: float = 0.5) -> float:
+    """log P(answers | accuracy) - log P(answers | a content-blind answerer), against a reference.
+
+    ``refs[i]`` is the reference's probability that answer ``i`` is right: 1 or 0 for a gold
+    task, and for a regular item the Dawid–Skene posterior of that answer from *other*,
+    trusted annotators. Under the alternative the answerer is right with probability
+    ``accuracy`` and otherwise picks one of the other options uniformly (``1 / chance - 1`` of
+    them), so an answer has probability ``accuracy * q + (1 - accuracy) * (1 - q) * chance / (1 -
+    chance)`` when the reference gives it ``q``; under the null it has ``chance``. With q in {0, 1}
+    this is exactly the SPRT's per-answer term.
+    """
+    if not 0 < chance < accuracy < 1:
+        raise ValueError(f"the test needs 0 < chance < accuracy < 1, got chance={chance}, accuracy={accuracy}")
+    total = 0.0
+    for q in refs:
+        if not 0 <= q <= 1:
+            raise ValueError(f"a reference probability must be in [0, 1], got {q}")
+        total += math.log(accuracy * q / chance + (1 - accuracy) * (1 - q) / (1 - chance))
+    return total
+
+
+def probation_decision(
+    refs: Sequence[float],
+    chance: float = 0.5,
+    false_admit: float = 0.005,
+    exclude_below: float = 0.6,
+    false_exclude: float = 0.1,
+    grid: Sequence[float] = ACCURACY_GRID,
+) -> Literal["active", "excluded", "probation"]:
+    """The probation rule's test of a candidate's evidence so far (gold and peer items, in order).
+
+    Admit once the *mixture* likelihood ratio (Robbins 1970), the mean over the accuracies in
+    ``grid`` of ``exp(evidence_log_lr)``, reaches ``1 / false_admit``. Under the null (an answer
+    is right with probability ``chance`` whatever the reference says: a uniform random clicker
+    always; any content-blind clicker on gold, whose right answer sits in a random position) each
+    factor has expectation 1, so the mixture is a nonnegative martingale and Ville's inequality
+    (1939) caps the chance it *ever* reaches ``1 / false_admit`` at ``false_admit``: the spammer
+    bound, for any number of looks and any length of probation. Mixing over accuracies is what
+    lets one test admit a 0.9 annotator in about as many gold answers as Wald's SPRT at 0.7 and a
+    0.6 annotator after enough peer items, where a single alternative would be slow for one of them.
+
+    Exclude once the likelihood ratio at ``exclude_below`` falls to ``false_exclude``: the same
+    inequality under that alternative caps the chance of excluding an annotator of accuracy
+    ``exclude_below`` (against a calibrated reference) at ``false_exclude``, less for better ones.
+    Otherwise the candidate stays on probation.
+    """
+    if not (0 < false_admit < 1 and 0 < false_exclude < 1):
+        raise ValueError(f"error rates must be in (0, 1), got false_admit={false_admit}, false_exclude={false_exclude}")
+    return _probation_state(
+        [evidence_log_lr(refs, a, chance) for a in grid], evidence_log_lr(refs, exclude_below, chance), false_admit, false_exclude
+    )
+
+
+def _probation_state(
+    lls: Sequence[float], ll_low: float, false_admit: float, false_exclude: float
+) -> Literal["active", "excluded", "probation"]:
+    top = max(lls)
+    log_mix = top + math.log(sum(math.exp(x - top) for x in lls) / len(lls))
+    if log_mix >= -math.log(false_admit):
+        return "active"
+    if ll_low <= math.log(false_exclude):
+        return "excluded"
+    return "probation"
+
+
+def first_probation_decision(
+    refs: Sequence[float],
+    chance: float = 0.5,
+    false_admit: float = 0.005,
+    exclude_below: float = 0.6,
+    false_exclude: float = 0.1,
+    grid: Sequence[float] = ACCURACY_GRID,
+) -> tuple[Literal["active", "excluded", "probation"], int]:
+    """:func:`probation_decision` after each answer in turn (running sums, one pass): the first
+    decision and the number of answers it took (``("probation", len(refs))`` if none)."""
+    lls = [0.0] * len(grid)
+    ll_low = 0.0
+    for n, q in enumerate(refs, 1):
+        lls = [x + evidence_log_lr((q,), a, chance) for x, a in zip(lls, grid)]
+        ll_low += evidence_log_lr((q,), exclude_below, chance)
+        state = _probation_state(lls, ll_low, false_admit, false_exclude)
+        if state != "probation":
+            return state, n
+    return "probation", len(refs)
+
+
+def peer_references(store: FeedbackStore, project: str, prior_strength: float = 5.0) -> dict[tuple[Hashable, Hashable], float]:
+    """(task id, label) -> Dawid–Skene posterior of that label, fitted on the *active* annotators'
+    judgments only (with gold answers clamped), so a candidate's own answers never shape the
+    reference they are judged against. Items no active annotator judged have no reference."""
+    judgments = [j for j in store.judgments(project, statuses=("active",)) if j.label is not None]
+    if not judgments:
+        return {}
+    known: dict[Hashable, Hashable] = {j.task_id: j.gold_label for j in judgments if j.is_gold and j.gold_label is not None}
+    ds = DawidSkene(prior_strength=prior_strength).fit([(j.task_id, j.annotator, j.label) for j in judgments], known=known)
+    return {(item, lab): p for item, probas in ds.probas_.items() if item not in known for lab, p in probas.items()}
+
+
+def _screen_probation(
+    store: FeedbackStore,
+    project: str,
+    chance: float,
+    false_admit: float,
+    false_exclude: float,
+    exclude_below: float,
+    probation_after: int,
+    max_evidence: int | None,
+) -> dict[str, str]:
+    evidence: dict[str, list[float]] = defaultdict(list)
+    n_gold: Counter = Counter()
+    refs: dict[tuple[Hashable, Hashable], float] | None = None
+    referenced: set[Hashable] = set()
+    for j in store.judgments(project, statuses=("candidate", "probation")):  # oldest first
+        if j.label is None:
+            continue
+        if j.is_gold and j.gold_label is not None:
+            evidence[j.annotator].append(float(j.label == j.gold_label))
+            n_gold[j.annotator] += 1
+        elif not j.is_gold:
+            if refs is None:
+                refs = peer_references(store, project)
+                referenced = {t for t, _ in refs}
+            if (j.task_id, j.label) in refs:
+                evidence[j.annotator].append(refs[(j.task_id, j.label)])
+            elif j.task_id in referenced:
+                evidence[j.annotator].append(0.0)  # a label no trusted annotator gave: the reference says wrong
+    people = store.people(project)
+    decided: dict[str, str] = {}
+    for name, refs_of in evidence.items():
+        before = people[name].status
+        status: str
+        status, _ = first_probation_decision(refs_of, chance, false_admit, exclude_below, false_exclude)
+        if status == "probation" and max_evidence is not None and len(refs_of) >= max_evidence:
+            status = "excluded"
+        if status == "probation" and before == "candidate" and n_gold[name] < probation_after:
+            continue  # still answering the first gold tasks
+        if status != before:
+            store.set_annotator(name, status=status, project=project)
+            decided[name] = status
+    return dict(sorted(decided.items()))
+
+
 def screen(
     store: FeedbackStore,
     project: str,
@@ -143,15 +294,36 @@ def screen(
     false_admit: float = 0.005,
     false_exclude: float = 0.1,
     max_gold: int = 60,
+    rule: ScreeningRule = "sprt",
+    exclude_below: float = 0.6,
+    probation_after: int = 20,
+    max_evidence: int | None = None,
 ) -> dict[str, str]:
-    """Decide every candidate whose gold answers settle :func:`screening_decision`.
+    """Decide every candidate (and, with the probation rule, every annotator on probation) whose
+    evidence settles their test; returns annotator -> new status for those it changed.
 
-    Each candidate's gold answers are replayed oldest first and the test stops at the first
+    ``rule="sprt"``: :func:`screening_decision` on gold answers. Undecided candidates stay
+    candidates (they keep getting gold tasks only).
+
+    ``rule="probation"``: :func:`probation_decision` on gold answers and, once on probation, on
+    regular items against :func:`peer_references`. A candidate still undecided after
+    ``probation_after`` gold answers goes on probation: gold spot checks at the stage's rate and
+    otherwise regular tasks as *extra* judgments beyond the overlap (never an item's only one;
+    see :mod:`alignkit.feedback.store`), admitted or excluded when the evidence settles it, or,
+    with ``max_evidence``, excluded when it has not after that many answers. ``threshold`` and
+    ``max_gold`` are the SPRT's and unused here. Aggregation counts probation judgments only if
+    asked to (``statuses`` of :func:`alignkit.feedback.export.aggregate_stage`); once admitted,
+    all of the person's judgments count, probation ones included.
+
+    Either way each person's evidence is replayed oldest first and the test stops at the first
     answer that decides it, so calling this rarely (say, from a nightly ``feedback quality
-    --screen``) gives the same decisions, and the same error rates, as calling it after every
-    answer. Undecided candidates stay candidates (they keep getting gold tasks only). Returns
-    annotator -> new status for the decided ones.
+    --screen``) gives the same decisions as calling it after every answer (for the probation
+    rule, given the same peer reference).
     """
+    if rule == "probation":
+        return _screen_probation(store, project, chance, false_admit, false_exclude, exclude_below, probation_after, max_evidence)
+    if rule != "sprt":
+        raise ValueError(f"screening rule must be 'sprt' or 'probation', got {rule!r}")
     right: dict[str, list[bool]] = defaultdict(list)
     for j in store.judgments(project, statuses=("candidate",)):  # oldest first
         if j.is_gold and j.gold_label is not None:

@@ -18,9 +18,13 @@ Guarantees (each tested):
 - a submit may carry an idempotency key: a retry with the same key (say after a network error on
   a submit that did commit) is answered with the first submit's annotation id, and writes nothing;
 - roles and screening are per project: a person's membership of a project holds their role there
-  (annotator / reviewer / admin) and their screening state (candidate / active / excluded / flagged)
-  and super-rater mark, so passing screening in one project, or reviewing in it, gives nothing in
+  (annotator / reviewer / admin) and their screening state (candidate / probation / active /
+  excluded / flagged) and super-rater mark, so passing screening in one project, or reviewing in it, gives nothing in
   another; an annotator's own row is the fallback for people without a membership (scripts);
+- a *probation* annotator (screening undecided, see :func:`alignkit.feedback.quality.screen`) gets
+  gold at the stage's rate and, otherwise, regular tasks that already have a trusted judgment, as
+  an *extra* judgment beyond the overlap: it takes no slot, does not close the task or ask for more
+  (dynamic overlap), and when its author is excluded nothing is reopened;
 - items that need a person's eye (reported by an annotator, or closed without agreement) go to the
   project's review queue (``flags``), where an admin dismisses, reopens or decides them.
 """
@@ -123,7 +127,7 @@ class Person:
     super_rater: bool
 
 
-STATUSES = ("candidate", "active", "excluded", "flagged")
+STATUSES = ("candidate", "probation", "active", "excluded", "flagged")
 FLAG_ACTIONS = ("dismiss", "reopen", "adjudicate")
 
 
@@ -239,7 +243,7 @@ class FeedbackStore:
         if role not in ROLES:
             raise FeedbackError(f"role must be one of {ROLES}, got {role!r}")
         if status not in STATUSES:
-            raise FeedbackError(f"status must be candidate, active, excluded or flagged, got {status!r}")
+            raise FeedbackError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         pid = self.project(project)[0] if project else None
         with self.write() as s:
             a = s.scalar(select(Annotator).where(Annotator.name == name))
@@ -311,7 +315,7 @@ class FeedbackStore:
         held on label tasks (of that project), so other people are asked instead (their raw
         judgments stay in the store, marked by their status, and are left out of aggregation)."""
         if status is not None and status not in STATUSES:
-            raise FeedbackError(f"status must be candidate, active, excluded or flagged, got {status!r}")
+            raise FeedbackError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         if role is not None and role not in ROLES:
             raise FeedbackError(f"role must be one of {ROLES}, got {role!r}")
         pid = self.project(project)[0] if project else None
@@ -347,6 +351,9 @@ class FeedbackStore:
         )
         rows = s.execute(q.where(Task.project_id == project_id) if project_id is not None else q).all()
         for asg, task in rows:
+            if asg.extra:  # held no slot and closed nothing
+                asg.status = "discounted"
+                continue
             s.refresh(task, with_for_update=True)
             task.n_active -= 1
             if asg.status == "submitted":
@@ -466,7 +473,8 @@ class FeedbackStore:
             )
             for a in stale:
                 a.status = "expired"
-                s.get_one(Task, a.task_id, with_for_update=True).n_active -= 1
+                if not a.extra:
+                    s.get_one(Task, a.task_id, with_for_update=True).n_active -= 1
             return len(stale)
 
     def next_task(self, project: str, annotator: str, stage: str | None = None, now: datetime | None = None) -> TaskView | None:
@@ -531,11 +539,14 @@ class FeedbackStore:
                 else:
                     order = [False]
                 for gold in order:
-                    task = self._claim(s, pid, st.name, ann.id, gold)
+                    extra = me.status == "probation" and not gold
+                    task = self._claim_extra(s, pid, st, ann.id) if extra else self._claim(s, pid, st.name, ann.id, gold)
                     if task is not None:
                         lease = now + timedelta(minutes=cfg.lease_minutes)
-                        s.add(Assignment(task_id=task.id, annotator_id=ann.id, assigned_at=now, lease_expires_at=lease))
-                        task.n_active += 1
+                        s.add(
+                            Assignment(task_id=task.id, annotator_id=ann.id, assigned_at=now, lease_expires_at=lease, extra=extra)
+                        )
+                        task.n_active += 0 if extra else 1
                         s.flush()
                         return self._view(s, task, lease)
             return None
@@ -578,7 +589,11 @@ class FeedbackStore:
             live = s.execute(
                 select(func.count())
                 .select_from(Assignment)
-                .where(Assignment.task_id == task.id, Assignment.status.in_(("pending", "submitted")))
+                .where(
+                    Assignment.task_id == task.id,
+                    Assignment.status.in_(("pending", "submitted")),
+                    Assignment.extra.is_(False),
+                )
             ).scalar_one()
             return live < task.overlap  # recount under the row lock
 
@@ -604,6 +619,37 @@ class FeedbackStore:
             if usable(task):
                 return task
             rejected.add(task.id)
+
+    def _claim_extra(self, s: Session, project_id: int, st: StageConfig, annotator_id: int) -> Task | None:
+        """A probation annotator's next regular task: one that already has a trusted judgment (so the
+        extra label is never an item's only one), open or done, with the fewest extra judgments and
+        fewer than the stage's ``probation_extra``. No row lock: an extra judgment takes no slot, so
+        two concurrent claims can at worst go one over that soft cap."""
+        mine = exists().where(Assignment.task_id == Task.id, Assignment.annotator_id == annotator_id)
+        extras = (
+            select(func.count())
+            .select_from(Assignment)
+            .where(Assignment.task_id == Task.id, Assignment.extra.is_(True), Assignment.status.in_(("pending", "submitted")))
+            .scalar_subquery()
+        )
+        q = (
+            select(Task)
+            .where(
+                Task.project_id == project_id,
+                Task.stage == st.name,
+                Task.status.in_(("open", "done")),
+                extras < st.probation_extra,
+                Task.is_gold.is_(False),
+                Task.type.in_(LABEL_TASKS),  # a written output needs its slot; only labels can be extra
+                Task.n_done >= 1,
+                not_(mine),
+            )
+            .order_by(extras, Task.id)
+        )
+        for task in s.scalars(q.limit(20)):
+            if annotator_id not in (task.author_ids or []):
+                return task
+        return None
 
     def _config(self, s: Session, project_id: int) -> ProjectConfig:
         if project_id not in self._configs:
@@ -656,7 +702,8 @@ class FeedbackStore:
         with self.write() as s:
             asg = self._assignment(s, annotator, task_id)
             asg.status, asg.draft = "skipped", None
-            s.get_one(Task, task_id).n_active -= 1
+            if not asg.extra:
+                s.get_one(Task, task_id).n_active -= 1
 
     # -- submission ------------------------------------------------------------------------------------
     def _annotator(self, s: Session, name: str) -> Annotator:
@@ -763,6 +810,9 @@ class FeedbackStore:
         )
         s.add(note)
         asg.status, asg.submitted_at, asg.draft = "submitted", now, None
+        if asg.extra:  # beyond the overlap: counts for nothing in the task's own progress
+            s.flush()
+            return note.id
         task.n_done += 1
         self._outputs(s, task, ann, clean)
         if not task.is_gold and task.n_done >= task.overlap:
@@ -784,7 +834,7 @@ class FeedbackStore:
             s.scalars(
                 select(Annotation.answer)
                 .join(Assignment, Assignment.id == Annotation.assignment_id)
-                .where(Annotation.task_id == task.id, Assignment.status == "submitted")
+                .where(Annotation.task_id == task.id, Assignment.status == "submitted", Assignment.extra.is_(False))
             )
         )
         labels = [label_of(task.type, a) for a in answers]
@@ -849,7 +899,8 @@ class FeedbackStore:
             )
             s.add(f)
             asg.status, asg.draft = "skipped", None
-            task.n_active -= 1
+            if not asg.extra:
+                task.n_active -= 1
             s.flush()
             return f.id
 

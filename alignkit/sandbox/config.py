@@ -7,7 +7,7 @@ The CLI builds its flags from these classes, so they live apart from the code th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -40,6 +40,16 @@ class SimulateConfig(BaseModel):
     )
     screening_threshold: float = Field(0.7, gt=0.5, lt=1, description="gold accuracy the screening test admits at")
     screening_false_admit: float = Field(0.005, gt=0, lt=1, description="screening: chance a coin-flipper is admitted")
+    screening_rule: Literal["sprt", "probation"] = Field(
+        "sprt",
+        description="screening: sprt (Wald's test on gold; undecided at --n-screening: excluded) or probation (undecided "
+        "candidates keep working as extra judgments, tested on gold and peers; alignkit.feedback.quality.screen)",
+    )
+    screening_exclude_below: float = Field(
+        0.6, gt=0.5, lt=1, description="probation: exclude once the evidence is against this accuracy (chance 0.1 at it)"
+    )
+    probation_extra: int = Field(2, ge=0, description="probation: most extra judgments per item by people on probation")
+    probation_after: int = Field(20, ge=1, description="probation: gold answers before an undecided candidate goes on probation")
     seed: int = Field(0, description="Run seed: the crowd's skills and answers, gold placement, task order.")
     progress: bool = True
 

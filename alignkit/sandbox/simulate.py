@@ -41,6 +41,10 @@ class SimulateResult(BaseModel):
     accuracy: dict[str, float]  # majority / dawid_skene / confusion_oracle / best_single(_oracle), vs ground truth
     best_single: str | None
     screening_gold_per_candidate: float = 0.0  # gold answers the screening test needed, mean over candidates
+    probation: list[str] = Field(default_factory=list)  # still on probation at the end (probation rule)
+    admitted_from_probation: list[str] = Field(default_factory=list)
+    gold_per_annotator: float = 0.0  # every gold answer (screening and spot checks), mean over the crowd
+    extra_per_item: float = 0.0  # probation judgments beyond the overlap, per item
     export_path: str | None = None
     export_rows: int = 0
     quality: list[dict[str, Any]] = Field(default_factory=list)
@@ -96,6 +100,7 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
         max_overlap=cfg.max_overlap,
         agreement_threshold=cfg.agreement_threshold,
         gold_rate=cfg.gold_rate,
+        probation_extra=cfg.probation_extra,
     )
     store.create_project(project, ProjectConfig(stages=[stage], seed=cfg.seed, max_pending=8), gold_key=str(cfg.seed))
     rng = random.Random(cfg.seed)
@@ -134,6 +139,23 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
 
     excluded: list[str] = []
     screening_answers = 0
+    gold_answers = 0
+    on_probation: set[str] = set()
+    admitted_from_probation: set[str] = set()
+    probation = cfg.screening_rule == "probation"
+
+    def screen_now(max_gold: int) -> dict[str, str]:
+        return screen(
+            store,
+            project,
+            threshold=cfg.screening_threshold,
+            false_admit=cfg.screening_false_admit,
+            max_gold=max_gold,
+            rule=cfg.screening_rule,
+            exclude_below=cfg.screening_exclude_below,
+            probation_after=min(cfg.probation_after, max_gold),
+        )
+
     if cfg.n_screening:
         # Round-robin: each undecided candidate answers one more gold task, then the sequential
         # test decides whoever has enough evidence; the rest go on.
@@ -149,18 +171,18 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
                     give(a.id, view.id, answer(a, view))
                     answered += 1
             screening_answers += answered
-            decided = screen(
-                store, project, threshold=cfg.screening_threshold, false_admit=cfg.screening_false_admit, max_gold=max_gold
-            )
+            decided = screen_now(max_gold)
             excluded += [n for n, st in decided.items() if st == "excluded"]
+            on_probation |= {n for n, st in decided.items() if st == "probation"}
             undecided = [a for a in undecided if a.id not in decided]
             if not answered and not decided:
                 break  # out of gold tasks: the undecided stay candidates and get no regular work
-        excluded.sort()
+    gold_answers = screening_answers
     active = [a for a in crowd if a.id not in excluded]
     flagged: list[str] = []
     bar = tqdm(total=len(truth), desc="simulated crowd", disable=not cfg.progress)
-    done_before, rounds = 0, 0
+    done_before, rounds, extra = 0, 0, 0
+    max_gold = min(cfg.n_screening, cfg.n_gold)
     while active:
         rounds += 1
         worked = False
@@ -168,10 +190,18 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
             view = lease(a.id)
             if view is None:
                 continue
-            worked = True
+            worked = worked or a.id not in on_probation  # extra judgments alone do not keep the project going
             give(a.id, view.id, answer(a, view))
+            gold_answers += view.id not in truth
+            extra += view.id in truth and a.id in on_probation
         newly = flag_spammers(store, project) if rounds % 5 == 0 or not worked else []
-        flagged += newly
+        if on_probation and (rounds % 5 == 0 or not worked):
+            decided = screen_now(max_gold)
+            admitted_from_probation |= {n for n, st in decided.items() if st == "active"}
+            newly += [n for n, st in decided.items() if st == "excluded"]
+            excluded += [n for n, st in decided.items() if st == "excluded"]
+            on_probation -= set(decided)
+        flagged += [n for n in newly if n not in excluded]
         active = [a for a in active if a.id not in newly]
         done = store.count_tasks(project, "compare", status="done")
         bar.update(done - done_before)
@@ -186,6 +216,9 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
     for method in ("majority", "dawid_skene"):
         aggs = aggregate_stage(store, project, "compare", method, seed=cfg.seed)
         acc[method] = sum(aggs[t].label == truth[t] for t in truth if t in aggs) / len(truth)
+    if probation:  # Dawid–Skene weighing the labels of those still on probation too
+        aggs = aggregate_stage(store, project, "compare", "dawid_skene", seed=cfg.seed, statuses=("active", "probation"))
+        acc["dawid_skene_with_probation"] = sum(aggs[t].label == truth[t] for t in truth if t in aggs) / len(truth)
     judged: dict[str, list[bool]] = defaultdict(list)
     n_judgments = 0
     active_judgments = store.judgments(project, "compare", include_gold=False, statuses=("active",))
@@ -210,8 +243,12 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
         n_items=len(truth),
         judgments_per_item=n_judgments / max(len(truth), 1),
         spammers=sorted(a.id for a in crowd if a.is_spammer),
-        excluded=excluded,
+        excluded=sorted(excluded),
         flagged=flagged,
+        probation=sorted(on_probation),
+        admitted_from_probation=sorted(admitted_from_probation),
+        gold_per_annotator=gold_answers / len(crowd),
+        extra_per_item=extra / max(len(truth), 1),
         accuracy=acc,
         best_single=best,
         screening_gold_per_candidate=screening_answers / len(crowd),

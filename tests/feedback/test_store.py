@@ -35,7 +35,7 @@ def test_init_runs_migrations_idempotently(db_url):
     from alignkit.feedback.db import current_revision
 
     s1 = FeedbackStore(db_url)
-    assert current_revision(s1.engine) == "0003"
+    assert current_revision(s1.engine) == "0004"
     s1.create_project("p")
     s1.close()
     s2 = FeedbackStore(db_url)  # upgrading again is a no-op and keeps the data
