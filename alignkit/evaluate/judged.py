@@ -322,7 +322,7 @@ def _with_people(
     try:
         harms = [h.strip() for h in config.harms.split(",") if h.strip()] if config.harms else DEFAULT_HARMS
         tasks = push_comparisons(store, config.project, out, prompts, answers, chosen, criteria, seed=config.seed, harms=harms)
-        people = read_back(store, config.project, tasks, prompts, criteria, seed=config.seed)
+        people = read_back(store, config.project, tasks, prompts, criteria, seed=config.seed, rounds=config.rounds)
     finally:
         store.close()
     for b in people:
@@ -428,7 +428,8 @@ def evaluate_prompts(
         out / "answers.jsonl",
         "".join(json.dumps({**p, **{m: answers[m][i] for m in names}}) + "\n" for i, p in enumerate(prompts)),
     )
-    atomic_write_text(out / "battles.jsonl", "".join(json.dumps(b) + "\n" for b in battles))
+    kept = [{k: v for k, v in b.items() if k != "posterior_rounds"} for b in battles]  # arrays stay in memory
+    atomic_write_text(out / "battles.jsonl", "".join(json.dumps(b) + "\n" for b in kept))
     atomic_write_text(out / "results.json", data.model_dump_json(indent=2))
     counts = {"answers_generated": generated, "judge_calls": judge.calls if judge else 0, "cache_dir": str(cache.directory)}
     atomic_write_text(out / "calls.json", json.dumps(counts, indent=2))

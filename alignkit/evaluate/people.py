@@ -36,6 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from alignkit.data.chat import prompt_text
 from alignkit.data.files import atomic_write_text
 from alignkit.feedback.aggregate import DawidSkene, MajorityVote
@@ -92,19 +94,50 @@ def _winner(label: Any, shown: Sequence[str], model_a: str) -> str:
     return "model_a" if picked == model_a else "model_b"
 
 
-def _posteriors(store: FeedbackStore, project: str, method: str, seed: int) -> dict[int, dict[Any, float]]:
-    """Per task, the aggregator's full posterior over the shown labels ("A", "B", "tie").
+def _posteriors(
+    store: FeedbackStore, project: str, method: str, seed: int, rounds: int = 0
+) -> tuple[dict[int, dict[Any, float]], dict[int, list[dict[Any, float]]]]:
+    """Per task, the aggregator's full posterior over the shown labels ("A", "B", "tie"), and with
+    ``rounds`` (Dawid–Skene only) that posterior recomputed in each of ``rounds`` resamples of the
+    annotators.
 
     The same fit as :func:`~alignkit.feedback.export.aggregate_stage` (active annotators, gold
-    clamped), which returns only the argmax and its probability."""
+    clamped), which returns only the argmax and its probability. The annotator resample keeps the
+    fitted confusion matrices and priors and redoes the E-step with each annotator's judgments
+    counted as often as the annotator was drawn (a crowd is a sample of people: which people
+    answered moves every label they gave, and a bootstrap over prompts alone does not see that)."""
     judgments = [j for j in store.judgments(project, "compare", statuses=("active",)) if j.label is not None]
     if not judgments:
-        return {}
+        return {}, {}
     triples = [(j.task_id, j.annotator, j.label) for j in judgments]
-    if method == "dawid_skene":
-        known: dict[Any, Any] = {j.task_id: j.gold_label for j in judgments if j.is_gold and j.gold_label is not None}
-        return DawidSkene(prior_strength=DS_PRIOR_STRENGTH).fit(triples, known=known).probas_  # type: ignore[return-value]
-    return MajorityVote(seed=seed).fit(triples).probas_  # type: ignore[return-value]
+    if method != "dawid_skene":
+        return MajorityVote(seed=seed).fit(triples).probas_, {}  # type: ignore[return-value]
+    known: dict[Any, Any] = {j.task_id: j.gold_label for j in judgments if j.is_gold and j.gold_label is not None}
+    ds = DawidSkene(prior_strength=DS_PRIOR_STRENGTH).fit(triples, known=known)
+    out_rounds: dict[int, list[dict[Any, float]]] = {}
+    regular = [t for t in triples if t[0] not in known]
+    if rounds and regular:
+        items = sorted({t[0] for t in regular})
+        item_idx = {t: i for i, t in enumerate(items)}
+        workers = list(ds.workers_)
+        worker_idx = {w: i for i, w in enumerate(workers)}
+        label_idx = {lab: i for i, lab in enumerate(ds.classes_)}
+        it = np.array([item_idx[t[0]] for t in regular])
+        wk = np.array([worker_idx[t[1]] for t in regular])
+        conf = np.stack([np.log(ds.confusions_[w]) for w in workers])  # (workers, true, given)
+        ll = conf[wk, :, [label_idx[t[2]] for t in regular]]  # (judgments, true)
+        log_prior = np.log(np.clip([ds.priors_[lab] for lab in ds.classes_], 1e-12, None))
+        rng = np.random.default_rng(seed)
+        post = np.empty((rounds, len(items), len(ds.classes_)))
+        for r in range(rounds):
+            weight = rng.multinomial(len(workers), np.full(len(workers), 1.0 / len(workers)))[wk].astype(float)
+            log_lik = np.tile(log_prior, (len(items), 1))
+            np.add.at(log_lik, it, weight[:, None] * ll)
+            log_lik -= log_lik.max(1, keepdims=True)
+            post[r] = np.exp(log_lik) / np.exp(log_lik).sum(1, keepdims=True)
+        for t, i in item_idx.items():
+            out_rounds[t] = [dict(zip(ds.classes_, map(float, post[r, i]))) for r in range(rounds)]
+    return ds.probas_, out_rounds  # type: ignore[return-value]
 
 
 def _record_posterior(probas: dict[Any, float], shown: Sequence[str], model_a: str) -> list[float]:
@@ -133,12 +166,15 @@ def read_back(
     criteria: Sequence[str],
     method: str = "dawid_skene",
     seed: int = 0,
+    rounds: int = 0,
 ) -> list[dict[str, Any]]:
     """Battles from the aggregated answers of the tasks that have any (``overall`` by ``method``, with
     its posterior; other criteria by per-criterion majority of the raw answers, with vote shares as
-    their posterior); the ``overall`` record also carries the harms people ticked, attributed per model."""
+    their posterior); the ``overall`` record also carries the harms people ticked, attributed per model,
+    and with ``rounds`` its posterior under each of ``rounds`` annotator resamples
+    (``posterior_rounds``, an array rounds x 3 that is not written to battles.jsonl)."""
     aggs = aggregate_stage(store, project, "compare", method, seed=seed)  # type: ignore[arg-type]
-    posts = _posteriors(store, project, method, seed)
+    posts, post_rounds = _posteriors(store, project, method, seed, rounds)
     raw: dict[int, list[dict[str, Any]]] = {}
     for j in store.judgments(project, "compare", include_gold=False, statuses=("active",)):
         raw.setdefault(j.task_id, []).append(j.answer)
@@ -160,6 +196,10 @@ def read_back(
         human = agg.source == "human" and t["task_id"] in posts
         posterior = _record_posterior(posts[t["task_id"]], t["shown"], t["model_a"]) if human else _one_hot(winner)
         records = {"overall": {**base, "criterion": "overall", "winner": winner, "posterior": posterior}}
+        if human and t["task_id"] in post_rounds:
+            records["overall"]["posterior_rounds"] = np.array(
+                [_record_posterior(q, t["shown"], t["model_a"]) for q in post_rounds[t["task_id"]]]
+            )
         for c in criteria:
             if c == "overall":
                 continue

@@ -481,7 +481,8 @@ class BradleyTerry(_Rater):
         an outcome drawn from its posterior, so a round is a complete data set as if the true labels
         had been observed (the interval is that of the true-label fit, which is wider than that of
         the expected outcomes by the labels' own variance: the safe side when the posteriors are
-        estimated); without it the expected outcomes are resampled as they are. Battles without a
+        estimated); without it the expected outcomes are resampled as they are. ``posterior_rounds``
+        (rounds x 3) replaces the posterior round by round (people mode: annotators resampled). Battles without a
         posterior or a cluster behave as in :meth:`bootstrap` (one cluster per battle, a fixed
         winner). ``rounds=0``: the point fit only.
         """
@@ -503,6 +504,16 @@ class BradleyTerry(_Rater):
         keys = [b.get(cluster, ("battle", i)) for i, b in enumerate(battles)]
         _, group = np.unique(np.array([repr(x) for x in keys]), return_inverse=True)
         n_groups = int(group.max()) + 1
+        # A battle's posterior per round: ``posterior_rounds`` (e.g. people's labels under annotator
+        # resamples) where given, else its one posterior in every round.
+        per_round = np.broadcast_to(probs, (rounds, n, 3)).copy()
+        for i, b in enumerate(battles):
+            given = b.get("posterior_rounds")
+            if given is not None:
+                given = np.asarray(given, dtype=float)
+                if given.shape != (rounds, 3):
+                    raise ValueError(f"battle {i}: posterior_rounds has shape {given.shape}, expected ({rounds}, 3)")
+                per_round[:, i] = given / given.sum(1, keepdims=True)
         # Each battle as three cells (A wins, B wins, tie) when drawing, one soft cell otherwise.
         cells = PairCounts(models, np.tile(ia, 3), np.tile(ib, 3), np.repeat([1.0, 0.0, 0.5], n), np.zeros(3 * n))
         rng = np.random.default_rng(seed)
@@ -511,9 +522,10 @@ class BradleyTerry(_Rater):
             copies = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups))[group]
             if draw:
                 pc = cells
-                count = rng.multinomial(copies, probs).T.reshape(-1).astype(float)
+                count = rng.multinomial(copies, per_round[r]).T.reshape(-1).astype(float)
             else:
-                pc = PairCounts(models, ia, ib, soft, copies.astype(float))
+                expected = per_round[r, :, 0] + 0.5 * per_round[r, :, 2]
+                pc = PairCounts(models, ia, ib, expected, copies.astype(float))
                 count = pc.count
             present = np.zeros(k, dtype=bool)
             present[ia[copies > 0]] = True

@@ -132,5 +132,47 @@ def test_report_shows_the_harm_rates_people_reported():
     html = render_report(ReportData(people={"tasks": 2, "answered": 2, "harm_rates": {"risky": {"dangerous": 0.5}}}))
     section = html.split("People: harms reported", 1)[1].split("</section>", 1)[0]
     assert "<th>dangerous</th>" in section and "<th>risky</th>" in section and "50" in section
-    assert "class=\"empty\"" not in section
+    assert 'class="empty"' not in section
     assert "No harms reported by people" in render_report(ReportData())
+
+
+def test_posterior_rounds_replace_the_posterior_round_by_round():
+    # People mode passes each battle's posterior under every annotator resample: round r uses row r.
+    battles = _pair([0.5, 0.5, 0.0], 10)
+    for b in battles:
+        b["posterior_rounds"] = np.array([[0.9, 0.1, 0.0], [0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.1, 0.9, 0.0]])
+    bt = BradleyTerry(reg=0.0)
+    bt.bootstrap_clustered(battles, rounds=4, seed=0, draw=False)
+    x = bt.models_.index("x")
+    gap = 400 * math.log10(9)  # expected outcome 0.9 on every battle of the round
+    assert bt.ratings_["x"] == pytest.approx(1000.0, abs=1e-6)  # the point uses the one posterior (0.5)
+    assert bt.bootstrap_ratings_[:2, x] == pytest.approx(1000 + gap / 2, abs=1e-3)
+    assert bt.bootstrap_ratings_[2:, x] == pytest.approx(1000 - gap / 2, abs=1e-3)
+    with pytest.raises(ValueError, match="posterior_rounds"):
+        BradleyTerry().bootstrap_clustered(battles, rounds=3, seed=0)
+
+
+def test_annotator_resamples_move_the_posteriors_of_the_tasks_they_answered(tmp_path):
+    from alignkit.evaluate.people import _posteriors, push_comparisons
+    from alignkit.feedback.store import FeedbackStore
+
+    prompts = [{"prompt": f"Question {i}?", "category": "c"} for i in range(6)]
+    answers = {"p": [f"p{i}" for i in range(6)], "q": [f"q{i}" for i in range(6)]}
+    store = FeedbackStore(str(tmp_path / "f.db"))
+    tasks = push_comparisons(store, "ev", tmp_path, prompts, answers, [(i, "p", "q") for i in range(6)], ["overall"])
+    for name in ("a1", "a2", "a3"):
+        store.add_annotator(name, status="active", exist_ok=True, project="ev")
+    for name in ("a1", "a2", "a3"):
+        while (view := store.next_task("ev", name)) is not None:
+            t = next(x for x in tasks if x["task_id"] == view.id)
+            p_first = t["shown"][0] == "p"
+            pick = ("A" if p_first else "B") if name != "a3" else ("B" if p_first else "A")  # a3 always disagrees
+            store.submit(name, view.id, {"overall": pick})
+    full, rounds = _posteriors(store, "ev", "dawid_skene", seed=0, rounds=30)
+    store.close()
+    assert set(rounds) == set(full) and all(len(r) == 30 for r in rounds.values())
+    task = tasks[0]["task_id"]
+    p_label = "A" if tasks[0]["shown"][0] == "p" else "B"
+    values = [r[p_label] for r in rounds[task]]
+    assert max(values) - min(values) > 0.05  # rounds without a1/a2 or with a3 twice disagree
+    assert all(abs(sum(r.values()) - 1) < 1e-9 for r in rounds[task])
