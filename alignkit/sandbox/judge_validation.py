@@ -158,8 +158,8 @@ def validate_people(
     Two ground truths: ``same`` is the truth's Bradley–Terry fit on exactly these prompts, answers
     and pairs (what the people judged); ``population`` (:func:`population_truth`) is the rating
     over the whole eval split and many answer draws, which the prompts here are a random sample of.
-    Coverage is reported for the report's interval (prompts resampled, outcomes drawn from the
-    posteriors), the same without the draw (expected outcomes resampled) and, for comparison, the
+    Coverage is reported for the report's interval (prompts and annotators resampled, outcomes drawn
+    from the posteriors), the same without the draw (expected outcomes resampled) and, for comparison, the
     argmax labels with battles resampled (the interval before issue #22's fix)."""
     world, prompts, answers, sources = _write_inputs(folder, n_prompts, seed, sample=True)
     config = JudgedEvalConfig(
