@@ -4,6 +4,13 @@ rounds of monitor -> simulated human correction -> fine-tune, all scored by the 
 Small by design (the CPU is shared): a few hundred prompts and tens of optimizer steps per round.
 
     .venv/bin/python benchmarks/monitor_loop.py --out /tmp/h16 [--rag-steps 80] [--rounds 3] [--steps 30]
+
+The runs in benchmarks/README.md (RAG, then the loop):
+
+    .venv/bin/python benchmarks/monitor_loop.py --out /tmp/h16rag2 --skip-loop --rag-steps 800 \
+        --rag-demos 4000 --rag-lr 3e-3 --rag-share 0.7
+    .venv/bin/python benchmarks/monitor_loop.py --out /tmp/h16loopF2 --skip-rag --rounds 3 --stream 150 \
+        --eval 138 --steps 150 --lr 3e-4 --restart --keep-passed
 """
 
 from __future__ import annotations
