@@ -89,8 +89,8 @@ def people(n_prompts: int, seeds: int, json_path: str | None) -> None:
     for key, what in [
         ("report_same", "report CI (prompts and annotators resampled, outcomes drawn from posteriors) vs same-prompts truth"),
         ("report_population", "report CI vs population truth"),
-        ("expected_same", "expected outcomes (no draw), prompts and annotators resampled vs same-prompts truth"),
-        ("expected_population", "expected outcomes (no draw), prompts and annotators resampled vs population truth"),
+        ("expected_same", "expected outcomes (no draw), prompts resampled vs same-prompts truth"),
+        ("expected_population", "expected outcomes (no draw), prompts resampled vs population truth"),
         ("argmax_same", "argmax labels, battles resampled vs same-prompts truth"),
         ("argmax_population", "argmax labels, battles resampled vs population truth"),
     ]:

@@ -159,7 +159,7 @@ def validate_people(
     and pairs (what the people judged); ``population`` (:func:`population_truth`) is the rating
     over the whole eval split and many answer draws, which the prompts here are a random sample of.
     Coverage is reported for the report's interval (prompts and annotators resampled, outcomes drawn
-    from the posteriors), the same without the draw (expected outcomes resampled) and, for comparison, the
+    from the posteriors), prompts alone resampled without the draw (expected outcomes resampled) and, for comparison, the
     argmax labels with battles resampled (the interval before issue #22's fix)."""
     world, prompts, answers, sources = _write_inputs(folder, n_prompts, seed, sample=True)
     config = JudgedEvalConfig(
