@@ -1,6 +1,7 @@
 """Export loads texts and raw judgments in chunked ``IN`` queries (issue #18): the records are the
 same as the old one-query-per-row code's, and no statement carries more ids than ``IN_CHUNK``."""
 
+import gc
 from collections import defaultdict
 
 import pytest
@@ -122,3 +123,18 @@ def test_more_task_ids_than_the_chunk_size(filled, monkeypatch):
     # texts: tasks, prompts, responses; raw: annotations; each in ceil(7 / 3) = 3 chunks, responses 21 ids → 7
     assert len(sizes) == 3 + 3 + 7 + 3
     assert raw == _old_raw(filled, "p", ids)
+
+
+def test_export_pauses_the_collector_and_restores_it(filled, monkeypatch):
+    seen = []
+    real = export._texts
+    monkeypatch.setattr(export, "_texts", lambda *a: seen.append(gc.isenabled()) or real(*a))
+    assert gc.isenabled()
+    export.build_records(filled, "p", "pairs", method="majority")
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        export.build_records(filled, "p", "pairs", method="majority")
+        assert not gc.isenabled()  # a caller's own setting is left as it was
+    finally:
+        gc.enable()
