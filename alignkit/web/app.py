@@ -101,7 +101,7 @@ class InviteBody(BaseModel):
 class AnnotatorChange(BaseModel):
     """Changes apply in this project only (the person's membership of it)."""
 
-    status: Literal["candidate", "active", "excluded", "flagged"] | None = None
+    status: Literal["candidate", "probation", "active", "excluded", "flagged"] | None = None
     super_rater: bool | None = None
     role: Literal["annotator", "reviewer", "admin"] | None = None
 

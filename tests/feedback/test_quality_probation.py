@@ -182,3 +182,29 @@ def test_screen_with_probation(store):
     assert set(after) <= set(on_probation)
     with pytest.raises(ValueError, match="screening rule"):
         screen(store, "p", rule="nonsense")
+
+
+def test_web_admin_can_put_an_annotator_on_probation(tmp_path):
+    # The admin API's status field must accept every screening state the store has, probation
+    # included (it answered 422 for it before), and the admin listing must show it.
+    from fastapi.testclient import TestClient
+
+    from alignkit.feedback.store import FeedbackStore
+    from alignkit.web.accounts import create_account
+    from alignkit.web.app import WebSettings, create_app
+    from tests.web.conftest import PASSWORD, SECRET, login, make_project
+
+    store = FeedbackStore(str(tmp_path / "web.db"))
+    make_project(store)
+    create_account(store, "lead", PASSWORD, project=None, role="admin")
+    create_account(store, "ann1", PASSWORD, project="p", status="candidate")
+    app = create_app(store, SECRET, WebSettings(secret_key=SECRET, login_attempts_per_name=5, login_attempts_per_ip=1000))
+    with TestClient(app, base_url="http://127.0.0.1") as lead:
+        login(lead, "lead")
+        r = lead.post("/api/v1/projects/p/admin/annotators/ann1", json={"status": "probation"})
+        assert r.status_code == 200, r.text
+        assert store.person("p", "ann1").status == "probation"
+        people = {row["annotator"]: row for row in lead.get("/api/v1/projects/p/admin/annotators").json()}
+        assert people["ann1"]["status"] == "probation"
+        assert lead.post("/api/v1/projects/p/admin/annotators/ann1", json={"status": "asleep"}).status_code == 422
+    store.close()
