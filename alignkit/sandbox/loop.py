@@ -184,6 +184,7 @@ def monitor_loop(
     lora: bool = False,
     replay: list[dict[str, Any]] | None = None,
     keep_passed: bool = False,
+    world_seed: int = 0,
 ) -> dict[str, Any]:
     """``rounds`` of monitor → correct → fine-tune, then a last monitoring pass; numbers per round.
 
@@ -200,8 +201,12 @@ def monitor_loop(
     are a skewed sample (only the failures: mostly facts, few "I don't know"), and fine-tuning on
     them shifts behaviour on what already worked; the passed answers anchor it. The judge's misses
     are trained on too, which is why flag recall is reported per round.
+    ``world_seed`` fixes the world (its facts, and so what the shipped base model was pretrained
+    on: world 0); ``seed`` varies everything else of a run (which prompts stream in and in what
+    order, the judge's and reviewer's mistakes, the training data order), so repeated runs on one
+    world measure the loop's spread, not the spread between worlds.
     """
-    kn = knowledge(seed)
+    kn = knowledge(world_seed)
     world = kn.world
     rng = random.Random(seed)
     stream_pool = list(world.prompts("train"))
@@ -281,6 +286,8 @@ def monitor_loop(
             "lora": lora,
             "replay": len(replay or []),
             "keep_passed": keep_passed,
+            "seed": seed,
+            "world_seed": world_seed,
         },
     }
 
