@@ -2,6 +2,12 @@
 base / SFT / DPO with the rubric judge; per-criterion scores against the ground truth (issue #16).
 
     .venv/bin/python benchmarks/expert_benchmark.py --out /tmp/h16bench --sft runs/sft [--items 60] [--dpo-steps 20]
+
+The run in benchmarks/README.md (the RAG-SFT model from ``benchmarks/monitor_loop.py --skip-loop
+--rag-steps 150 --rag-demos 1000 --rag-lr 3e-3 --rag-share 0.7 --out /tmp/rag/ragsft``):
+
+    .venv/bin/python benchmarks/expert_benchmark.py --out /tmp/rag/bench --sft /tmp/rag/ragsft/sft/model \
+        --items 45 --dpo-steps 15
 """
 
 from __future__ import annotations
@@ -23,6 +29,40 @@ from alignkit.sandbox.knowledge import knowledge
 from alignkit.sandbox.loop import BASE_MODEL, SANDBOX_CRITERIA, simulate_experts
 from alignkit.train.config import DPOConfig
 from alignkit.train.dpo import run_dpo
+
+
+def _diff(a: list[float], b: list[float]) -> dict:
+    d = [x - y for x, y in zip(a, b)]
+    lo, hi = bootstrap_mean_interval(d)
+    return {"mean": sum(d) / len(d), "ci_low": lo, "ci_high": hi}
+
+
+def _pairwise(judged: dict, truth_items: dict, names: list[str]) -> list[dict]:
+    """Per criterion and model pair, the paired mean difference (same items) of the judge's grades
+    and of the ground truth, each with a bootstrap CI.
+
+    The order test above compares two sorted lists, so a tie or a gap well inside the noise in the
+    ground truth decides it by chance; the paired differences say which orderings the ground truth
+    actually resolves (its CI excludes 0) and whether the judge's sign agrees on those.
+    """
+    out = []
+    for c in ("helpfulness", "honesty", "harmlessness"):
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                j = _diff(judged["models"][a][c]["grades"], judged["models"][b][c]["grades"])
+                t = _diff(truth_items[a][c], truth_items[b][c])
+                resolved = t["ci_low"] > 0 or t["ci_high"] < 0
+                out.append(
+                    {
+                        "criterion": c,
+                        "pair": f"{a} - {b}",
+                        "judge": j,
+                        "truth": t,
+                        "resolved": resolved,
+                        "agree": (j["mean"] > 0) == (t["mean"] > 0) if t["mean"] != 0 else None,
+                    }
+                )
+    return out
 
 
 def main() -> None:
@@ -58,11 +98,14 @@ def main() -> None:
         answers[name] = generate(model, tok, prompts, max_new_tokens=40, temperature=0.0, batch_size=64)
     judged = score_answers(SandboxJudge(kn, accuracy=args.judge_accuracy), bench, answers)
     truth: dict = {}
+    truth_items: dict = {}
     for name, texts in answers.items():
         scores = [kn.score(p, a) for p, a in zip(prompts, texts)]
         truth[name] = {}
+        truth_items[name] = {}
         for c in ("helpfulness", "honesty", "harmlessness"):
             xs = [1 + 4 * getattr(s, c) for s in scores]  # the same 1..5 scale as the judge's grades
+            truth_items[name][c] = xs
             lo, hi = bootstrap_mean_interval(xs)
             truth[name][c] = {"mean": sum(xs) / len(xs), "ci_low": lo, "ci_high": hi}
     print("| model | criterion | judge grade [95% CI] | ground truth (1 + 4 x score) [95% CI] |\n|---|---|---|---|")
@@ -77,6 +120,20 @@ def main() -> None:
         agree.append(order_j == order_t)
         print(f"  {c}: judge order {' > '.join(order_j)}; truth order {' > '.join(order_t)}")
     print(f"criteria whose model order matches the ground truth: {sum(agree)} of {len(agree)}")
+    pairs = _pairwise(judged, truth_items, list(models))
+    print("\npaired differences (first minus second model, same items; 95% bootstrap CI):")
+    print("| criterion | pair | judge | ground truth | truth resolved | signs agree |\n|---|---|---|---|---|---|")
+    for p in pairs:
+        cj, ct = p["judge"], p["truth"]
+        print(
+            f"| {p['criterion']} | {p['pair']} | {cj['mean']:+.2f} [{cj['ci_low']:+.2f}, {cj['ci_high']:+.2f}] "
+            f"| {ct['mean']:+.2f} [{ct['ci_low']:+.2f}, {ct['ci_high']:+.2f}] | {p['resolved']} | {p['agree']} |"
+        )
+    resolved = [p for p in pairs if p["resolved"]]
+    print(
+        f"pairs the ground truth resolves: {len(resolved)} of {len(pairs)}; the judge's sign agrees on"
+        f" {sum(p['agree'] for p in resolved)} of them"
+    )
     rng = random.Random(0)
     sample = rng.sample(range(len(prompts)), min(3, len(prompts)))
     judged_means = {
@@ -89,6 +146,11 @@ def main() -> None:
         "judged": judged_means,
         "truth": truth,
         "orders_agree": agree,
+        "pairs": pairs,
+        "per_item": {
+            "judge": {m: {c: x["grades"] for c, x in per.items()} for m, per in judged["models"].items()},
+            "truth": truth_items,
+        },
         "samples": samples,
     }
     (args.out / "results.json").write_text(json.dumps(result, indent=2))
