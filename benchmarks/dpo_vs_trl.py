@@ -6,9 +6,14 @@ gradient checkpointing (TRL 1.16's ``DPOConfig`` defaults to bf16 autocast and c
 both are switched off explicitly: without that the comparison is fp32 against bf16). Each trainer runs in
 its own subprocess so their peak resident memory (``VmHWM``) is measured separately.
 
-What is timed. alignkit: reference log-prob precomputation (its default without LoRA) + the
-training loop (which also writes its final checkpoint). TRL: ``trainer.train()``, which runs the
-reference model on every batch. Model loading and tokenization are left out for both.
+What is timed. alignkit: reference log-prob precomputation (its default without LoRA: one no-grad
+pass of the starting policy over the data, no reference model in memory) + the training loop.
+TRL: ``trainer.train()`` with TRL's default ``precompute_ref_log_probs=False``: a reference copy
+of the model in memory, run on every batch (at one epoch both run the reference over every token
+once). Model loading and tokenization are left out for both. The timing is symmetric about
+saving: TRL is told to save nothing, and alignkit's loop always writes a resumable checkpoint at
+its last step, so that save is timed on its own (wall and CPU) and subtracted from alignkit's
+figures (printed beside them). Peak memory still includes it (against alignkit).
 
 Tokens/s counts the same thing for both: real (non-padding) tokens of every chosen and rejected
 sequence (prompt + completion, as encoded by alignkit's chat-template path) of the epoch, divided
@@ -37,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 # hidden size, layers (intermediate 2.6875 x hidden, 4 heads, ~500-token vocabulary).
 SIZES = {"0.9M": (128, 4), "3.4M": (256, 4), "15M": (384, 8), "40M": (512, 12)}
@@ -93,10 +99,24 @@ def run_alignkit(args: argparse.Namespace, rows: list[dict[str, str]]) -> dict[s
     from transformers import AutoModelForCausalLM
 
     from alignkit.models import load_tokenizer
+    from alignkit.models.packing import decide_packing
+    from alignkit.train import loop
     from alignkit.train.config import DPOConfig
     from alignkit.train.dpo import DPOObjective, attach_reference, encode_pairs, flat_sequences
-    from alignkit.train.loop import train
     from alignkit.train.preference import prepare_reference
+    from alignkit.train.prefix_sharing import prefix_sharing_is_exact
+
+    saving = {"wall_s": 0.0, "cpu_s": 0.0}
+    save_checkpoint = loop.save_checkpoint
+
+    def timed_save(*a: Any, **kw: Any) -> Any:  # TRL saves nothing here: take our checkpoint out of the timing
+        wall, cpu = time.perf_counter(), time.process_time()
+        path = save_checkpoint(*a, **kw)
+        saving["wall_s"] += time.perf_counter() - wall
+        saving["cpu_s"] += time.process_time() - cpu
+        return path
+
+    loop.save_checkpoint = timed_save
 
     torch.manual_seed(0)
     tok = load_tokenizer(args.model_dir)
@@ -124,10 +144,23 @@ def run_alignkit(args: argparse.Namespace, rows: list[dict[str, str]]) -> dict[s
         cache, _ = prepare_reference(cfg, "precomputed", model, tok.pad_token_id, {"train": flat_sequences(examples)}, "dpo")
         attach_reference(examples, cache["train"])
         reference_s = time.perf_counter() - started
-        result = train(cfg, model, DPOObjective(cfg, tok.pad_token_id, None), examples)
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        # The objective as run_dpo builds it: packed rows, each pair one tree where the probe allows it.
+        objective = DPOObjective(
+            cfg, tok.pad_token_id, None, pack=decide_packing(model), share_prefix=prefix_sharing_is_exact(model)[0]
+        )
+        result = loop.train(cfg, model, objective, examples)
+        wall = time.perf_counter() - started - saving["wall_s"]
+        cpu = time.process_time() - cpu_started - saving["cpu_s"]
     mean_loss = sum(h["loss"] for h in result.history) / len(result.history)
-    return {"wall_s": wall, "cpu_s": cpu, "reference_s": reference_s, "mean_loss": mean_loss, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "reference_s": reference_s,
+        "save_wall_s": saving["wall_s"],
+        "save_cpu_s": saving["cpu_s"],
+        "mean_loss": mean_loss,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def run_trl(args: argparse.Namespace, rows: list[dict[str, str]]) -> dict[str, float]:
@@ -315,7 +348,10 @@ def main() -> None:
             print(
                 f"{label:10} {r['wall_s']:8.2f} {r['tokens_per_s']:10.0f} {r['peak_rss_mb']:13.0f} {r['mean_loss']:10.4f}{share}"
             )
-        print(f"alignkit reference precomputation: {a['reference_s']:.2f} s (included in its wall time)")
+        print(
+            f"alignkit reference precomputation: {a['reference_s']:.2f} s (included in its wall time); final checkpoint "
+            f"{a['save_wall_s']:.2f} s / {a['save_cpu_s']:.2f} CPU-s (left out: TRL saves nothing)"
+        )
         print(
             f"throughput ratio alignkit / TRL: {a['tokens_per_s'] / t['tokens_per_s']:.2f}x; "
             f"peak memory ratio alignkit / TRL: {a['peak_rss_mb'] / t['peak_rss_mb']:.2f}; "

@@ -107,6 +107,12 @@ class TrainingConfig(ModelSource, LoraFields, RunBookkeeping):
     epochs: float = Field(1.0, gt=0, description="Passes over the data when --max-steps is not given.")
     batch_size: int = Field(8, gt=0, description="Rows per micro-batch (per device).")
     grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
+    max_forward_tokens: int | None = Field(
+        1024,
+        gt=0,
+        description="Split a micro-batch whose collated batch holds more positions than this into halves, each run "
+        "forward and backward on its own (same gradient, less activation memory; none: never split).",
+    )
     lr: float = Field(1e-4, gt=0, description="Peak learning rate.")
     lr_schedule: Literal["constant", "linear", "cosine"] = Field("cosine", description="Decay after warmup.")
     warmup_steps: int = Field(0, ge=0, description="Linear warmup steps.")

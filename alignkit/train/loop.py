@@ -335,6 +335,20 @@ def evaluate(
     return {f"eval/{k}": v / max(total, 1) for k, v in sums.items()}
 
 
+def collate_chunks(objective: Objective, units: Sequence[Any], max_tokens: int | None) -> list[dict[str, torch.Tensor]]:
+    """``objective.collate(units)``, split in halves (recursively) while a batch holds more than ``max_tokens`` positions.
+
+    Chunked backward: each chunk runs forward and backward on its own, so only one chunk's
+    activations are alive at a time, and the loop weighs each chunk's mean loss by its share of
+    the step's items, so the summed gradient is the whole micro-batch's (up to float rounding).
+    """
+    batch = objective.collate(units)
+    if max_tokens is None or len(units) < 2 or batch["input_ids"].numel() <= max_tokens:
+        return [batch]
+    half = len(units) // 2
+    return collate_chunks(objective, units[:half], max_tokens) + collate_chunks(objective, units[half:], max_tokens)
+
+
 def train(
     config: TrainingConfig,
     model: torch.nn.Module,
@@ -368,7 +382,9 @@ def train(
         enable_gradient_checkpointing(model)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    # The fused kernel (one pass per tensor, CPU and CUDA) is what transformers' Trainer picks by default too.
+    fused = all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) and p.device.type in ("cpu", "cuda") for p in params)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     steps = total_steps(config, len(train_units), accelerator.num_processes)
     schedule = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}[config.lr_schedule]
     scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=steps)
@@ -396,14 +412,14 @@ def train(
             index = (step - 1) * micro_per_step + micro
             start = index * stream_per_micro + accelerator.process_index * config.batch_size
             units = [train_units[i] for i in unit_order(len(train_units), config.seed, start, config.batch_size)]
-            batches.append(objective.collate(units))
+            batches.extend(collate_chunks(objective, units, config.max_forward_tokens))
         weights = [float(weigh(b)) if weigh is not None else 1.0 for b in batches]
         # Items in the whole step, over micro-batches and processes (the denominator of its loss).
         step_weight = float(accelerator.reduce(torch.tensor(sum(weights), device=device), "sum"))
         loss_sum = torch.zeros((), device=device)
         for micro, cpu_batch in enumerate(batches):
             batch = _to_device(cpu_batch, device)
-            is_last = micro == micro_per_step - 1
+            is_last = micro == len(batches) - 1
             # Gradients are all-reduced only on the last micro-batch of a step.
             sync = accelerator.no_sync(model) if not is_last else nullcontext()
             with sync, accelerator.autocast():
@@ -418,8 +434,8 @@ def train(
                 accelerator.backward(loss * (weights[micro] * world / max(step_weight, 1e-12)))
             loss_sum += loss.detach().float() * weights[micro]
             tokens += int(_as_float(metrics.pop("tokens", batch["input_ids"].numel())))
-            for k, v in metrics.items():
-                step_metrics[k] = step_metrics.get(k, 0.0) + _as_float(v) / micro_per_step
+            for k, v in metrics.items():  # a weighted mean over the step's batches (equal ones: a plain mean)
+                step_metrics[k] = step_metrics.get(k, 0.0) + _as_float(v) * weights[micro] / sum(weights)
         step_loss = float(accelerator.reduce(loss_sum, "sum")) / max(step_weight, 1e-12)
         if world > 1:
             step_metrics, tokens = _mean_over_processes(step_metrics, tokens)

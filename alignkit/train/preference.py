@@ -22,6 +22,7 @@ from alignkit.models.loading import apply_lora, save_model, trainable_parameters
 from alignkit.models.packing import decide_packing
 from alignkit.train.config import PreferenceConfig, ReferenceKind, TrainingConfig
 from alignkit.train.loop import train
+from alignkit.train.prefix_sharing import prefix_sharing_is_exact
 from alignkit.train.reference import Reference, cached_reference_logps, default_reference, precompute_logps
 from alignkit.train.summary import write_run_summary
 
@@ -58,7 +59,13 @@ def prepare_reference(
 
     def compute(seqs: Sequence[Encoded]) -> torch.Tensor:
         return precompute_logps(
-            model, seqs, pad_id, config.max_length, batch_size=4 * config.batch_size, progress=config.progress
+            model,
+            seqs,
+            pad_id,
+            config.max_length,
+            batch_size=4 * config.batch_size,
+            progress=config.progress,
+            pairs=objective_name == "dpo",  # DPO's sequences come as (chosen, rejected) pairs: prompts shared
         )
 
     return cached_reference_logps(config.output, model, splits, compute, extra_key=f"{objective_name}:{config.template}")
@@ -95,7 +102,8 @@ def train_against_reference(
     trainable, total = trainable_parameters(model)
     log.info("training %d of %d parameters; reference: %s", trainable, total, kind)
 
-    objective = objective_cls(config, tokenizer.pad_token_id, reference, pack=pack)
+    layout = {"share_prefix": prefix_sharing_is_exact(model)[0]} if getattr(objective_cls, "shares_prefix", False) else {}
+    objective = objective_cls(config, tokenizer.pad_token_id, reference, pack=pack, **layout)
     result = train(config, model, objective, train_examples, eval_examples)
     output = save_model(result.model, tokenizer, config.output, merge_lora=config.merge_lora)
     write_run_summary(output, stage, config, result, data=data_report, reference={"kind": kind, "cache_reused": reused})

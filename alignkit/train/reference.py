@@ -35,6 +35,7 @@ from alignkit.data.files import atomic_path
 from alignkit.models import is_lora, sequence_logprobs
 from alignkit.models.packing import packing_is_exact
 from alignkit.train.config import ReferenceKind
+from alignkit.train.prefix_sharing import prefix_sharing_is_exact, shared_prefix_batch, tree_length
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +115,33 @@ def precompute_logps(
     max_length: int,
     batch_size: int = 16,
     progress: bool = True,
+    pairs: bool = False,
 ) -> torch.Tensor:
     """Sum of completion-token log-probs of every sequence under ``model`` (input order).
 
     Sequences are sorted by length and packed (where packing is exact for ``model``, see
-    :mod:`alignkit.models.packing`) so each forward pass wastes little on padding.
+    :mod:`alignkit.models.packing`) so each forward pass wastes little on padding. ``pairs``:
+    the sequences are DPO pairs laid out ``chosen0, rejected0, chosen1, ...``; where
+    :func:`~alignkit.train.prefix_sharing.prefix_sharing_is_exact` allows it, each pair is scored as
+    one tree, its prompt run once (``batch_size`` still counts sequences).
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = torch.zeros(len(sequences), dtype=torch.float32)
     pack = packing_is_exact(model)[0]
+    if pairs and prefix_sharing_is_exact(model)[0]:
+        pair_list = [(sequences[i], sequences[i + 1]) for i in range(0, len(sequences), 2)]
+        by_tree = sorted(range(len(pair_list)), key=lambda i: tree_length(*pair_list[i]))
+        step = max(1, batch_size // 2)
+        for start in tqdm(range(0, len(by_tree), step), desc="reference log-probs", disable=not progress):
+            chunk = by_tree[start : start + step]
+            batch, where = shared_prefix_batch([pair_list[i] for i in chunk], pad_id, max_length)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logps = sequence_logprobs(model, batch).sequence_logps[where.to(device)]
+            out[torch.tensor([2 * i + side for i in chunk for side in (0, 1)])] = logps.float().cpu()
+        model.train(was_training)
+        return out
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     for chunk in tqdm(chunks, desc="reference log-probs", disable=not progress):
