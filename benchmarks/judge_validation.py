@@ -10,18 +10,32 @@ simulated crowd, over ``--people-seeds`` run seeds (a random sample of prompts, 
 each): the ladder's rank correlation with the truth, how often its 95 % CIs cover the truth (with
 a Wilson interval of that rate), and the harm rates people report against the truth's.
 
+With ``--people-gold RATE`` a random share of the comparisons also gets its known answer (the
+ground truth, as an expert's label would be) and the ladder is refitted prediction-powered
+(:meth:`~alignkit.evaluate.ratings.BradleyTerry.bootstrap_clustered` with ``gold_winner``): its
+coverage and width are printed beside the report's. ``--people-save DIR`` keeps every run (the
+crowd's battles with their posteriors, the truth) as ``DIR/seedN.pkl``; ``--people-load DIR``
+reads them back instead of rerunning the crowd, so intervals can be compared on the same runs.
+
     .venv/bin/python benchmarks/judge_validation.py [--prompts 138] [--accuracy 0.8] [--length-bias 0.1]
     .venv/bin/python benchmarks/judge_validation.py --no-judge --people-prompts 20 --people-seeds 20
+    .venv/bin/python benchmarks/judge_validation.py --no-judge --people-first-seed 1000 --people-seeds 40 \
+        --people-gold 0.2 --people-save runs/people   # later: --people-load runs/people
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from alignkit.evaluate.ratings import BradleyTerry
 from alignkit.evaluate.stats import wilson_interval
 from alignkit.sandbox.judge_validation import validate, validate_people
 
@@ -34,13 +48,18 @@ def main() -> None:
     parser.add_argument("--length-bias", type=float, default=0.1)
     parser.add_argument("--people-prompts", type=int, default=20, help="people mode with the simulated crowd (0: skip)")
     parser.add_argument("--people-seeds", type=int, default=20, help="run seeds of people mode (crowd, prompts, answers)")
+    parser.add_argument("--people-first-seed", type=int, default=0, help="first run seed of people mode")
+    parser.add_argument("--people-gold", type=float, default=0.0, help="share of comparisons with a known answer (0: none)")
+    parser.add_argument("--people-save", default=None, help="keep each people-mode run as DIR/seedN.pkl")
+    parser.add_argument("--people-load", default=None, help="read people-mode runs from DIR/seedN.pkl instead of running")
     parser.add_argument("--people-json", default=None, help="write every people-mode run here")
     parser.add_argument("--judge", action=argparse.BooleanOptionalAction, default=True, help="run the judged path")
     args = parser.parse_args()
     if args.judge:
         judged(args)
     if args.people_prompts:
-        people(args.people_prompts, args.people_seeds, args.people_json)
+        seeds = range(args.people_first_seed, args.people_first_seed + args.people_seeds)
+        people(args.people_prompts, seeds, args.people_json, args.people_gold, args.people_save, args.people_load)
 
 
 def judged(args: argparse.Namespace) -> None:
@@ -61,13 +80,51 @@ def judged(args: argparse.Namespace) -> None:
     print(f"win-rate Spearman vs truth: raw {r['win_rate_spearman_raw']:.3f}, LC {r['win_rate_spearman_lc']:.3f}")
 
 
-def people(n_prompts: int, seeds: int, json_path: str | None) -> None:
-    """People mode over ``seeds`` run seeds: ladder correlation, CI coverage (with a Wilson interval
-    over the model x seed cells), harm rates against the truth's."""
+def gold_interval(run: dict[str, Any], rate: float, seed: int, rounds: int = 200) -> dict[str, dict[str, float]]:
+    """The prediction-powered ladder of one run: a random ``rate`` of its overall battles (drawn
+    by the run seed, independently of the crowd's answers) gets the truth's winner as
+    ``gold_winner``; per model the fitted rating, its 95 % CI, and the two truths."""
+    rng = np.random.default_rng(10_000 + seed)
+    battles = [
+        {**b, "gold_winner": w} if rng.random() < rate else dict(b) for b, w in zip(run["overall_battles"], run["truth_winners"])
+    ]
+    bt = BradleyTerry()
+    ci = bt.bootstrap_clustered(battles, rounds, seed)
+    return {
+        m: {
+            "rating": bt.ratings_[m],
+            "lo": ci[m][0],
+            "hi": ci[m][1],
+            **{k: run["ratings"][m][k] for k in ("truth_same", "truth_population")},
+        }
+        for m in bt.ratings_
+    }
+
+
+def people(
+    n_prompts: int,
+    seeds: range,
+    json_path: str | None,
+    gold: float = 0.0,
+    save: str | None = None,
+    load: str | None = None,
+) -> None:
+    """People mode over the run ``seeds``: ladder correlation, CI coverage (with a Wilson interval
+    over the model x seed cells), harm rates against the truth's; with ``gold`` also the coverage
+    and width of the prediction-powered interval."""
     runs = []
-    for seed in range(seeds):
-        with tempfile.TemporaryDirectory() as tmp:
-            p = validate_people(Path(tmp), n_prompts, seed=seed)
+    for seed in seeds:
+        if load:
+            p = pickle.loads((Path(load) / f"seed{seed}.pkl").read_bytes())
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                p = validate_people(Path(tmp), n_prompts, seed=seed, keep_battles=True)
+            if save:
+                Path(save).mkdir(parents=True, exist_ok=True)
+                (Path(save) / f"seed{seed}.pkl").write_bytes(pickle.dumps(p))
+        if gold:
+            p["gold"] = gold_interval(p, gold, seed)
+        p.pop("overall_battles", None)
         runs.append(p)
         c = p["coverage"]
         print(
@@ -97,6 +154,24 @@ def people(n_prompts: int, seeds: int, json_path: str | None) -> None:
         k = sum(r["coverage"][key] for r in runs)
         lo, hi = wilson_interval(k, n)
         print(f"  {what}: {k}/{n} = {k / n:.3f} [{lo:.3f}, {hi:.3f}]")
+    if gold:
+        cells = [c for r in runs for c in r["gold"].values()]
+        for truth in ("truth_same", "truth_population"):
+            k = sum(c["lo"] <= c[truth] <= c["hi"] for c in cells)
+            lo, hi = wilson_interval(k, len(cells))
+            rate = f"{k}/{len(cells)} = {k / len(cells):.3f} [{lo:.3f}, {hi:.3f}]"
+            print(f"  gold {gold:.0%} (prediction-powered) vs {truth}: {rate}")
+    widths = [c["ci"][1] - c["ci"][0] for r in runs for c in r["ratings"].values()]
+    errors = [c["people"] - c["truth_same"] for r in runs for c in r["ratings"].values()]
+    rmse = np.sqrt(np.mean(np.square(errors)))
+    line = f"CI width, mean over cells: report {statistics.mean(widths):.0f} Elo (rmse vs same truth {rmse:.0f})"
+    if gold:
+        g_widths = [c["hi"] - c["lo"] for r in runs for c in r["gold"].values()]
+        g_errors = [c["rating"] - c["truth_same"] for r in runs for c in r["gold"].values()]
+        line += f"; gold {statistics.mean(g_widths):.0f} Elo (rmse {np.sqrt(np.mean(np.square(g_errors))):.0f})"
+    print(line)
+    seed_misses = sorted(((r["coverage"]["models"] - r["coverage"]["report_same"], s) for s, r in zip(seeds, runs)), reverse=True)
+    print("seeds with report misses (same truth):", ", ".join(f"{s}: {m}" for m, s in seed_misses if m))
     for m in sorted(p["ratings"]):
         cells = [r["ratings"][m] for r in runs]
         width = statistics.mean(c["ci"][1] - c["ci"][0] for c in cells)

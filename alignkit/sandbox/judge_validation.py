@@ -24,6 +24,7 @@ from alignkit.ai.server import BackgroundServer, make_app
 from alignkit.evaluate.battles import scorer_judge
 from alignkit.evaluate.config import JudgedEvalConfig
 from alignkit.evaluate.judged import evaluate_prompts
+from alignkit.evaluate.people import TASKS_FILE, read_back
 from alignkit.evaluate.ratings import BradleyTerry, win_rate
 from alignkit.evaluate.stats import spearman
 from alignkit.feedback.store import FeedbackStore
@@ -150,6 +151,7 @@ def validate_people(
     seed: int = 0,
     rounds: int = 200,
     population_draws: int = 30,
+    keep_battles: bool = False,
 ) -> dict[str, Any]:
     """People mode with the sandbox's simulated crowd: push every comparison (overall and harmless,
     with harm categories) to the store, let the crowd answer through ``next_task``/``submit``, read
@@ -160,7 +162,9 @@ def validate_people(
     over the whole eval split and many answer draws, which the prompts here are a random sample of.
     Coverage is reported for the report's interval (prompts and annotators resampled, outcomes drawn
     from the posteriors), prompts alone resampled without the draw (expected outcomes resampled) and, for comparison, the
-    argmax labels with battles resampled (the interval before issue #22's fix)."""
+    argmax labels with battles resampled (the interval before issue #22's fix). ``keep_battles``
+    also returns the people's ``overall`` battles (with their posteriors and ``posterior_rounds``
+    arrays, so not JSON) and the truth's winner of each (``truth_winners``), for interval studies."""
     world, prompts, answers, sources = _write_inputs(folder, n_prompts, seed, sample=True)
     config = JudgedEvalConfig(
         prompts=folder / "prompts.jsonl",
@@ -221,7 +225,19 @@ def validate_people(
         }
         for m in model_names
     }
-    return {
+    extra: dict[str, Any] = {}
+    if keep_battles:
+        truth_of = {(t["prompt_index"], t["model_a"], t["model_b"]): t["winner"] for t in truth}
+        store = FeedbackStore(str(folder / "people" / "feedback.db"))
+        tasks = json.loads((folder / "people" / TASKS_FILE).read_text())["tasks"]
+        rows_in = [json.loads(x) for x in (folder / "prompts.jsonl").read_text().splitlines()]
+        kept = read_back(store, config.project, tasks, rows_in, ["overall"], seed=seed, rounds=rounds)
+        store.close()
+        extra = {
+            "overall_battles": kept,
+            "truth_winners": [truth_of[(b["prompt_index"], b["model_a"], b["model_b"])] for b in kept],
+        }
+    return extra | {
         "prompts": len(prompts),
         "tasks": data.people.get("tasks"),
         "judgments": answered,
