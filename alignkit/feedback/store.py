@@ -152,6 +152,15 @@ class Judgment:
 class FeedbackStore:
     """All reads and writes of feedback go through here. ``url``: a SQLAlchemy URL or a file path."""
 
+    # Bumped (process-wide, every store object) whenever a person, a membership, a role or an API
+    # token changes through this process: the web app's identity cache drops everything it holds
+    # when it sees a new value (alignkit.web.app.UserCache), so such changes apply at the next request.
+    people_epoch = 0
+
+    @classmethod
+    def people_changed(cls) -> None:
+        cls.people_epoch += 1
+
     def __init__(self, url: str, init: bool = True, echo: bool = False) -> None:
         self.engine = make_engine(url, echo=echo)
         self._write_engine = self.engine.execution_options(write=True)
@@ -255,7 +264,8 @@ class FeedbackStore:
                 s.flush()
             if pid is not None and self._membership(s, pid, a.id) is None:
                 s.add(Membership(annotator_id=a.id, project_id=pid, role=role, status=status))
-            return a.id
+        self.people_changed()
+        return a.id
 
     @staticmethod
     def _membership(s: Session, project_id: int, annotator_id: int) -> Membership | None:
@@ -337,6 +347,7 @@ class FeedbackStore:
                 target.super_rater = super_rater
             if role is not None:
                 target.role = role
+        self.people_changed()
 
     def _discount(self, s: Session, ann: Annotator, project_id: int | None = None) -> None:
         q = (

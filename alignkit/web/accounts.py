@@ -92,6 +92,7 @@ def new_api_token(store: FeedbackStore, annotator_id: int) -> str:
         if acc is None:
             raise FeedbackError("no account")
         acc.api_token_hash = token_hash(token)
+    store.people_changed()  # the old token stops working at the next request
     return token
 
 
@@ -131,7 +132,9 @@ def create_account(
     project has gold."""
     pid = store.project(project)[0] if project else None
     with store.write() as s:
-        return _create(s, name, password, pid, role, status)
+        aid = _create(s, name, password, pid, role, status)
+    store.people_changed()
+    return aid
 
 
 def invite(store: FeedbackStore, project: str | None, role: str = "annotator", status: str = "auto", days: float = 7.0) -> str:
@@ -183,7 +186,8 @@ def accept_invitation(
                 status = _start_status(s, inv.project_id, inv.role, None if inv.status == "auto" else inv.status)
                 s.add(Membership(annotator_id=aid, project_id=inv.project_id, role=inv.role, status=status))
         inv.used_by = aid
-        return aid
+    store.people_changed()
+    return aid
 
 
 def has_admin(store: FeedbackStore) -> bool:

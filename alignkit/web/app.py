@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -179,46 +180,96 @@ async def check_csrf(request: Request) -> None:
 
 
 class UserCache:
-    """Who a token or session is, remembered for ``ttl`` seconds: looking the person and their
-    project roles up was a fifth of the server's time per request under load. Changes made through
-    this server (roles, tokens, invitations) clear it at once; changes made elsewhere (the CLI) are
-    seen within ``ttl``. Screening status is not taken from here: the store checks it per request."""
+    """Who a token or session is (the person and their project roles), remembered for ``ttl``
+    seconds: with people pausing ~30 s between requests, a 2 s memory missed on almost every
+    request, and the lookup was a fifth of the server's time per request under load (plus one more
+    worker-thread hop). A long memory stays correct because nothing it holds decides a refusal
+    that can come late:
 
-    def __init__(self, ttl: float = 2.0) -> None:
+    - every change of a person, membership, role or API token made in this process (this server's
+      endpoints, the admin's quality run, :class:`FeedbackStore` and :mod:`alignkit.web.accounts`
+      calls) bumps ``FeedbackStore.people_epoch``, and the cache empties itself when it sees a new
+      value, so a replaced token is refused at the very next request;
+    - screening status (excluded, flagged) is not taken from here: the store reads it in the
+      transaction of every next-task and submit, so an exclusion made anywhere, the CLI included,
+      applies at once;
+    - what another process can change besides status is additive (the CLI adds people and
+      memberships; tokens are issued only by this server): that is seen within ``ttl``.
+    """
+
+    def __init__(self, ttl: float = 60.0) -> None:
         self.ttl = ttl
         self._users: dict[tuple[str, Any], tuple[float, User | None]] = {}
+        self._epoch = FeedbackStore.people_epoch
+
+    def _fresh(self, key: tuple[str, Any], now: float) -> tuple[float, User | None] | None:
+        if self._epoch != FeedbackStore.people_epoch:
+            self._epoch = FeedbackStore.people_epoch
+            self._users.clear()
+            return None
+        hit = self._users.get(key)
+        return hit if hit is not None and now - hit[0] < self.ttl else None
+
+    def peek(self, key: tuple[str, Any]) -> tuple[bool, User | None]:
+        """(found, user) without loading: lets the async dependency stay off the thread pool on a hit."""
+        hit = self._fresh(key, time.monotonic())
+        return (True, hit[1]) if hit is not None else (False, None)
 
     def get(self, key: tuple[str, Any], load: Callable[[], User | None]) -> User | None:
         now = time.monotonic()
-        hit = self._users.get(key)
-        if hit is not None and now - hit[0] < self.ttl:
+        hit = self._fresh(key, now)
+        if hit is not None:
             return hit[1]
+        epoch = FeedbackStore.people_epoch
         user = load()
         if len(self._users) > 10_000:
             self._users.clear()
-        self._users[key] = (now, user)
+        if epoch == FeedbackStore.people_epoch:  # nothing changed while loading: safe to remember
+            self._users[key] = (now, user)
         return user
 
     def clear(self) -> None:
         self._users.clear()
 
 
-def optional_user(request: Request) -> User | None:
+def _identity(request: Request) -> tuple[tuple[str, Any], Callable[[], User | None]] | None:
+    """The cache key of whoever sent the request and how to load them (None: anonymous)."""
     store: FeedbackStore = request.app.state.store
-    cache: UserCache = request.app.state.users
     auth = request.headers.get("authorization", "")
     if auth.startswith("Bearer "):
         token = auth.removeprefix("Bearer ").strip()
-        user = cache.get(("token", token_hash(token)), lambda: accounts.user_by_token(store, token))
-        if user is None:
-            raise HTTPException(401, "unknown API token")
-        return user
+        return ("token", token_hash(token)), lambda: accounts.user_by_token(store, token)
     uid = session_data(request).get("uid")
-    return cache.get(("uid", uid), lambda: accounts.load_user(store, uid)) if isinstance(uid, int) else None
+    if isinstance(uid, int):
+        return ("uid", uid), lambda: accounts.load_user(store, uid)
+    return None
 
 
-def current_user(request: Request) -> User:
-    user = optional_user(request)
+def _checked(request: Request, user: User | None) -> User | None:
+    if user is None and request.headers.get("authorization", "").startswith("Bearer "):
+        raise HTTPException(401, "unknown API token")
+    return user
+
+
+def optional_user(request: Request) -> User | None:
+    ident = _identity(request)
+    if ident is None:
+        return None
+    cache: UserCache = request.app.state.users
+    return _checked(request, cache.get(*ident))
+
+
+async def current_user(request: Request) -> User:
+    """An async dependency: a cached person costs no trip through the worker thread pool (each trip
+    is a thread hand-off under the GIL); only a cache miss reads the database, in a worker thread."""
+    ident = _identity(request)
+    user = None
+    if ident is not None:
+        cache: UserCache = request.app.state.users
+        found, user = cache.peek(ident[0])
+        if not found:
+            user = await run_in_threadpool(cache.get, *ident)
+        user = _checked(request, user)
     if user is None:
         raise HTTPException(401, "sign in first")
     return user
@@ -227,19 +278,19 @@ def current_user(request: Request) -> User:
 AnyUser = Annotated[User, Depends(current_user)]
 
 
-def member(project: str, user: AnyUser) -> User:
+async def member(project: str, user: AnyUser) -> User:
     if user.project_role(project) is None:
         raise HTTPException(403, f"you are not a member of project {project!r}")
     return user
 
 
-def admin(project: str, user: AnyUser) -> User:
+async def admin(project: str, user: AnyUser) -> User:
     if user.project_role(project) != "admin":
         raise HTTPException(403, f"only an admin of project {project!r} may do this")
     return user
 
 
-def server_admin(user: AnyUser) -> User:
+async def server_admin(user: AnyUser) -> User:
     if not user.is_admin:
         raise HTTPException(403, "only a server admin may do this")
     return user
