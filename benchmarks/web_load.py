@@ -105,6 +105,7 @@ def annotators(port: int, tokens: list[str], first: int, args: argparse.Namespac
     srv: dict[str, list[float]] = {"next": [], "submit": []}
     errors = {"5xx": 0, "transport": 0, "409": 0, "other": 0}
     lock = threading.Lock()
+    timeline: list[tuple[float, str, float, float]] | None = [] if args.timeline else None
 
     def one(w: int, token: str) -> None:
         rng = random.Random(w)
@@ -139,6 +140,8 @@ def annotators(port: int, tokens: list[str], first: int, args: argparse.Namespac
                     lat[op].append(time.perf_counter() - t0)
                     if client.last_server_ms is not None:
                         srv[op].append(client.last_server_ms / 1000)
+                    if timeline is not None:  # (end, op, client s, server s): when the slow requests happened
+                        timeline.append((time.time() - t_start, op, lat[op][-1], (client.last_server_ms or 0) / 1000))
         client.close()
 
     threads = [threading.Thread(target=one, args=(first + i, tok), daemon=True) for i, tok in enumerate(tokens)]
@@ -146,6 +149,10 @@ def annotators(port: int, tokens: list[str], first: int, args: argparse.Namespac
         t.start()
     for t in threads:
         t.join(args.seconds + args.think * 3 + 180)
+    if timeline is not None:
+        with open(f"{args.timeline}.{first}", "w") as f:
+            f.write(f"# t_start {t_start:.3f}\n")
+            f.writelines(f"{t:.3f} {op} {c * 1000:.1f} {v * 1000:.1f}\n" for t, op, c, v in timeline)
     out.put((lat, srv, errors))
 
 
@@ -221,6 +228,7 @@ def main() -> None:
     ap.add_argument("--overlap", type=int, default=3)
     ap.add_argument("--think", type=float, default=0.0, help="mean pause between tasks (s); 0: as fast as possible")
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--timeline", default=None, help="write each request (s into the run, op, client ms, server ms) to FILE.<n>")
     ap.add_argument("--client-procs", type=int, default=4, help="processes the simulated annotators are spread over")
     args = ap.parse_args()
     if args.backend == "postgresql" and not args.pg_url:
