@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -52,6 +54,13 @@ class WebSettings(BaseModel):
     login_attempts_per_name: int = 5  # failed sign-ins per name per window
     login_attempts_per_ip: int = 30
     login_window_s: float = 300.0
+    # Requests run the store's (blocking) calls in this many worker threads at most (anyio's default
+    # is 40). One process has one GIL: beyond a few threads, more only queue for it (a thread-switch
+    # convoy) and each opens a database connection of its own, whose first statements are slow (a
+    # cold backend, statements not yet prepared). Under a burst, 40 threads and 40 fresh connections
+    # turned into multi-second stalls for every request in flight (benchmarks/README.md, "Annotation
+    # web app under load"); a short queue for 8 threads does not.
+    worker_threads: int = Field(8, ge=1, le=200)
 
 
 # -- request bodies --------------------------------------------------------------------------------------
@@ -783,8 +792,19 @@ def create_app(store: FeedbackStore | str, secret_key: str, settings: WebSetting
     if not secret_key or len(secret_key) < 16:
         raise ValueError("the secret key must have at least 16 characters")
     settings = settings or WebSettings(secret_key=secret_key)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        yield
+
     app = FastAPI(
-        title="alignkit annotation", version="1", docs_url="/api/docs", openapi_url="/api/v1/openapi.json", redoc_url=None
+        title="alignkit annotation",
+        version="1",
+        docs_url="/api/docs",
+        openapi_url="/api/v1/openapi.json",
+        redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.store = FeedbackStore(store) if isinstance(store, str) else store
     app.state.settings = settings
