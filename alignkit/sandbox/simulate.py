@@ -183,20 +183,38 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
     bar = tqdm(total=len(truth), desc="simulated crowd", disable=not cfg.progress)
     done_before, rounds, extra = 0, 0, 0
     max_gold = min(cfg.n_screening, cfg.n_gold)
+    # A probation annotator told "nothing for you" is asked again only once that can have changed
+    # (an item got its first trusted judgment, or someone was decided or flagged): until then the
+    # store would answer None again (the gold draw depends on what they were served, not on how often
+    # they asked), so skipping the call changes no result, only its cost.
+    first_judged: set[int] = set()
+    events = 0
+    told_none: dict[str, int] = {}
     while active:
         rounds += 1
         worked = False
         for a in list(active):
+            if told_none.get(a.id) == events:
+                continue
             view = lease(a.id)
             if view is None:
+                if a.id in on_probation:
+                    told_none[a.id] = events
                 continue
             worked = worked or a.id not in on_probation  # extra judgments alone do not keep the project going
             give(a.id, view.id, answer(a, view))
             gold_answers += view.id not in truth
             extra += view.id in truth and a.id in on_probation
+            if view.id in truth and a.id not in on_probation and view.id not in first_judged:
+                first_judged.add(view.id)
+                events += 1
         newly = flag_spammers(store, project) if rounds % 5 == 0 or not worked else []
+        if newly:
+            events += 1
+            first_judged.clear()  # a flagged annotator's judgments may no longer count
         if on_probation and (rounds % 5 == 0 or not worked):
             decided = screen_now(max_gold)
+            events += bool(decided)
             admitted_from_probation |= {n for n, st in decided.items() if st == "active"}
             newly += [n for n, st in decided.items() if st == "excluded"]
             excluded += [n for n, st in decided.items() if st == "excluded"]
