@@ -20,6 +20,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from scipy.stats import beta  # type: ignore[import-untyped]
 
 from alignkit.feedback.aggregate import DawidSkene
 from alignkit.feedback.agreement import krippendorff_alpha
@@ -230,6 +231,24 @@ def first_probation_decision(
     return "probation", len(refs)
 
 
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper & Pearson 1934) two-sided interval for a binomial rate seen as ``k`` of ``n``.
+
+    Why exact: the rates screening is judged by (spammers admitted) are near 0, where the normal
+    interval collapses to a point; the Clopper-Pearson bounds are the Beta quantiles
+    ``Beta(a/2; k, n-k+1)`` and ``Beta(1-a/2; k+1, n-k)`` (``a = 1 - confidence``), with 0 and 1 at
+    the ends. For ``k = 0`` the upper bound is ``1 - (a/2) ** (1/n)``: 0 of 300 still allows 1.22 %.
+    """
+    if not 0 <= k <= n or n < 1:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    a = 1 - confidence
+    low = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    return low, high
+
+
 def peer_references(store: FeedbackStore, project: str, prior_strength: float = 5.0) -> dict[tuple[Hashable, Hashable], float]:
     """(task id, label) -> Dawid–Skene posterior of that label, fitted on the *active* annotators'
     judgments only (with gold answers clamped), so a candidate's own answers never shape the
@@ -271,15 +290,22 @@ def _screen_probation(
             elif j.task_id in referenced:
                 evidence[j.annotator].append(0.0)  # a label no trusted annotator gave: the reference says wrong
     people = store.people(project)
-    decided: dict[str, str] = {}
+    states: dict[str, str] = {}
     for name, refs_of in evidence.items():
-        before = people[name].status
         status: str
         status, _ = first_probation_decision(refs_of, chance, false_admit, exclude_below, false_exclude)
         if status == "probation" and max_evidence is not None and len(refs_of) >= max_evidence:
             status = "excluded"
-        if status == "probation" and before == "candidate" and n_gold[name] < probation_after:
-            continue  # still answering the first gold tasks
+        states[name] = status
+    # Probation is judged against peers; with nobody admitted yet there are none (and a
+    # probation annotator would get only the stage's gold spot checks), so candidates keep
+    # answering gold until someone is.
+    peers = any(a.status == "active" for a in people.values()) or "active" in states.values()
+    decided: dict[str, str] = {}
+    for name, status in states.items():
+        before = people[name].status
+        if status == "probation" and before == "candidate" and (n_gold[name] < probation_after or not peers):
+            continue  # still answering gold
         if status != before:
             store.set_annotator(name, status=status, project=project)
             decided[name] = status
@@ -307,7 +333,8 @@ def screen(
 
     ``rule="probation"``: :func:`probation_decision` on gold answers and, once on probation, on
     regular items against :func:`peer_references`. A candidate still undecided after
-    ``probation_after`` gold answers goes on probation: gold spot checks at the stage's rate and
+    ``probation_after`` gold answers goes on probation (once someone is active: until then
+    there are no peers, and it keeps answering gold): gold spot checks at the stage's rate and
     otherwise regular tasks as *extra* judgments beyond the overlap (never an item's only one;
     see :mod:`alignkit.feedback.store`), admitted or excluded when the evidence settles it, or,
     with ``max_evidence``, excluded when it has not after that many answers. ``threshold`` and
