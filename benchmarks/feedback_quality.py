@@ -46,7 +46,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alignkit.evaluate.stats import t_interval_95  # noqa: E402
+from alignkit.evaluate.stats import t_interval_95, wilson_interval  # noqa: E402
+from alignkit.feedback.quality import clopper_pearson  # noqa: E402
 from alignkit.sandbox.simulate import SimulateConfig, SimulateResult, simulate  # noqa: E402
 
 CROWDS = {
@@ -66,6 +67,66 @@ def one_run(job: tuple[str, str, dict, int, str]) -> tuple[str, str, int, Simula
     return crowd, arm, seed, simulate(cfg, export=False)
 
 
+def admitted(r: SimulateResult) -> set[str]:
+    """Everyone who got in: active at the end, or admitted and flagged later (never a candidate
+    still answering gold, or someone on probation)."""
+    return {q["annotator"] for q in r.quality if q["status"] in ("active", "flagged")}
+
+
+def upper_bounds(k: int, n: int) -> str:
+    """``k`` of ``n`` with two 95 % upper bounds on the rate: Clopper–Pearson one-sided (the claim
+    "at most x" is one-sided; exact, conservative) and Wilson's two-sided interval's top."""
+    cp = clopper_pearson(k, n, confidence=0.90)[1]  # a two-sided 90 % interval's top = one-sided 95 %
+    return f"{k} of {n} (≤ {100 * cp:.2f} % CP, ≤ {100 * wilson_interval(k, n)[1]:.2f} % Wilson)"
+
+
+# Spammer stress (``--stress-seeds``): the varied crowd's honest annotators with many more spammers
+# (60 % of 60), and room for extras (``probation_extra`` 10, 300 items) so each spammer on
+# probation still gets about as much peer evidence as in the varied crowd's run; probation rule
+# only. Why: 6 spammers per run cannot show a rate of 1 % or less (0 of 300 is needed for that).
+STRESS = dict(n_annotators=60, spammer_fraction=0.6, skill_low=0.55, skill_high=0.95, position_bias=0.5, probation_extra=10)
+
+
+def stress(args: argparse.Namespace) -> None:
+    settings = {**STRESS, "screening_rule": "probation", "probation_after": 20, "overlap": 3, "n_items": args.stress_items}
+    seeds = range(args.seed_offset, args.seed_offset + args.stress_seeds)
+    start = time.time()
+    rs: list[SimulateResult] = []
+    with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
+        for _, _, seed, r in pool.map(one_run, [("stress", "probation", settings, seed, tmp) for seed in seeds]):
+            rs.append(r)
+            spam = set(r.spammers)
+            honest = {q["annotator"] for q in r.quality} - spam
+            print(
+                f"stress, seed {seed}: spammers admitted {len(spam & admitted(r))} of {len(spam)}, "
+                f"on probation {len(spam & set(r.probation))}, excluded {len(spam & set(r.excluded))}; honest "
+                f"{len(honest)}: excluded {len(honest & set(r.excluded))}, admitted {len(honest & admitted(r))}; "
+                f"DS {r.accuracy['dawid_skene']:.3f}, DS + probation {r.accuracy.get('dawid_skene_with_probation', 0):.3f}; "
+                f"{time.time() - start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    n = int(STRESS["n_annotators"])
+    n_spam = sum(len(r.spammers) for r in rs)
+    spam_in = sum(len(set(r.spammers) & admitted(r)) for r in rs)
+    spam_excl = sum(len(set(r.spammers) & set(r.excluded)) for r in rs)
+    honests = [set(f"ann-{i:03d}" for i in range(n)) - set(r.spammers) for r in rs]
+    answers = [q["n_judgments"] for r in rs for q in r.quality if q["annotator"] in r.spammers]
+    print(f"# Spammer stress ({len(rs)} seeds from {args.seed_offset}, {settings})\n")
+    rest = n_spam - spam_in - spam_excl
+    print(f"spammers admitted: {upper_bounds(spam_in, n_spam)}; excluded {spam_excl}, on probation or candidates {rest}")
+    print(f"answers per spammer (gold and extra): {ci([float(a) for a in answers])}, max {max(answers, default=0)}")
+    print(
+        f"honest kept {ci([len(h - set(r.excluded)) / len(h) for h, r in zip(honests, rs)])}, "
+        f"admitted {ci([len(h & admitted(r)) / len(h) for h, r in zip(honests, rs)])}"
+    )
+    print(
+        f"DS (active) {ci([r.accuracy['dawid_skene'] for r in rs])}, "
+        f"DS + probation {ci([r.accuracy.get('dawid_skene_with_probation', float('nan')) for r in rs])}"
+    )
+    print(f"\n({time.time() - start:.0f} s wall)")
+
+
 TRADEOFF_RULES = {
     "sprt": dict(screening_rule="sprt"),
     "probation, 20 gold": dict(screening_rule="probation", probation_after=20),
@@ -76,15 +137,18 @@ TRADEOFF_RULES = {
 def tradeoff(args: argparse.Namespace) -> None:
     """Honest kept vs spammers admitted vs gold spent, per screening rule (overlap 3)."""
     items = {"mild": args.items, "varied": args.varied_items}
-    arms = {(c, r): {**CROWDS[c], **s, "overlap": 3, "n_items": items[c]} for c in CROWDS for r, s in TRADEOFF_RULES.items()}
+    crowds = args.crowds.split(",") if args.crowds else list(CROWDS)
+    rules = args.rules.split(",") if args.rules else list(TRADEOFF_RULES)
+    arms = {(c, r): {**CROWDS[c], **TRADEOFF_RULES[r], "overlap": 3, "n_items": items[c]} for c in crowds for r in rules}
     results: dict[tuple[str, str], list[SimulateResult]] = {k: [None] * args.seeds for k in arms}  # type: ignore[misc]
     start, cpu = time.time(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
-        jobs = [(c, r, s, seed, tmp) for (c, r), s in arms.items() for seed in range(args.seeds)]
+        seeds = range(args.seed_offset, args.seed_offset + args.seeds)
+        jobs = [(c, r, s, seed, tmp) for (c, r), s in arms.items() for seed in seeds]
         for crowd, rule, seed, r in pool.map(one_run, jobs):
-            results[(crowd, rule)][seed] = r
+            results[(crowd, rule)][seed - args.seed_offset] = r
             print(f"{crowd}, {rule}, seed {seed}: excluded {r.excluded} probation {r.probation}", file=sys.stderr, flush=True)
-    print(f"# Screening trade-off ({args.seeds} seeds, overlap 3, 20 % spammers)\n")
+    print(f"# Screening trade-off ({args.seeds} seeds from {args.seed_offset}, overlap 3, 20 % spammers)\n")
     cols = (
         "honest kept",
         "honest admitted",
@@ -103,22 +167,22 @@ def tradeoff(args: argparse.Namespace) -> None:
         n = CROWDS[crowd]["n_annotators"]
         honest = [set(f"ann-{i:03d}" for i in range(n)) - set(r.spammers) for r in rs]
         kept = [len(h - set(r.excluded)) / len(h) for h, r in zip(honest, rs)]
-        admitted = [len(h - set(r.excluded) - set(r.probation)) / len(h) for h, r in zip(honest, rs)]
+        honest_in = [len(h & admitted(r)) / len(h) for h, r in zip(honest, rs)]
         n_spam = sum(len(r.spammers) for r in rs)
-        spam_in = sum(len(set(r.spammers) - set(r.excluded) - set(r.probation)) for r in rs)
+        spam_in = sum(len(set(r.spammers) & admitted(r)) for r in rs)
         spam_kept = sum(len(set(r.spammers) - set(r.excluded)) for r in rs)
         ds = [r.accuracy["dawid_skene"] for r in rs]
-        base = [r.accuracy["dawid_skene"] for r in results[(crowd, "sprt")]]
+        base = [r.accuracy["dawid_skene"] for r in results.get((crowd, "sprt"), rs)]
         row = [
             ci(kept),
-            ci(admitted),
-            f"{spam_in} of {n_spam}",
+            ci(honest_in),
+            upper_bounds(spam_in, n_spam),
             f"{spam_kept} of {n_spam}",
             ci([r.gold_per_annotator for r in rs]),
             ci([r.extra_per_item for r in rs]),
             ci(ds),
             ci([r.accuracy.get("dawid_skene_with_probation", r.accuracy["dawid_skene"]) for r in rs]),
-            "0" if rule == "sprt" else ci([a - b for a, b in zip(ds, base)]),
+            "0" if rule == "sprt" else ci([a - b for a, b in zip(ds, base)]) if (crowd, "sprt") in results else "—",
             ci([r.accuracy["majority"] for r in rs]),
         ]
         print(f"| {crowd}, {rule} | " + " | ".join(row) + " |")
@@ -137,9 +201,18 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
     ap.add_argument("--json", type=str, default=None, help="also write the per-seed results here")
     ap.add_argument("--tradeoff", action="store_true", help="only the screening trade-off (SPRT vs probation)")
+    ap.add_argument("--seed-offset", type=int, default=0, help="first seed (report on seeds no setting was chosen on)")
+    ap.add_argument("--crowds", type=str, default=None, help="--tradeoff: comma-separated crowds (default all)")
+    ap.add_argument("--rules", type=str, default=None, help=f"--tradeoff: comma-separated of {', '.join(TRADEOFF_RULES)}")
+    ap.add_argument("--stress-seeds", type=int, default=0, help="also run the spammer stress arm on this many seeds")
+    ap.add_argument("--stress-items", type=int, default=300, help="comparison items per stress run")
     args = ap.parse_args()
+    if args.stress_seeds:
+        stress(args)
     if args.tradeoff:
         tradeoff(args)
+        return
+    if args.stress_seeds:
         return
 
     arms = {
