@@ -46,8 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alignkit.evaluate.stats import t_interval_95, wilson_interval  # noqa: E402
-from alignkit.feedback.quality import clopper_pearson  # noqa: E402
+from alignkit.evaluate.stats import clopper_pearson, t_interval_95, wilson_interval  # noqa: E402
 from alignkit.sandbox.simulate import SimulateConfig, SimulateResult, simulate  # noqa: E402
 
 CROWDS = {

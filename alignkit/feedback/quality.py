@@ -20,7 +20,6 @@ from collections.abc import Hashable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from scipy.stats import beta  # type: ignore[import-untyped]
 
 from alignkit.feedback.aggregate import DawidSkene
 from alignkit.feedback.agreement import krippendorff_alpha
@@ -229,24 +228,6 @@ def first_probation_decision(
         if state != "probation":
             return state, n
     return "probation", len(refs)
-
-
-def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper & Pearson 1934) two-sided interval for a binomial rate seen as ``k`` of ``n``.
-
-    Why exact: the rates screening is judged by (spammers admitted) are near 0, where the normal
-    interval collapses to a point; the Clopper-Pearson bounds are the Beta quantiles
-    ``Beta(a/2; k, n-k+1)`` and ``Beta(1-a/2; k+1, n-k)`` (``a = 1 - confidence``), with 0 and 1 at
-    the ends. For ``k = 0`` the upper bound is ``1 - (a/2) ** (1/n)``: 0 of 300 still allows 1.22 %.
-    """
-    if not 0 <= k <= n or n < 1:
-        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    a = 1 - confidence
-    low = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
-    return low, high
 
 
 def peer_references(store: FeedbackStore, project: str, prior_strength: float = 5.0) -> dict[tuple[Hashable, Hashable], float]:

@@ -9,7 +9,6 @@ import pytest
 from alignkit.feedback.config import ProjectConfig, StageConfig
 from alignkit.feedback.quality import (
     ACCURACY_GRID,
-    clopper_pearson,
     evidence_log_lr,
     first_probation_decision,
     probation_decision,
@@ -209,29 +208,6 @@ def test_web_admin_can_put_an_annotator_on_probation(tmp_path):
         assert people["ann1"]["status"] == "probation"
         assert lead.post("/api/v1/projects/p/admin/annotators/ann1", json={"status": "asleep"}).status_code == 422
     store.close()
-
-
-def test_clopper_pearson_against_worked_values():
-    # k = 0: the upper bound solves (1 - p)^n = 0.025, so p = 1 - 0.025^(1/n); at n = 300 that is 1.222 %.
-    assert clopper_pearson(0, 300) == pytest.approx((0.0, 1 - 0.025 ** (1 / 300)), abs=1e-12)
-    assert clopper_pearson(0, 300)[1] == pytest.approx(0.012221, abs=1e-6)
-    # k = n mirrors it.
-    assert clopper_pearson(300, 300) == pytest.approx((0.025 ** (1 / 300), 1.0), abs=1e-12)
-    # k = 1 of 80: the lower bound solves 1 - (1 - p)^80 = 0.025; the upper solves
-    # (1 - p)^80 + 80 p (1 - p)^79 = 0.025 (found here by bisection on the binomial CDF).
-    lo, hi = clopper_pearson(1, 80)
-    assert lo == pytest.approx(1 - 0.975 ** (1 / 80), rel=1e-9)
-    a, b = 0.0, 1.0
-    for _ in range(100):
-        m = (a + b) / 2
-        a, b = (m, b) if (1 - m) ** 80 + 80 * m * (1 - m) ** 79 > 0.025 else (a, m)
-    assert hi == pytest.approx(a, rel=1e-9)
-    # The textbook 5 of 10 interval: 0.1871 to 0.8129.
-    assert clopper_pearson(5, 10) == pytest.approx((0.1871, 0.8129), abs=1e-4)
-    # A one-sided 95 % bound is the two-sided 90 % interval's upper end: 0 of 300 -> 1 - 0.05^(1/300) < 1 %.
-    assert clopper_pearson(0, 300, confidence=0.90)[1] == pytest.approx(1 - 0.05 ** (1 / 300), abs=1e-12)
-    with pytest.raises(ValueError):
-        clopper_pearson(3, 2)
 
 
 def test_no_probation_without_peers(store):
