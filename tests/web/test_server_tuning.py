@@ -29,7 +29,7 @@ def test_settle_heap_freezes_startup_objects_and_keeps_collecting_young_ones():
         settle_heap()
         assert gc.get_freeze_count() > 10_000  # the imported modules' objects
         assert gc.get_threshold()[0] == before[0]  # request garbage is collected as often as before
-        assert gc.get_threshold()[2] >= before[2]
+        assert gc.get_threshold()[2] == 100  # full collections rarer (CPython's default is 10)
         cycle: list = []
         cycle.append(cycle)
         del cycle
