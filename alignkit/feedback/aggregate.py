@@ -100,7 +100,16 @@ class DawidSkene(_LabelAggregator):
 
     Initialised from (soft) majority vote. M-step: priors and row-normalised confusion counts
     (floored at ``eps`` so an unseen cell is not log(0)); E-step: posterior per item in log space.
-    Stops when the largest posterior change is below ``tol`` or after ``n_iter`` rounds.
+
+    Stopping rule: EM raises the (penalised) log-likelihood every round, so it stops when one round
+    gains less than ``tol`` per judgment, as crowd-kit's ``DawidSkene`` does with its evidence
+    lower bound, or after ``n_iter`` rounds. An earlier rule stopped on the largest change of any
+    item's posterior; with a million labels some near-tied item always moved by more than the
+    tolerance, so it ran every round without gaining accuracy (issue #19:
+    ``benchmarks/ds_convergence.py``).
+
+    Fitted attributes, besides the labels: ``n_iter_`` (rounds run), ``converged_`` (stopped by the
+    tolerance, not the cap) and ``log_likelihood_`` (per judgment, one entry per round).
     """
 
     def __init__(
@@ -135,28 +144,37 @@ class DawidSkene(_LabelAggregator):
         clamp_post = np.zeros((len(clamp), n_l))
         clamp_post[np.arange(len(clamp)), [lab_idx[known[items[i]]] for i in clamp]] = 1.0
         post[clamp] = clamp_post
-        self.n_iter_ = 0
+        off = (1 - self.prior_accuracy) / max(n_l - 1, 1)
+        pseudo = self.prior_strength * (np.full((n_l, n_l), off) + np.eye(n_l) * (self.prior_accuracy - off))
+        clamp_cols = clamp_post.argmax(1)
+        n_judgments = max(len(rows), 1)
+        self.n_iter_, self.converged_, self.log_likelihood_ = 0, False, []
         for step in range(self.n_iter):
             # M-step: conf[w, true, given] = sum over w's judgments of post[item, true] * [given]
             priors = np.clip(post.mean(0), self.eps, None)
             conf = np.zeros((n_w, n_l, n_l))
             np.add.at(conf.transpose(0, 2, 1), (wk, lb), post[it])  # a view indexed [w, given, true]
             if self.prior_strength > 0:
-                off = (1 - self.prior_accuracy) / max(n_l - 1, 1)
-                conf += self.prior_strength * (np.full((n_l, n_l), off) + np.eye(n_l) * (self.prior_accuracy - off))
+                conf += pseudo
             conf = np.clip(conf, self.eps, None)
             conf /= conf.sum(2, keepdims=True)
-            # E-step: log p(true = k | judgments) = log prior_k + sum log conf[w, k, given]
+            # E-step: log p(true = k, judgments of the item) = log prior_k + sum log conf[w, k, given]
             log_lik = np.zeros((n_i, n_l)) + np.log(priors)
             np.add.at(log_lik, it, np.log(conf[wk, :, lb]))
-            log_lik -= log_lik.max(1, keepdims=True)
-            new = np.exp(log_lik)
+            top = log_lik.max(1, keepdims=True)
+            new = np.exp(log_lik - top)
+            item_ll = np.log(new.sum(1)) + top[:, 0]  # log p(judgments of the item), summed over labels
+            item_ll[clamp] = log_lik[clamp, clamp_cols]  # a known label is observed, not summed over
+            objective = float(item_ll.sum())
+            if self.prior_strength > 0:  # the Dirichlet prior's log density (MAP), up to a constant
+                objective += float((pseudo[None] * np.log(conf)).sum())
+            self.log_likelihood_.append(objective / n_judgments)
             new /= new.sum(1, keepdims=True)
             new[clamp] = clamp_post
-            delta = float(np.abs(new - post).max())
             post = new
             self.n_iter_ = step + 1
-            if delta < self.tol:
+            if step > 0 and self.log_likelihood_[-1] - self.log_likelihood_[-2] < self.tol:
+                self.converged_ = True
                 break
         self.classes_ = labels
         self.workers_ = workers
