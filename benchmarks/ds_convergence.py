@@ -24,14 +24,17 @@ from crowdkit.aggregation import DawidSkene as CrowdKitDS
 from alignkit.feedback.aggregate import DawidSkene
 
 
-def crowd(n_labels: int, seed: int) -> tuple[list[tuple[int, int, int]], np.ndarray]:
-    """Items with 3 classes, 5 judgments each from 200 annotators: 70 % honest (skill 0.55–0.95,
-    errors spread over the other classes), 20 % biased towards class 0, 10 % uniform spammers."""
+def crowd(
+    n_labels: int, seed: int, k: int = 3, skill_min: float = 0.55, skill_max: float = 0.95
+) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+    """Items with ``k`` classes, 5 judgments each from 200 annotators: 70 % honest (skill
+    ``skill_min``..``skill_max``, errors spread over the other classes), 20 % of them also biased
+    towards class 0, 10 % uniform spammers."""
     rng = np.random.default_rng(seed)
-    n_items, k, n_workers = n_labels // 5, 3, 200
+    n_items, n_workers = n_labels // 5, 200
     truth = rng.integers(0, k, n_items)
     kind = rng.choice(["honest", "biased", "spam"], size=n_workers, p=[0.7, 0.2, 0.1])
-    skill = rng.uniform(0.55, 0.95, n_workers)
+    skill = rng.uniform(skill_min, skill_max, n_workers)
     items = np.repeat(np.arange(n_items), 5)
     workers = np.concatenate([rng.choice(n_workers, 5, replace=False) for _ in range(n_items)])
     t = truth[items]
@@ -54,13 +57,20 @@ def main() -> None:
     ap.add_argument("--labels", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tol", type=float, default=1e-5)
+    ap.add_argument("--classes", type=int, default=3)
+    ap.add_argument("--skill", default="0.55,0.95", help="honest annotators' accuracy range, min,max")
+    ap.add_argument("--prior-strength", type=float, default=5.0, help="alignkit's confusion prior (5: what aggregate uses)")
     args = ap.parse_args()
-    rows, truth = crowd(args.labels, args.seed)
-    print(f"{len(rows):,} labels, {len(truth):,} items, 200 annotators, seed {args.seed}")
+    lo, hi = (float(x) for x in args.skill.split(","))
+    rows, truth = crowd(args.labels, args.seed, args.classes, lo, hi)
+    print(
+        f"{len(rows):,} labels, {len(truth):,} items, {args.classes} classes, 200 annotators (skill {lo:g}..{hi:g}), "
+        f"seed {args.seed}, prior strength {args.prior_strength:g}"
+    )
     print(f"{'method':<34}{'rounds':>7}{'stopped by tol':>16}{'accuracy':>10}{'CPU s':>8}")
     for name, model in (
-        (f"alignkit (tol {args.tol:g}/judgment)", DawidSkene(tol=args.tol)),
-        ("alignkit, 100 rounds", DawidSkene(n_iter=100, tol=-np.inf)),
+        (f"alignkit (tol {args.tol:g}/judgment)", DawidSkene(tol=args.tol, prior_strength=args.prior_strength)),
+        ("alignkit, 100 rounds", DawidSkene(n_iter=100, tol=-np.inf, prior_strength=args.prior_strength)),
     ):
         t0 = time.process_time()
         model.fit(rows)

@@ -8,6 +8,7 @@ aggregate is (``annotator_ids``, ``created_at``, ``agreement``, ``confidence``, 
 from __future__ import annotations
 
 import gc
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
@@ -97,7 +98,16 @@ def aggregate_stage(
             known: dict[Hashable, Hashable] = {
                 j.task_id: j.gold_label for j in judgments if j.is_gold and j.gold_label is not None
             }
-            model = DawidSkene(prior_strength=prior_strength).fit(triples, known=known if clamp_gold else None)
+            ds = DawidSkene(prior_strength=prior_strength).fit(triples, known=known if clamp_gold else None)
+            if not ds.converged_:  # labels are still usable, but say the fit hit its cap
+                gain = ds.log_likelihood_[-1] - ds.log_likelihood_[-2] if ds.n_iter_ > 1 else float("nan")
+                warnings.warn(
+                    f"Dawid-Skene stopped at its cap of {ds.n_iter} rounds, still gaining {gain:.2e} "
+                    f"log-likelihood per judgment a round (tolerance {ds.tol:g})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            model = ds
         else:
             model = MajorityVote(seed=seed).fit(triples)
         for tid, rows in by_task.items():

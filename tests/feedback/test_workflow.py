@@ -1,9 +1,14 @@
 """Stages feed each other; exports carry provenance and load as alignkit records."""
 
+import functools
+import warnings
+
 import pytest
 from sqlalchemy import select
 
 from alignkit.data import read_records
+from alignkit.feedback import export
+from alignkit.feedback.aggregate import DawidSkene
 from alignkit.feedback.config import ProjectConfig, StageConfig, sft_project
 from alignkit.feedback.export import aggregate_stage, build_records, export_dataset
 from alignkit.feedback.models import GoldAnswer, Response, Task
@@ -100,6 +105,23 @@ def test_preference_flow_with_model_responses_and_provenance(store, tmp_path):
     assert read_records(path).kind == "pair" and n == 3
     aggs = aggregate_stage(store, "pref", "compare", "majority")
     assert sorted(a.label for a in aggs.values()) == ["A", "A", "A", "tie"]
+    # Dawid–Skene converges here silently; a fit stopped by its round cap says so.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert sorted(a.label for a in aggregate_stage(store, "pref", "compare").values()) == ["A", "A", "A", "tie"]
+
+
+def test_aggregate_warns_when_dawid_skene_hits_its_cap(store, monkeypatch):
+    store.create_project("p", ProjectConfig(stages=[StageConfig(name="bin", task_type="binary", input="responses", overlap=2)]))
+    for n in ("a", "b"):
+        store.add_annotator(n)
+    import_items(store, "p", [{"prompt": f"q{i}", "responses": [f"r{i}"]} for i in range(3)])
+    advance(store, "p")
+    _work_all(store, "p", ["a", "b"], lambda name, view: {"good": name == "a" or view.prompt == "q0"})
+    monkeypatch.setattr(export, "DawidSkene", functools.partial(DawidSkene, n_iter=2, tol=-1.0))
+    with pytest.warns(RuntimeWarning, match="cap of 2 rounds"):
+        aggs = aggregate_stage(store, "p", "bin")
+    assert len(aggs) == 3
 
 
 def test_binary_and_ranking_exports(store, tmp_path):
