@@ -271,7 +271,8 @@ for args in (["--help"], ["dpo", "--help"], ["ppo", "--help"], ["feedback", "sim
              ["demo", "--help"], ["sandbox", "pretrain", "--help"], ["serve", "--help"]):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, (args, result.output)
-heavy = sorted(m for m in ("torch", "transformers", "accelerate", "datasets", "sqlalchemy", "alembic") if m in sys.modules)
+heavy = ("torch", "transformers", "accelerate", "datasets", "sqlalchemy", "alembic", "pyarrow")
+heavy = sorted(m for m in heavy if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 """
 

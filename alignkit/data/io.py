@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from alignkit.data.errors import DataError, describe_value
@@ -156,6 +154,11 @@ def read_jsonl_objects(path: str | Path, allow_empty: bool = False) -> list[tupl
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    # pyarrow (and the numpy it loads) costs ~0.4 s of import; this module is imported by every
+    # CLI command's --help, which reads no Parquet, so it is imported here, like `datasets` below.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         return pq.read_table(path).to_pylist()
     except (pa.ArrowException, OSError) as err:
@@ -296,6 +299,9 @@ def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> Path:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     elif suffix == ".parquet":
+        import pyarrow as pa  # deferred: see _read_parquet
+        import pyarrow.parquet as pq
+
         with atomic_path(path) as tmp:
             pq.write_table(pa.Table.from_pylist(rows), tmp)
     elif suffix == "":
