@@ -21,6 +21,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,6 +54,23 @@ def _pg_database(admin_url: str) -> str:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
     return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_pg_database(admin_url: str, db: str) -> bool:
+    """Drop the run's database (its connections too); True when it is gone afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from alignkit.feedback.db import normalize_url
+
+    name = make_url(db).database
+    engine = create_engine(make_url(normalize_url(admin_url)), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return conn.execute(text("SELECT count(*) FROM pg_database WHERE datname = :n"), {"n": name}).scalar_one() == 0
+    finally:
+        engine.dispose()
 
 
 def setup(db: str, n_annotators: int, n_tasks: int, overlap: int) -> list[str]:
@@ -157,8 +175,19 @@ def annotators(port: int, tokens: list[str], first: int, args: argparse.Namespac
 
 
 def run(args: argparse.Namespace) -> dict:
+    """One run; its database (a temporary SQLite file or a fresh PostgreSQL database) is removed at
+    the end, also when the run fails."""
     tmp = tempfile.mkdtemp(prefix="alignkit-load-")
     db = os.path.join(tmp, "load.db") if args.backend == "sqlite" else _pg_database(args.pg_url)
+    try:
+        result = _run(args, db)
+    finally:
+        dropped = _drop_pg_database(args.pg_url, db) if args.backend == "postgresql" else True
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {**result, "database_dropped": dropped and not os.path.exists(tmp)}
+
+
+def _run(args: argparse.Namespace, db: str) -> dict:
     tokens = setup(db, args.annotators, args.tasks, args.overlap)
     port = args.port
     server = start_server(db, port)

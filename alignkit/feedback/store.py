@@ -41,9 +41,26 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, func, literal, not_, select, text, union_all
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Select,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    literal_column,
+    not_,
+    select,
+    text,
+    union_all,
+    update,
+)
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -149,6 +166,180 @@ class Judgment:
     response_ids: list[int] = field(default_factory=list)
 
 
+# -- the hot path: next-task and submit as Core statements ------------------------------------------------
+# Every next-task and submit of the web app runs these. They are Core statements (rows, no ORM
+# objects, no unit-of-work flush), built once, and on PostgreSQL merged so that a next-task is 5
+# round trips (BEGIN, the person with their counts, the claim with its texts, the lease, COMMIT) and
+# a submit 4 (BEGIN, task + person + assignment, the writes, COMMIT): each round trip is a hand-off
+# between this process and a database backend that share the same cores. The ORM versions cost
+# ~15 ms of server CPU per request (benchmarks/README.md, "Annotation web app under load").
+_T, _A, _AN, _M = (cast(Table, m.__table__) for m in (Task, Assignment, Annotator, Membership))
+_N, _P = cast(Table, Annotation.__table__), cast(Table, Prompt.__table__)
+_TASK_COLS = (
+    _T.c.id,
+    _T.c.project_id,
+    _T.c.stage,
+    _T.c.type,
+    _T.c.prompt_id,
+    _T.c.response_ids,
+    _T.c.payload,
+    _T.c.author_ids,
+    _T.c.overlap,
+    _T.c.prelabel,
+)
+_NO_TEXTS = object()
+
+
+def _person_of(row: Row[Any], name: str) -> Person:
+    """A person from a row with the annotator's and (outer-joined) membership's columns."""
+    if row.m_id is None:
+        return Person(row.id, name, row.role, row.status, row.super_rater)
+    return Person(
+        row.id, name, row.m_role, row.m_status or row.status, row.m_super if row.m_super is not None else row.super_rater
+    )
+
+
+class _HotSql:
+    """The hot path's statements for one dialect (compiled once per engine, then cached)."""
+
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+        me = (
+            _AN.c.id,
+            _AN.c.role,
+            _AN.c.status,
+            _AN.c.super_rater,
+            _M.c.id.label("m_id"),
+            _M.c.role.label("m_role"),
+            _M.c.status.label("m_status"),
+            _M.c.super_rater.label("m_super"),
+        )
+        counts = [
+            select(func.count()).where(_A.c.annotator_id == _AN.c.id).scalar_subquery().label("n_seen"),
+            select(func.count())
+            .where(_A.c.annotator_id == _AN.c.id, _A.c.status == "pending")
+            .scalar_subquery()
+            .label("n_pending"),
+        ]
+        if postgres:
+            # SET LOCAL synchronous_commit = off, in the same round trip: a lease need not survive a
+            # database crash (lost, it simply is not there and the task is served again), so its
+            # commit does not wait for the WAL flush; submits do.
+            counts.append(func.set_config("synchronous_commit", "off", True).label("sync_off"))
+        self.me_next = (
+            select(*me, *counts)
+            .select_from(_AN.outerjoin(_M, (_M.c.annotator_id == _AN.c.id) & (_M.c.project_id == bindparam("pid"))))
+            .where(_AN.c.name == bindparam("name"))
+            .with_for_update(of=_AN)
+        )
+        texts: list[Any] = []
+        if postgres:  # the view's texts come with the claim (one round trip fewer)
+            texts = [
+                select(_P.c.text).where(_P.c.id == _T.c.prompt_id).scalar_subquery().label("prompt_text"),
+                literal_column(
+                    # one primary-key lookup per response id, in the task's order (an IN over the
+                    # array was planned as a scan of every response)
+                    "(SELECT json_agg((SELECT json_build_array(r.id, r.text) FROM responses r WHERE r.id = e.value::int))"
+                    " FROM json_array_elements_text(tasks.response_ids) AS e)",
+                    JSON,
+                ).label("response_texts"),
+            ]
+        mine = exists().where(_A.c.task_id == _T.c.id, _A.c.annotator_id == bindparam("aid"))
+        self._claim_base = (
+            select(*_TASK_COLS, *texts)
+            .where(
+                _T.c.project_id == bindparam("pid"),
+                _T.c.stage == bindparam("stage"),
+                _T.c.status == "open",
+                _T.c.is_gold == bindparam("gold"),
+                _T.c.n_active < _T.c.overlap,
+                not_(mine),
+            )
+            .order_by(_T.c.n_active.desc(), _T.c.id)
+            .limit(1)
+        )
+        self._claims: dict[tuple[bool, bool], Select[Any]] = {}
+        live = (
+            select(func.count())
+            .select_from(_A)
+            .where(_A.c.task_id == _T.c.id, _A.c.status.in_(("pending", "submitted")), _A.c.extra.is_(False))
+            .scalar_subquery()
+        )
+        # Take a slot: the live assignments are recounted under the row lock (a new statement, so it
+        # sees everything committed before the lock was granted) and the counter moves only if one is free.
+        self.bump = update(_T).where(_T.c.id == bindparam("tid"), live < _T.c.overlap).values(n_active=_T.c.n_active + 1)
+        self.assign = insert(_A)
+        self.take = text(
+            "WITH u AS (UPDATE tasks SET n_active = n_active + 1 WHERE id = :tid AND (SELECT count(*) FROM assignments a"
+            " WHERE a.task_id = tasks.id AND a.status IN ('pending', 'submitted') AND a.extra IS false) < overlap"
+            " RETURNING id) INSERT INTO assignments (task_id, annotator_id, status, assigned_at, lease_expires_at, extra)"
+            " SELECT id, :aid, 'pending', :now, :lease, false FROM u"
+        ).bindparams(bindparam("now", type_=DateTime), bindparam("lease", type_=DateTime))
+        prior = select(_N.c.id).where(_N.c.annotator_id == _AN.c.id, _N.c.idempotency_key == bindparam("key"))
+        # Task, person and assignment in one query, both rows locked (the task lock serialises submits
+        # of one task; the assignment's is re-read at its newest version once granted).
+        self.submit_row = (
+            select(
+                _T.c.id,
+                _T.c.project_id,
+                _T.c.stage,
+                _T.c.type,
+                _T.c.payload,
+                _T.c.prompt_id,
+                _T.c.is_gold,
+                _T.c.n_done,
+                _T.c.overlap,
+                _AN.c.id.label("aid"),
+                _AN.c.status.label("a_status"),
+                _M.c.status.label("m_status"),
+                _A.c.id.label("asg_id"),
+                _A.c.status.label("asg_status"),
+                _A.c.lease_expires_at,
+                _A.c.extra,
+                prior.scalar_subquery().label("prior_id"),
+            )
+            .select_from(
+                _T.join(_AN, _AN.c.name == bindparam("name"))
+                .outerjoin(_M, (_M.c.annotator_id == _AN.c.id) & (_M.c.project_id == _T.c.project_id))
+                .join(_A, (_A.c.task_id == _T.c.id) & (_A.c.annotator_id == _AN.c.id))
+            )
+            .where(_T.c.id == bindparam("tid"))
+            .with_for_update(of=[_T, _A])
+        )
+        self.note = insert(_N)
+        self.answered = (
+            update(_A)
+            .where(_A.c.id == bindparam("asg"))
+            .values(status="submitted", submitted_at=bindparam("now", type_=DateTime), draft=None)
+        )
+        self.done = update(_T).where(_T.c.id == bindparam("tid")).values(n_done=_T.c.n_done + 1)
+        self.write_submit = {
+            extra: text(
+                "WITH n AS (INSERT INTO annotations (task_id, annotator_id, assignment_id, answer, idempotency_key, created_at)"
+                " VALUES (:tid, :aid, :asg, :answer, :key, :now) RETURNING id),"
+                " g AS (UPDATE assignments SET status = 'submitted', submitted_at = :now, draft = NULL WHERE id = :asg)"
+                + ("" if extra else ", t AS (UPDATE tasks SET n_done = n_done + 1 WHERE id = :tid)")
+                + " SELECT id FROM n"
+            ).bindparams(bindparam("answer", type_=JSON), bindparam("now", type_=DateTime))
+            for extra in (False, True)
+        }
+        stale = select(_A.c.id).where(_A.c.status == "pending", _A.c.lease_expires_at < bindparam("now", type_=DateTime))
+        self.expire = (
+            update(_A)
+            .where(_A.c.id.in_(stale.with_for_update(skip_locked=True).scalar_subquery()))
+            .values(status="expired")
+            .returning(_A.c.task_id, _A.c.extra)
+        )
+        self.release = update(_T).where(_T.c.id == bindparam("tid")).values(n_active=_T.c.n_active - bindparam("k"))
+
+    def claim(self, rejected: bool, skip_locked: bool) -> Select[Any]:
+        key = (rejected, skip_locked)
+        if key not in self._claims:
+            q = self._claim_base.where(_T.c.id.not_in(bindparam("rejected", expanding=True))) if rejected else self._claim_base
+            self._claims[key] = q.with_for_update(skip_locked=skip_locked, of=_T)
+        return self._claims[key]
+
+
 class FeedbackStore:
     """All reads and writes of feedback go through here. ``url``: a SQLAlchemy URL or a file path."""
 
@@ -165,6 +356,7 @@ class FeedbackStore:
         self.engine = make_engine(url, echo=echo)
         self._write_engine = self.engine.execution_options(write=True)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._sql = _HotSql(postgres=not self.is_sqlite)
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         )
@@ -177,6 +369,45 @@ class FeedbackStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def warm_up(self, connections: int = 1) -> None:
+        """Open ``connections`` pooled connections (held together, so they are distinct) and run
+        each hot-path statement once on each, with arguments that match nothing, then roll back.
+        The first requests of a fresh server otherwise pay for all of it: connecting, SQLAlchemy
+        compiling each statement, and on PostgreSQL each new backend loading its catalog caches.
+        Also loads every project's config (not secret; the gold keys stay unread until needed)."""
+        never = datetime(1970, 1, 1)
+        sql = self._sql
+        runs: list[tuple[Any, dict[str, Any]]] = [
+            (sql.me_next, {"pid": -1, "name": ""}),
+            (sql.claim(False, True), {"pid": -1, "stage": "", "gold": False, "aid": -1}),
+            (sql.claim(True, True), {"pid": -1, "stage": "", "gold": False, "aid": -1, "rejected": [-1]}),
+            (sql.submit_row, {"name": "", "tid": -1, "key": None}),
+            (sql.expire, {"now": never}),
+            (sql.release, {"tid": -1, "k": 0}),
+        ]
+        if self.is_sqlite:
+            runs += [(sql.bump, {"tid": -1}), (sql.answered, {"asg": -1, "now": never}), (sql.done, {"tid": -1})]
+        else:
+            runs += [
+                (sql.claim(False, False), {"pid": -1, "stage": "", "gold": False, "aid": -1}),
+                (sql.take, {"tid": -1, "aid": -1, "now": never, "lease": never}),
+            ]
+        held = [self.engine.connect() for _ in range(max(1, connections))]
+        try:
+            for conn in held:
+                with conn.begin() as tx:
+                    for stmt, params in runs:
+                        conn.execute(stmt, params)
+                    tx.rollback()
+        finally:
+            for conn in held:
+                conn.close()
+        with self.read() as s:
+            names = list(s.scalars(select(Project.name)))
+            s.get(Task, -1)  # the ORM's own statements (a task closing) compiled too
+        for name in names:
+            self.project(name)
 
     # -- sessions -----------------------------------------------------------------------------
     @contextmanager
@@ -475,17 +706,12 @@ class FeedbackStore:
         """Return the slots of assignments whose lease ran out; the count expired."""
         now = now or utcnow()
         with self.write() as s:
-            stale = list(
-                s.scalars(
-                    select(Assignment)
-                    .where(Assignment.status == "pending", Assignment.lease_expires_at < now)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            for a in stale:
-                a.status = "expired"
-                if not a.extra:
-                    s.get_one(Task, a.task_id, with_for_update=True).n_active -= 1
+            conn = s.connection()
+            # Assignments another transaction holds (a submit in flight) are skipped, not waited for.
+            stale = conn.execute(self._sql.expire, {"now": now}).all()
+            slots = Counter(task_id for task_id, extra in stale if not extra)
+            if slots:
+                conn.execute(self._sql.release, [{"tid": t, "k": k} for t, k in sorted(slots.items())])
             return len(stale)
 
     def next_task(self, project: str, annotator: str, stage: str | None = None, now: datetime | None = None) -> TaskView | None:
@@ -527,30 +753,23 @@ class FeedbackStore:
         pid, cfg = self.project(project)
         stages = [cfg.stage(stage)] if stage else cfg.stages
         with self.write() as s:
-            if not self.is_sqlite:
-                # A lease need not survive a database crash (lost, it simply is not there, and the
-                # task is served again), so its commit does not wait for the WAL flush; submits do.
-                s.execute(text("SET LOCAL synchronous_commit = off"))
+            conn = s.connection()
             # The annotator's row lock serialises their own assignments (the pending limit holds).
             # Their assignment counts come with it (the row lock is taken before they are read:
             # PostgreSQL locks the annotator row, SQLite holds the database since BEGIN IMMEDIATE).
-            ann, me, (n_seen, pending) = self._annotator_here(
-                s,
-                pid,
-                annotator,
-                True,
-                select(func.count()).where(Assignment.annotator_id == Annotator.id).scalar_subquery(),
-                select(func.count())
-                .where(Assignment.annotator_id == Annotator.id, Assignment.status == "pending")
-                .scalar_subquery(),
-            )
+            row = conn.execute(self._sql.me_next, {"pid": pid, "name": annotator}).first()
+            if row is None:
+                raise UnknownAnnotator(f"no annotator {annotator!r}")
+            me = _person_of(row, annotator)
             if me.status in ("excluded", "flagged"):
                 raise NotAllowed(f"annotator {annotator!r} is {me.status} in project {project!r} and gets no tasks")
-            if pending >= cfg.max_pending:
+            if row.n_pending >= cfg.max_pending:
                 raise TooManyPending(
-                    f"annotator {annotator!r} already has {pending} pending tasks (limit {cfg.max_pending}); submit some first"
+                    f"annotator {annotator!r} already has {row.n_pending} pending tasks (limit {cfg.max_pending});"
+                    " submit some first"
                 )
-            draw = self._gold_draw(s, pid, ann.id, n_seen)
+            draw = self._gold_draw(s, pid, me.id, row.n_seen)
+            lease = now + timedelta(minutes=cfg.lease_minutes)
             for st in stages:
                 if st.role == "reviewer" and me.role == "annotator":
                     continue  # a reviewer stage: reviewers and admins of this project only
@@ -561,15 +780,11 @@ class FeedbackStore:
                 else:
                     order = [False]
                 for gold in order:
-                    extra = me.status == "probation" and not gold
-                    task = self._claim_extra(s, pid, st, ann.id) if extra else self._claim(s, pid, st.name, ann.id, gold)
+                    if me.status == "probation" and not gold:
+                        task = self._claim_extra(conn, pid, st, me.id, now, lease)
+                    else:
+                        task = self._claim(conn, pid, st.name, me.id, gold, now, lease)
                     if task is not None:
-                        lease = now + timedelta(minutes=cfg.lease_minutes)
-                        s.add(
-                            Assignment(task_id=task.id, annotator_id=ann.id, assigned_at=now, lease_expires_at=lease, extra=extra)
-                        )
-                        task.n_active += 0 if extra else 1
-                        s.flush()
                         return self._view(s, task, lease)
             return None
 
@@ -589,87 +804,81 @@ class FeedbackStore:
         # (simulations and tests pass that to reproduce earlier numbers).
         return random.Random(f"{key}:{annotator_id}:{n_seen}").random()
 
-    def _claim(self, s: Session, project_id: int, stage: str, annotator_id: int, gold: bool) -> Task | None:
-        mine = exists().where(Assignment.task_id == Task.id, Assignment.annotator_id == annotator_id)
-        base = (
-            select(Task)
-            .where(
-                Task.project_id == project_id,
-                Task.stage == stage,
-                Task.status == "open",
-                Task.is_gold == gold,
-                Task.n_active < Task.overlap,
-                not_(mine),
-            )
-            .order_by(Task.n_active.desc(), Task.id)
-        )
-        rejected: set[int] = set()
-
-        def usable(task: Task) -> bool:
-            if annotator_id in (task.author_ids or []):
-                return False  # never review (or compare) your own output
-            live = s.execute(
-                select(func.count())
-                .select_from(Assignment)
-                .where(
-                    Assignment.task_id == task.id,
-                    Assignment.status.in_(("pending", "submitted")),
-                    Assignment.extra.is_(False),
-                )
-            ).scalar_one()
-            return live < task.overlap  # recount under the row lock
-
+    def _claim(
+        self, conn: Connection, project_id: int, stage: str, annotator_id: int, gold: bool, now: datetime, lease: datetime
+    ) -> Any:
+        """Lease the first task of the queue this annotator may take; its row (with the view's texts
+        on PostgreSQL), or None when there is none."""
+        params: dict[str, Any] = {"pid": project_id, "stage": stage, "gold": gold, "aid": annotator_id}
+        rejected: list[int] = []
         # First pass, SKIP LOCKED: a row another assigner holds is skipped, not waited for (PostgreSQL).
-        # One row at a time, so we never hold locks on rows we do not take.
-        while True:
-            q = base.where(Task.id.not_in(rejected)) if rejected else base
-            task = s.scalar(q.limit(1).with_for_update(skip_locked=True))
-            if task is None:
-                break
-            if usable(task):
-                return task
-            rejected.add(task.id)
-        if self.is_sqlite:
-            return None  # the whole database is locked by BEGIN IMMEDIATE: what we saw is all there is
-        # Every candidate left is locked by someone else: wait for each in turn (the WHERE clause is
+        # One row at a time, so we never hold locks on rows we do not take. On SQLite the whole
+        # database is locked by BEGIN IMMEDIATE: what the first pass saw is all there is. Otherwise,
+        # every candidate left is locked by someone else: wait for each in turn (the WHERE clause is
         # re-checked on the row's new version) so "None" only ever means "nothing left".
-        while True:
-            q = base.where(Task.id.not_in(rejected)) if rejected else base
-            task = s.scalar(q.limit(1).with_for_update())
-            if task is None:
-                return None
-            if usable(task):
-                return task
-            rejected.add(task.id)
+        for skip_locked in (True,) if self.is_sqlite else (True, False):
+            while True:
+                q = self._sql.claim(bool(rejected), skip_locked)
+                task = conn.execute(q, {**params, "rejected": rejected} if rejected else params).first()
+                if task is None:
+                    break
+                # never review (or compare) your own output
+                if annotator_id not in (task.author_ids or []) and self._take(conn, task.id, annotator_id, now, lease):
+                    return task
+                rejected.append(task.id)
+        return None
 
-    def _claim_extra(self, s: Session, project_id: int, st: StageConfig, annotator_id: int) -> Task | None:
+    def _take(self, conn: Connection, task_id: int, annotator_id: int, now: datetime, lease: datetime) -> bool:
+        """Take a slot of the (locked) task and write the assignment; False if no slot is free."""
+        if not self.is_sqlite:  # one statement: the counter moves and the assignment is written, or neither
+            return conn.execute(self._sql.take, {"tid": task_id, "aid": annotator_id, "now": now, "lease": lease}).rowcount == 1
+        if conn.execute(self._sql.bump, {"tid": task_id}).rowcount != 1:
+            return False
+        conn.execute(self._sql.assign, self._assignment_row(task_id, annotator_id, now, lease, False))
+        return True
+
+    @staticmethod
+    def _assignment_row(task_id: int, annotator_id: int, now: datetime, lease: datetime, extra: bool) -> dict[str, Any]:
+        return {
+            "task_id": task_id,
+            "annotator_id": annotator_id,
+            "status": "pending",
+            "assigned_at": now,
+            "lease_expires_at": lease,
+            "extra": extra,
+        }
+
+    def _claim_extra(
+        self, conn: Connection, project_id: int, st: StageConfig, annotator_id: int, now: datetime, lease: datetime
+    ) -> Any:
         """A probation annotator's next regular task: one that already has a trusted judgment (so the
         extra label is never an item's only one), open or done, with the fewest extra judgments and
-        fewer than the stage's ``probation_extra``. No row lock: an extra judgment takes no slot, so
-        two concurrent claims can at worst go one over that soft cap."""
-        mine = exists().where(Assignment.task_id == Task.id, Assignment.annotator_id == annotator_id)
+        fewer than the stage's ``probation_extra``; the assignment (extra, no slot) is written. No row
+        lock: an extra judgment takes no slot, so two concurrent claims can at worst go one over that soft cap."""
+        mine = exists().where(_A.c.task_id == _T.c.id, _A.c.annotator_id == annotator_id)
         extras = (
             select(func.count())
-            .select_from(Assignment)
-            .where(Assignment.task_id == Task.id, Assignment.extra.is_(True), Assignment.status.in_(("pending", "submitted")))
+            .select_from(_A)
+            .where(_A.c.task_id == _T.c.id, _A.c.extra.is_(True), _A.c.status.in_(("pending", "submitted")))
             .scalar_subquery()
         )
         q = (
-            select(Task)
+            select(*_TASK_COLS)
             .where(
-                Task.project_id == project_id,
-                Task.stage == st.name,
-                Task.status.in_(("open", "done")),
+                _T.c.project_id == project_id,
+                _T.c.stage == st.name,
+                _T.c.status.in_(("open", "done")),
                 extras < st.probation_extra,
-                Task.is_gold.is_(False),
-                Task.type.in_(LABEL_TASKS),  # a written output needs its slot; only labels can be extra
-                Task.n_done >= 1,
+                _T.c.is_gold.is_(False),
+                _T.c.type.in_(LABEL_TASKS),  # a written output needs its slot; only labels can be extra
+                _T.c.n_done >= 1,
                 not_(mine),
             )
-            .order_by(extras, Task.id)
+            .order_by(extras, _T.c.id)
         )
-        for task in s.scalars(q.limit(20)):
+        for task in conn.execute(q.limit(20)):
             if annotator_id not in (task.author_ids or []):
+                conn.execute(self._sql.assign, self._assignment_row(task.id, annotator_id, now, lease, True))
                 return task
         return None
 
@@ -678,18 +887,25 @@ class FeedbackStore:
             self._configs[project_id] = ProjectConfig.model_validate(s.get_one(Project, project_id).config)
         return self._configs[project_id]
 
-    def _view(self, s: Session, task: Task, lease: datetime, draft: dict | None = None) -> TaskView:
-        # The prompt and the responses in one query (the prompt keyed -1: response ids are positive).
+    def _view(self, s: Session, task: Any, lease: datetime, draft: dict | None = None) -> TaskView:
+        """What the annotator sees of ``task`` (a Task or a row of the hot path's columns)."""
         ids = list(task.response_ids or [])
-        parts = []
-        if task.prompt_id:
-            parts.append(select(literal(-1).label("id"), Prompt.text).where(Prompt.id == task.prompt_id))
-        if ids:
-            parts.append(select(Response.id, Response.text).where(Response.id.in_(ids)))
         by_id: dict[int, str] = {}
-        if parts:
-            q = parts[0] if len(parts) == 1 else union_all(*parts)
-            by_id = {int(i): t for i, t in s.execute(q).all()}
+        pairs = getattr(task, "response_texts", _NO_TEXTS)
+        if pairs is not _NO_TEXTS:  # the claim brought the texts along (PostgreSQL)
+            by_id = {int(p[0]): p[1] for p in cast(list, pairs) or [] if p is not None}
+            if task.prompt_text is not None:
+                by_id[-1] = task.prompt_text
+        else:
+            # The prompt and the responses in one query (the prompt keyed -1: response ids are positive).
+            parts = []
+            if task.prompt_id:
+                parts.append(select(literal(-1).label("id"), Prompt.text).where(Prompt.id == task.prompt_id))
+            if ids:
+                parts.append(select(Response.id, Response.text).where(Response.id.in_(ids)))
+            if parts:
+                q = parts[0] if len(parts) == 1 else union_all(*parts)
+                by_id = {int(i): t for i, t in s.execute(q).all()}
         if task.prompt_id and -1 not in by_id:
             raise UnknownTask(f"task {task.id}: its prompt {task.prompt_id} is missing")
         prompt = by_id.pop(-1, None)
@@ -813,6 +1029,59 @@ class FeedbackStore:
         idempotency_key: str | None,
         project: str | None,
     ) -> int:
+        """The common case in one locking query and one write (PostgreSQL), else :meth:`_submit_checked`."""
+        conn = s.connection()
+        row = conn.execute(self._sql.submit_row, {"name": annotator, "tid": task_id, "key": idempotency_key}).first()
+        if row is None or row.prior_id is not None or row.asg_status != "pending":
+            # Unknown task or person, not assigned, a repeat, or an assignment no longer open (say a
+            # concurrent submit committed it while this one waited for the lock, which this query's
+            # snapshot cannot tell from a repeat): the careful path, a statement at a time, each seeing
+            # everything committed before it, decides and answers (the locks are held already).
+            return self._submit_checked(s, annotator, task_id, answer, now, idempotency_key, project)
+        if project is not None and row.project_id != self.project(project)[0]:
+            raise NotAssigned(f"task {task_id} is not in project {project!r}")
+        status = row.m_status or row.a_status
+        if status in ("excluded", "flagged"):
+            raise NotAllowed(f"annotator {annotator!r} is {status}; their answers are no longer taken")
+        if row.lease_expires_at < now:
+            raise LeaseExpired(f"task {task_id}: the lease of annotator {annotator!r} expired at {row.lease_expires_at}")
+        clean = validate_answer(row.type, answer, row.payload)
+        if not self.is_sqlite:
+            params = {"tid": task_id, "aid": row.aid, "asg": row.asg_id, "answer": clean, "key": idempotency_key, "now": now}
+            note_id = conn.execute(self._sql.write_submit[bool(row.extra)], params).scalar_one()
+        else:
+            note_id = conn.execute(
+                self._sql.note,
+                {
+                    "task_id": task_id,
+                    "annotator_id": row.aid,
+                    "assignment_id": row.asg_id,
+                    "answer": clean,
+                    "idempotency_key": idempotency_key,
+                    "created_at": now,
+                },
+            ).inserted_primary_key[0]  # type: ignore[index]
+            conn.execute(self._sql.answered, {"asg": row.asg_id, "now": now})
+            if not row.extra:
+                conn.execute(self._sql.done, {"tid": task_id})
+        if row.extra:  # beyond the overlap: counts for nothing in the task's own progress
+            return int(note_id)
+        self._outputs(s, row, row.aid, clean)
+        if not row.is_gold and row.n_done + 1 >= row.overlap:
+            self._maybe_close(s, s.get_one(Task, task_id), now)
+        s.flush()
+        return int(note_id)
+
+    def _submit_checked(
+        self,
+        s: Session,
+        annotator: str,
+        task_id: int,
+        answer: dict[str, Any],
+        now: datetime,
+        idempotency_key: str | None,
+        project: str | None,
+    ) -> int:
         task = s.get(Task, task_id, with_for_update=True)  # serialises submits of one task (PostgreSQL)
         if task is None:
             raise UnknownTask(f"no task with id {task_id}")
@@ -856,20 +1125,20 @@ class FeedbackStore:
             s.flush()
             return note.id
         task.n_done += 1
-        self._outputs(s, task, ann, clean)
+        self._outputs(s, task, ann.id, clean)
         if not task.is_gold and task.n_done >= task.overlap:
             self._maybe_close(s, task, now)
         s.flush()
         return note.id
 
-    def _outputs(self, s: Session, task: Task, ann: Annotator, answer: dict[str, Any]) -> None:
-        """Writing tasks produce items for the next stage, in the same transaction."""
+    def _outputs(self, s: Session, task: Any, annotator_id: int, answer: dict[str, Any]) -> None:
+        """Writing tasks produce items for the next stage, in the same transaction (``task``: a Task or a row)."""
         if task.is_gold:
             return
         if task.type == "write_prompt":
-            s.add(Prompt(project_id=task.project_id, text=answer["text"], author_id=ann.id, source=f"stage:{task.stage}"))
+            s.add(Prompt(project_id=task.project_id, text=answer["text"], author_id=annotator_id, source=f"stage:{task.stage}"))
         elif task.type == "write_completion":
-            s.add(Response(prompt_id=task.prompt_id, text=answer["text"], author_id=ann.id, domain=answer["domain"]))
+            s.add(Response(prompt_id=task.prompt_id, text=answer["text"], author_id=annotator_id, domain=answer["domain"]))
 
     def _maybe_close(self, s: Session, task: Task, now: datetime) -> None:
         answers = list(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import timedelta
@@ -24,6 +24,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alignkit.feedback import quality as q
 from alignkit.feedback.config import ProjectConfig, preference_project, sft_project
@@ -44,6 +46,7 @@ from alignkit.feedback.workflow import advance, import_items
 from alignkit.web import accounts
 from alignkit.web.accounts import User
 from alignkit.web.security import SESSION_COOKIE, SESSION_MAX_AGE, RateLimiter, Sessions, new_token, same, token_hash
+from alignkit.web.server import settle_heap
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -61,6 +64,8 @@ class WebSettings(BaseModel):
     # turned into multi-second stalls for every request in flight (benchmarks/README.md, "Annotation
     # web app under load"); a short queue for 8 threads does not.
     worker_threads: int = Field(8, ge=1, le=200)
+    warm_up: bool = True  # at start-up, before the first request (see warm_up)
+    freeze_heap: bool = False  # gc.freeze after start-up (alignkit.web.server.settle_heap); `alignkit web` sets it
 
 
 # -- request bodies --------------------------------------------------------------------------------------
@@ -162,18 +167,64 @@ def set_session(request: Request, data: dict[str, Any]) -> None:
     request.state.session_dirty = True
 
 
-def write_session_cookie(request: Request, response: Response) -> None:
-    if getattr(request.state, "session_dirty", False):
-        settings: WebSettings = request.app.state.settings
-        response.set_cookie(
-            SESSION_COOKIE,
-            request.app.state.sessions.dumps(request.state.session),
-            max_age=SESSION_MAX_AGE,
-            httponly=True,
-            samesite="strict",
-            secure=settings.secure_cookies,
-            path="/",
-        )
+def session_cookie(app: FastAPI, session: dict[str, Any]) -> str:
+    """The Set-Cookie value of a (changed) session."""
+    settings: WebSettings = app.state.settings
+    carrier = Response()
+    carrier.set_cookie(
+        SESSION_COOKIE,
+        app.state.sessions.dumps(session),
+        max_age=SESSION_MAX_AGE,
+        httponly=True,
+        samesite="strict",
+        secure=settings.secure_cookies,
+        path="/",
+    )
+    return carrier.headers["set-cookie"]
+
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+class ResponseHeaders:
+    """Adds to every HTTP response: the security headers, ``Server-Timing`` (the app's own time for
+    the request: waiting for a worker thread, the database, the handler, so a load test can tell it
+    from the client's overhead) and the session cookie when the request changed its session.
+
+    A plain ASGI middleware that edits the response's start message: Starlette's
+    ``BaseHTTPMiddleware`` (``@app.middleware("http")``) runs every request through an extra task
+    and a pair of memory streams, a sizeable part of a request's server CPU here."""
+
+    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
+        self.app, self.fastapi_app = app, fastapi_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.append("Server-Timing", f"app;dur={(time.perf_counter() - started) * 1000:.2f}")
+                state = scope.get("state") or {}
+                if state.get("session_dirty"):
+                    headers.append("set-cookie", session_cookie(self.fastapi_app, state["session"]))
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Referrer-Policy", "same-origin")
+                if not path.startswith("/api/docs"):
+                    headers.setdefault("Content-Security-Policy", CSP)
+                if path.startswith("/api/"):
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 async def check_csrf(request: Request) -> None:
@@ -785,6 +836,54 @@ def export(project: str, body: ExportBody, request: Request, user: AdminUser) ->
 
 
 # -- the application -----------------------------------------------------------------------------------------
+# What an anonymous request to these reaches before it is refused (401) is what a first real request
+# would pay for once: FastAPI reads each endpoint's source for its error context on first use (~50 ms
+# of tokenizing on a busy box), builds the middleware stack, and so on.
+WARM_ROUTES = (
+    ("POST", "/api/v1/projects/-/next"),
+    ("POST", "/api/v1/projects/-/tasks/0/submit"),
+    ("GET", "/api/v1/projects/-/tasks"),
+    ("GET", "/api/v1/projects/-/progress"),
+    ("GET", "/api/v1/projects/-"),
+)
+
+
+async def warm_up(app: FastAPI, connections: int) -> None:
+    """Do before the first request what the first requests would otherwise wait for, each alone
+    taking up to 1-2 s of server time in a burst at start-up (benchmarks/README.md, "Annotation web
+    app under load"): open the database pool's connections and run every hot-path statement once on
+    each (:meth:`FeedbackStore.warm_up`: compiled, and each backend's catalog caches filled), compile
+    the identity query, and send one anonymous request to each annotator endpoint. Nothing
+    user-specific is loaded or rendered, and nothing is written."""
+    store: FeedbackStore = app.state.store
+    await run_in_threadpool(store.warm_up, connections)
+    await run_in_threadpool(accounts.user_by_token, store, "")  # no such token: None
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(_message: Message) -> None:
+        pass
+
+    for method, path in WARM_ROUTES:
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 0),
+            "server": ("127.0.0.1", 0),
+            "state": {},
+        }
+        await app(scope, receive, send)
+
+
 def create_app(store: FeedbackStore | str, secret_key: str, settings: WebSettings | None = None) -> FastAPI:
     """The app on ``store`` (a FeedbackStore or a database URL), signing sessions with ``secret_key``."""
     from alignkit.web import pages
@@ -794,8 +893,12 @@ def create_app(store: FeedbackStore | str, secret_key: str, settings: WebSetting
     settings = settings or WebSettings(secret_key=secret_key)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        if settings.warm_up:
+            await warm_up(app, settings.worker_threads)
+        if settings.freeze_heap:
+            settle_heap()  # after the warm-up, so what it built is frozen too
         yield
 
     app = FastAPI(
@@ -813,26 +916,7 @@ def create_app(store: FeedbackStore | str, secret_key: str, settings: WebSetting
     app.state.login_name = RateLimiter(settings.login_attempts_per_name, settings.login_window_s)
     app.state.login_ip = RateLimiter(settings.login_attempts_per_ip, settings.login_window_s)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        # The server's own time for the request (queueing for a worker thread, the database, the
-        # handler), so a load test can tell it from the client's overhead.
-        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
-        write_session_cookie(request, response)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if not request.url.path.startswith("/api/docs"):
-            response.headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'self'; script-src 'self'; style-src 'self'; "
-                "img-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
-            )
-        if request.url.path.startswith("/api/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.add_middleware(ResponseHeaders, fastapi_app=app)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:

@@ -17,6 +17,7 @@ from alignkit.web import accounts
 from alignkit.web.security import is_loopback
 
 MIN_SECRET = 32
+KEEP_ALIVE_S = 75
 
 
 class ServerError(RuntimeError):
@@ -75,6 +76,15 @@ def serve(
     token = admin_invitation(store)
     if token:
         print(f"No admin yet: open http://{host}:{port}/join?token={token} to create one (valid 24 h).", flush=True)
-    app = create_app(store, key, WebSettings(secret_key=key, secure_cookies=secure_cookies))
-    settle_heap()
-    uvicorn.run(app, host=host, port=port, log_level="warning", workers=workers if workers > 1 else None)
+    # The app warms itself up and then freezes the heap in its lifespan, before uvicorn accepts a connection.
+    app = create_app(store, key, WebSettings(secret_key=key, secure_cookies=secure_cookies, freeze_heap=True))
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        workers=workers if workers > 1 else None,
+        # People pause for tens of seconds between requests; with uvicorn's 5 s default every request
+        # of theirs came on a new connection. 75 s is nginx's default keep-alive.
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )

@@ -37,3 +37,25 @@ def test_settle_heap_freezes_startup_objects_and_keeps_collecting_young_ones():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_lifespan_warms_up_without_writing_and_headers_come_from_the_asgi_middleware(tmp_path):
+    from alignkit.feedback.store import FeedbackStore
+
+    store = FeedbackStore(str(tmp_path / "w.db"))
+    before = store.snapshot()
+    app = create_app(store, SECRET, WebSettings(secret_key=SECRET, worker_threads=3))
+    with TestClient(app) as c:  # the lifespan runs the warm-up before the first request
+        assert store.engine.pool.checkedin() >= 3  # the pool's connections are open already
+        assert store.snapshot() == before  # warming up wrote nothing
+        r = c.get("/api/v1/session")
+        assert r.status_code == 200
+        assert r.headers["server-timing"].startswith("app;dur=")
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert "alignkit_session=" in r.headers["set-cookie"]  # a new browser session
+        again = c.get("/api/v1/session")  # the same session: nothing to set
+        assert "set-cookie" not in again.headers and again.json()["csrf_token"] == r.json()["csrf_token"]
+        anon = c.post("/api/v1/projects/p/next", headers={"Authorization": "Bearer nope"})
+        assert anon.status_code == 401 and "server-timing" in anon.headers
+        assert "content-security-policy" not in c.get("/api/docs").headers
