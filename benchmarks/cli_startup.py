@@ -6,6 +6,8 @@ yaml) imported, measured in the same run, so the printed ratio says what alignki
 Wall and CPU seconds are the median of ``--repeats`` fresh processes each.
 
     .venv/bin/python benchmarks/cli_startup.py --repeats 7
+    git worktree add /tmp/before <commit>   # then, to time an older tree in the same run:
+    .venv/bin/python benchmarks/cli_startup.py --repeats 7 --before /tmp/before
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ CASES = {
 }
 
 
-def run_once(cmd: list[str]) -> tuple[float, float]:
+def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall and CPU (user + sys of the child) seconds of one fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "100"})
+    # Run from the tree named in PYTHONPATH (if any): `python -c` puts the working folder first on sys.path.
+    cwd = env.get("PYTHONPATH")
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "100", **env}, cwd=cwd)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -41,12 +45,18 @@ def run_once(cmd: list[str]) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--before", type=Path, help="an older source tree (git worktree) to time beside this one")
     args = ap.parse_args()
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
+    cases = {name: (cmd, {}) for name, cmd in CASES.items()}
+    if args.before:
+        run_cli = "import sys; from alignkit.cli import main; sys.argv[0] = 'alignkit'; main()"
+        for name, argv in (("alignkit --help", ["--help"]), ("alignkit dpo --help", ["dpo", "--help"])):
+            cases[f"{name} ({args.before.name})"] = ([sys.executable, "-c", run_cli, *argv], {"PYTHONPATH": str(args.before)})
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for _ in range(args.repeats):  # interleaved, so a burst of load hits every case alike
-        for name, cmd in CASES.items():
-            results[name].append(run_once(cmd))
-    base_cpu = statistics.median(c for _, c in results[next(iter(CASES))])
+        for name, (cmd, env) in cases.items():
+            results[name].append(run_once(cmd, env))
+    base_cpu = statistics.median(c for _, c in results[next(iter(cases))])
     print(f"load average at the end: {os.getloadavg()[0]:.2f}; median of {args.repeats} processes each")
     print(f"{'command':<44}{'wall s':>8}{'CPU s':>8}{'CPU / baseline':>16}")
     for name, runs in results.items():

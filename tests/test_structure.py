@@ -281,3 +281,59 @@ def test_help_imports_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", HELP_RUNNER], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "HEAVY=\n" in out.stdout, f"printing --help imported {out.stdout.split('HEAVY=')[-1].strip()}"
+
+
+EAGER_VS_LAZY = """
+import importlib, sys
+import typer
+from typer.testing import CliRunner
+from alignkit.cli import COMMAND_MODULES, app
+from alignkit.cli.common import AlignkitGroup
+lazy = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "100"}).output
+print("LOADED=" + ",".join(sorted(m for m in sys.modules if m.startswith("alignkit.cli.") and m != "alignkit.cli.common")))
+eager = typer.Typer(cls=AlignkitGroup, help=app.info.help, no_args_is_help=True)
+eager.callback()(app.registered_callback.callback)
+for name in COMMAND_MODULES:
+    importlib.import_module("alignkit.cli." + name).register(eager)
+same = CliRunner().invoke(eager, ["--help"], env={"COLUMNS": "100"}).output == lazy
+print("SAME=" + str(same))
+"""
+
+
+def test_help_listing_is_what_the_modules_register_without_importing_them() -> None:
+    # `alignkit --help` lists commands from the table in alignkit/cli/__init__.py; it must print
+    # exactly what registering every module prints, and import none of them (issue #18: --help < 1 s).
+    out = subprocess.run([sys.executable, "-c", EAGER_VS_LAZY], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "LOADED=\n" in out.stdout, out.stdout
+    assert "SAME=True" in out.stdout, "the COMMANDS table differs from the commands the modules register"
+
+
+def test_command_table_matches_each_module() -> None:
+    import importlib
+
+    import typer
+    import typer.main
+
+    from alignkit.cli import COMMAND_MODULES, COMMANDS
+
+    for module_name in COMMAND_MODULES:
+        area = typer.Typer()
+        importlib.import_module(f"alignkit.cli.{module_name}").register(area)
+        registered = {name: cmd.help for name, cmd in typer.main.get_group(area).commands.items()}
+        listed = {name: text for name, (module, text) in COMMANDS.items() if module == module_name}
+        assert registered == listed, module_name
+
+
+def test_running_one_command_loads_only_its_area() -> None:
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom alignkit.cli import app\n"
+        "r = CliRunner().invoke(app, ['dpo', '--help'])\nassert r.exit_code == 0, r.output\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('alignkit.cli.') and m != 'alignkit.cli.common')\n"
+        "print('LOADED=' + ','.join(loaded))\n"
+        "r = CliRunner().invoke(app, ['dpx'])\nprint('TYPO=' + r.output.splitlines()[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "LOADED=alignkit.cli.preference\n" in out.stdout
+    assert "Did you mean 'dpo'?" in out.stdout
