@@ -28,13 +28,19 @@ class LogProbs:
     logits: torch.Tensor | None = None
 
 
+# Batch keys handed to the model as kwargs when present: per-tree attention (alignkit.models.tree_attention).
+ATTENTION_KWARGS = ("tree_spans", "tree_bias")
+
+
 def model_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Forward pass for a collated batch: no KV cache (it would disable packed-sequence masking)."""
+    extra = {k: batch[k] for k in ATTENTION_KWARGS if k in batch}
     return model(
         input_ids=batch["input_ids"],
         position_ids=batch.get("position_ids"),
         attention_mask=batch.get("attention_mask"),
         use_cache=False,
+        **extra,
     ).logits
 
 

@@ -112,7 +112,7 @@ class DPOObjective:
 
     def collate(self, units: Sequence[PairExample]) -> dict[str, torch.Tensor]:
         if self.share_prefix:
-            batch, where = shared_prefix_batch([(u.chosen, u.rejected) for u in units], self.pad_id, self.config.max_length)
+            batch, where = shared_prefix_batch([(u.chosen, u.rejected) for u in units], self.pad_id)
         else:
             batch, where = packed_batch(flat_sequences(units), self.pad_id, self.config.max_length, self.pack)
         batch["chosen_index"], batch["rejected_index"] = where[0::2], where[1::2]

@@ -25,11 +25,18 @@ The tree needs an explicit 4-D attention mask (``transformers`` uses a 4-D mask 
 built as a boolean mask, the form SDPA takes, and used only where
 :func:`prefix_sharing_is_exact` has *measured* that a probe pair scores the same shared as
 unshared, so an attention implementation that ignores or misreads the mask is never trusted.
+
+Attention is computed per tree (:mod:`alignkit.models.tree_attention`; the batch carries each
+tree's span and additive mask), so a row's attention costs the sum of its trees' squares, not its
+width squared. Rows are therefore as wide as the trees need, padding-free where they fit in
+:data:`ROW_WIDTH`: the chunked backward (``max_forward_tokens``) decides how many trees a forward
+pass takes, not the mask's cost.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import torch
@@ -38,6 +45,7 @@ from alignkit.data.batching import collate
 from alignkit.data.chat import Encoded
 from alignkit.models import sequence_logprobs
 from alignkit.models.packing import _base, _key, packing_is_exact
+from alignkit.models.tree_attention import TREE_SDPA, use_tree_attention
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,9 @@ log = logging.getLogger(__name__)
 PREFIX, PREFIX_LAST, CHOSEN, REJECTED, PAD = 0, 1, 2, 3, 4
 
 _CACHE: dict[tuple[str, str, str], tuple[bool, str]] = {}
+
+# Widest row a batch is laid out in: bounds its 4-D mask (width**2 booleans, 4 MiB at 2048).
+ROW_WIDTH = 2048
 
 
 def shared_prefix_length(chosen: Encoded, rejected: Encoded) -> int:
@@ -98,23 +109,27 @@ def _first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
     return rows
 
 
-def choose_rows(lengths: Sequence[int], max_length: int, attention_width: int) -> list[list[int]]:
-    """First-fit rows for ``lengths`` (longest first), at the row width that costs least.
+def choose_rows(lengths: Sequence[int], max_width: int = ROW_WIDTH) -> list[list[int]]:
+    """First-fit rows for ``lengths`` (longest first) with the fewest padded positions.
 
-    A padded position costs a real one's compute, and masked SDPA on a row costs its full width
-    squared, so the cost of ``rows x width`` is taken as ``rows * width * (1 + width / attention_width)``
-    (``attention_width``: the width at which a position's attention costs as much as the rest of its
-    layer; about 3x the hidden size on CPU). Widths from the longest tree up to twice it (at most
-    ``max_length``) are tried in steps of 8.
+    With attention per tree (:mod:`alignkit.models.tree_attention`) a row's cost is its positions,
+    padding included, whatever its width; so all trees go in one row when they fit in
+    ``max_width`` (which only bounds the row's 4-D mask, ``width**2`` booleans), else into ``k``
+    rows of about ``total / k`` each, trying a few ``k`` and slacks and keeping the least padding.
     """
-    longest = lengths[0]
-    best: tuple[float, list[list[int]]] | None = None
-    for cap in range(longest, max(longest, min(max_length, 2 * longest)) + 1, 8):
-        rows = _first_fit(lengths, cap)
-        width = max(sum(lengths[i] for i in row) for row in rows)
-        cost = len(rows) * width * (1 + width / attention_width)
-        if best is None or cost < best[0]:
-            best = (cost, rows)
+    longest, total = lengths[0], sum(lengths)
+    widest = max(max_width, longest)
+    k0 = max(1, math.ceil(total / widest))
+    best: tuple[int, list[list[int]]] | None = None
+    for k in range(k0, k0 + 4):
+        for slack in (0, 8, 16, 32, 64):
+            cap = min(widest, max(longest, math.ceil(total / k) + slack))
+            rows = _first_fit(lengths, cap)
+            cost = len(rows) * max(sum(lengths[i] for i in row) for row in rows)
+            if best is None or cost < best[0]:
+                best = (cost, rows)
+        if math.ceil(total / k) <= longest:
+            break
     assert best is not None
     return best[1]
 
@@ -135,28 +150,31 @@ def tree_attention_mask(group: torch.Tensor, kind: torch.Tensor) -> torch.Tensor
 
 
 def shared_prefix_batch(
-    pairs: Sequence[tuple[Encoded, Encoded]], pad_id: int, max_length: int, attention_width: int = 1024
+    pairs: Sequence[tuple[Encoded, Encoded]], pad_id: int, max_width: int = ROW_WIDTH
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Pack pairs as trees into rows; ``where`` maps ``chosen0, rejected0, chosen1, ...`` to batch sequences.
 
-    The same row policy as :func:`alignkit.data.batching.packed_batch`: trees longest first,
-    first fit into rows at most twice the longest tree (and at most ``max_length``). The batch has
-    the keys every collated batch has, plus a 4-D boolean ``attention_mask``.
+    Trees longest first into the rows :func:`choose_rows` picks (one row, no padding, whenever the
+    trees fit in ``max_width``). The batch has the keys every collated batch has, a 4-D boolean
+    ``attention_mask`` (block-diagonal: each tree's :func:`tree_attention_mask`, padding causal
+    among itself), and ``tree_spans``/``tree_bias`` for per-tree attention
+    (:mod:`alignkit.models.tree_attention`).
     """
     trees = [pair_tree(c, r) for c, r in pairs]
     by_length = sorted(range(len(trees)), key=lambda i: -len(trees[i][0]))
     lengths = [len(trees[i][0]) for i in by_length]
-    rows = [[by_length[j] for j in row] for row in choose_rows(lengths, max_length, attention_width)]
+    rows = [[by_length[j] for j in row] for row in choose_rows(lengths, max_width)]
     width = max(sum(len(trees[i][0]) for i in row) for row in rows)
     shape = (len(rows), width)
     input_ids = torch.full(shape, pad_id, dtype=torch.long)
     loss_mask = torch.zeros(shape, dtype=torch.bool)
     position_ids = torch.zeros(shape, dtype=torch.long)
     sequence_ids = torch.full(shape, -1, dtype=torch.long)
-    group = torch.full(shape, -1, dtype=torch.long)
-    kind = torch.full(shape, PAD, dtype=torch.long)
+    attention_mask = torch.zeros(len(rows), 1, width, width, dtype=torch.bool)
     where = torch.empty(2 * len(pairs), dtype=torch.long)
-    seq = 0
+    spans: list[list[int]] = []
+    biases: list[torch.Tensor] = []
+    seq = offset = 0
     for r, row in enumerate(rows):
         at = 0
         for i in row:
@@ -166,20 +184,26 @@ def shared_prefix_batch(
             loss_mask[r, at : at + n] = torch.tensor(mask)
             position_ids[r, at : at + n] = torch.tensor(positions)
             sequence_ids[r, at : at + n] = seq + torch.tensor(side)
-            group[r, at : at + n] = i
-            kind[r, at : at + n] = torch.tensor(kinds)
+            block = tree_attention_mask(torch.zeros(1, n, dtype=torch.long), torch.tensor([kinds]))[0, 0]
+            attention_mask[r, 0, at : at + n, at : at + n] = block
+            biases.append(torch.zeros(n, n).masked_fill_(~block, float("-inf")).reshape(-1))
+            spans.append([r, at, n, offset])
             where[2 * i], where[2 * i + 1] = seq, seq + 1
+            offset += n * n
             at += n
             seq += 2
         last = int(position_ids[r, at - 1])
         position_ids[r, at:] = torch.arange(last + 1, last + 1 + width - at)
+        attention_mask[r, 0, at:, at:] = torch.ones(width - at, width - at, dtype=torch.bool).tril()
     batch = {
         "input_ids": input_ids,
         "loss_mask": loss_mask,
         "position_ids": position_ids,
         "sequence_ids": sequence_ids,
         "num_sequences": torch.tensor(seq),
-        "attention_mask": tree_attention_mask(group, kind),
+        "attention_mask": attention_mask,
+        "tree_spans": torch.tensor(spans, dtype=torch.long),
+        "tree_bias": torch.cat(biases),
         "where": where,
     }
     return batch, where
@@ -210,7 +234,7 @@ def probe_prefix_sharing(model: torch.nn.Module, tolerance: float | None = None)
     was_training = base.training
     base.eval()
     try:
-        batch, where = shared_prefix_batch(pairs, 0, 64)
+        batch, where = shared_prefix_batch(pairs, 0)
         shared = sequence_logprobs(base, {k: v.to(param.device) for k, v in batch.items()}).sequence_logps[where.to(param.device)]
         alone = torch.stack(
             [
@@ -229,14 +253,16 @@ def prefix_sharing_is_exact(model: torch.nn.Module) -> tuple[bool, str]:
     """``(exact, why)``: pairs may be scored as trees on this model's code path (probed once per kind).
 
     Needs packing to be exact (positions honoured) and SDPA attention (the boolean 4-D mask's
-    form); then the probe decides.
+    form). A model on SDPA is first switched to per-tree SDPA (:func:`~alignkit.models.tree_attention.use_tree_attention`:
+    plain SDPA for every batch without trees), so the probe below checks the path training takes.
     """
+    use_tree_attention(model)
     key = _key(model)
     if key not in _CACHE:
         attn = key[1]
         if not packing_is_exact(model)[0]:
             _CACHE[key] = (False, "packing is not exact for this model")
-        elif attn != "sdpa":
+        elif attn not in ("sdpa", TREE_SDPA):
             _CACHE[key] = (False, f"attention '{attn}' (the tree mask is built for sdpa)")
         else:
             exact, diff = probe_prefix_sharing(model)

@@ -136,7 +136,7 @@ def precompute_logps(
         step = max(1, batch_size // 2)
         for start in tqdm(range(0, len(by_tree), step), desc="reference log-probs", disable=not progress):
             chunk = by_tree[start : start + step]
-            batch, where = shared_prefix_batch([pair_list[i] for i in chunk], pad_id, max_length)
+            batch, where = shared_prefix_batch([pair_list[i] for i in chunk], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             logps = sequence_logprobs(model, batch).sequence_logps[where.to(device)]
             out[torch.tensor([2 * i + side for i in chunk for side in (0, 1)])] = logps.float().cpu()

@@ -111,8 +111,8 @@ def test_pairs_with_different_prompts_in_one_row_stay_separate():
         (_seq(q, ids(3)), _seq(q, ids(2))),
         (_seq(ids(3), ids(2)), _seq(ids(4), ids(2))),  # no shared prefix
     ]
-    # Attention costed as free: the cheapest layout is then the fewest positions, one row of 40.
-    batch, where = shared_prefix_batch(pairs, 0, 64, attention_width=10**9)
+    # Per-tree attention: a row costs its positions, so the three trees (40 positions) share one row.
+    batch, where = shared_prefix_batch(pairs, 0)
     assert batch["input_ids"].shape[0] == 1  # all three trees in one row
     with torch.no_grad():
         shared = sequence_logprobs(model, batch).sequence_logps[where]
