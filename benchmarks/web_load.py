@@ -17,6 +17,7 @@ Results and the machine they were taken on: benchmarks/README.md ("Annotation we
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -116,20 +117,32 @@ def start_server(db: str, port: int) -> subprocess.Popen:
     raise RuntimeError("server did not start")
 
 
-def annotators(port: int, tokens: list[str], first: int, args: argparse.Namespace, t_start: float, out: Any) -> None:
+def annotators(
+    port: int, tokens: list[str], first: int, args: argparse.Namespace, start: Any, ready: Any, go: Any, out: Any
+) -> None:
     """One client process: a thread per simulated annotator, looping next-task -> submit until
-    ``t_start + args.seconds``; puts (client latencies, server latencies, errors) on ``out``."""
+    ``start + args.seconds``; puts (client latencies, server latencies, errors) on ``out``.
+
+    Everything a client needs is set up before the run starts (the parent waits for every process's
+    ``ready``, then sets ``start`` and ``go``), and the threads wait on an event, not by polling: the
+    first version set up its 200 clients and polled the clock from 200 threads while the run began,
+    and on the shared 2-core box those client processes took the CPU from the server they measured
+    for the first seconds (the "start-up burst" of earlier sessions' tables)."""
+    # Forked from the parent: keep the collector from walking (and so copying) the inherited heap.
+    gc.freeze()
+    clients = [AnnotationClient(f"http://127.0.0.1:{port}", token=token, timeout=120, retries=0) for token in tokens]
+    clients[0].http.get("/api/v1/session")  # httpx's lazily imported modules, once per process
     lat: dict[str, list[float]] = {"next": [], "submit": []}
     srv: dict[str, list[float]] = {"next": [], "submit": []}
     errors = {"5xx": 0, "transport": 0, "409": 0, "other": 0}
     lock = threading.Lock()
     timeline: list[tuple[float, str, float, float]] | None = [] if args.timeline else None
 
-    def one(w: int, token: str) -> None:
+    def one(w: int, client: AnnotationClient) -> None:
         rng = random.Random(w)
-        client = AnnotationClient(f"http://127.0.0.1:{port}", token=token, timeout=120, retries=0)
-        while time.time() < t_start:
-            time.sleep(0.01)
+        go.wait()
+        t_start = start.value
+        time.sleep(max(0.0, t_start - time.time()))
         if args.think > 0:  # people do not all start at once
             time.sleep(rng.uniform(0, args.think))
         while time.time() < t_start + args.seconds:
@@ -159,17 +172,18 @@ def annotators(port: int, tokens: list[str], first: int, args: argparse.Namespac
                     if client.last_server_ms is not None:
                         srv[op].append(client.last_server_ms / 1000)
                     if timeline is not None:  # (end, op, client s, server s): when the slow requests happened
-                        timeline.append((time.time() - t_start, op, lat[op][-1], (client.last_server_ms or 0) / 1000))
+                        timeline.append((time.time() - start.value, op, lat[op][-1], (client.last_server_ms or 0) / 1000))
         client.close()
 
-    threads = [threading.Thread(target=one, args=(first + i, tok), daemon=True) for i, tok in enumerate(tokens)]
+    threads = [threading.Thread(target=one, args=(first + i, c), daemon=True) for i, c in enumerate(clients)]
     for t in threads:
         t.start()
+    ready.put(first)
     for t in threads:
         t.join(args.seconds + args.think * 3 + 180)
     if timeline is not None:
         with open(f"{args.timeline}.{first}", "w") as f:
-            f.write(f"# t_start {t_start:.3f}\n")
+            f.write(f"# t_start {start.value:.3f}\n")
             f.writelines(f"{t:.3f} {op} {c * 1000:.1f} {v * 1000:.1f}\n" for t, op, c, v in timeline)
     out.put((lat, srv, errors))
 
@@ -197,13 +211,18 @@ def _run(args: argparse.Namespace, db: str) -> dict:
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     per = -(-args.annotators // args.client_procs)
-    t_start = time.time() + 3.0
+    start, ready, go = ctx.Value("d", 0.0), ctx.Queue(), ctx.Event()
     kids = [
-        ctx.Process(target=annotators, args=(port, tokens[i : i + per], i, args, t_start, out))
+        ctx.Process(target=annotators, args=(port, tokens[i : i + per], i, args, start, ready, go, out))
         for i in range(0, args.annotators, per)
     ]
     for k in kids:
         k.start()
+    for _ in kids:
+        ready.get()
+    time.sleep(1.0)  # let the set-up settle
+    start.value = t_start = time.time() + 0.5
+    go.set()
     time.sleep(max(0.0, t_start - time.time()))
     cpu0, w0 = proc.cpu_times(), time.monotonic()
     parts = [out.get() for _ in kids]
