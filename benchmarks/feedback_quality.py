@@ -42,14 +42,16 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alignkit.evaluate.stats import clopper_pearson, t_interval_95, wilson_interval  # noqa: E402
 from alignkit.sandbox.simulate import SimulateConfig, SimulateResult, simulate  # noqa: E402
 
-CROWDS = {
+CROWDS: dict[str, dict[str, Any]] = {
     "mild": dict(n_annotators=20, skill_low=0.65, skill_high=0.95, position_bias=0.3),
     "varied": dict(n_annotators=30, skill_low=0.55, skill_high=0.95, position_bias=0.5),
 }
@@ -81,52 +83,93 @@ def upper_bounds(k: int, n: int) -> str:
 
 # Spammer stress (``--stress-seeds``): the varied crowd's honest annotators with many more spammers
 # (60 % of 60), and room for extras (``probation_extra`` 10, 300 items) so each spammer on
-# probation still gets about as much peer evidence as in the varied crowd's run; probation rule
-# only. Why: 6 spammers per run cannot show a rate of 1 % or less (0 of 300 is needed for that).
-STRESS = dict(n_annotators=60, spammer_fraction=0.6, skill_low=0.55, skill_high=0.95, position_bias=0.5, probation_extra=10)
+# probation still gets about as much peer evidence as in the varied crowd's run. Why: 6 spammers
+# per run cannot show a rate of 1 % or less (0 of 300 is needed for that). ``--stress-rules``
+# adds the SPRT on the same seeds (paired Dawid-Skene comparison); ``--stress-false-admit`` sets
+# the screening tests' false-admit rate (the probation rule's Ville bound).
+STRESS: dict[str, Any] = dict(
+    n_annotators=60, spammer_fraction=0.6, skill_low=0.55, skill_high=0.95, position_bias=0.5, probation_extra=10
+)
 
 
 def stress(args: argparse.Namespace) -> None:
-    settings = {**STRESS, "screening_rule": "probation", "probation_after": 20, "overlap": 3, "n_items": args.stress_items}
+    rules = args.stress_rules.split(",")
+    if not rules or any(r not in ("probation", "sprt") for r in rules):
+        raise SystemExit(f"--stress-rules: comma-separated of probation, sprt; got {args.stress_rules!r}")
+    base = {**STRESS, "probation_after": 20, "overlap": 3, "n_items": args.stress_items}
+    base["screening_false_admit"] = args.stress_false_admit
     seeds = range(args.seed_offset, args.seed_offset + args.stress_seeds)
     start = time.time()
-    rs: list[SimulateResult] = []
-    with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
-        for _, _, seed, r in pool.map(one_run, [("stress", "probation", settings, seed, tmp) for seed in seeds]):
-            rs.append(r)
-            spam = set(r.spammers)
-            honest = {q["annotator"] for q in r.quality} - spam
-            print(
-                f"stress, seed {seed}: spammers admitted {len(spam & admitted(r))} of {len(spam)}, "
-                f"on probation {len(spam & set(r.probation))}, excluded {len(spam & set(r.excluded))}; honest "
-                f"{len(honest)}: excluded {len(honest & set(r.excluded))}, admitted {len(honest & admitted(r))}; "
-                f"DS {r.accuracy['dawid_skene']:.3f}, DS + probation {r.accuracy.get('dawid_skene_with_probation', 0):.3f}; "
-                f"{time.time() - start:.0f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+    runs: dict[str, dict[int, SimulateResult]] = {r: {} for r in rules}
+    durations: list[float] = []
+    # A stopping time fixed in advance (not on the results): no seed is started that would end after it.
+    stop_at = None
+    if args.stress_stop_at:
+        hh, mm = (int(x) for x in args.stress_stop_at.split(":"))
+        now = datetime.now(UTC)
+        stop_at = now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:  # one process, seed by seed (both rules of a seed together: paired)
+            took = max(durations, default=0.0)
+            if stop_at is not None and time.time() + 1.2 * took > stop_at:
+                print(f"stress: stopping before seed {seed}: it would end after --stress-stop-at", file=sys.stderr, flush=True)
+                break
+            t0 = time.time()
+            for rule in rules:
+                _, _, _, r = one_run(("stress", rule, {**base, "screening_rule": rule}, seed, tmp))
+                runs[rule][seed] = r
+                spam = set(r.spammers)
+                honest = {q["annotator"] for q in r.quality} - spam
+                print(
+                    f"stress {rule}, seed {seed}: spammers admitted {len(spam & admitted(r))} of {len(spam)}, "
+                    f"on probation {len(spam & set(r.probation))}, excluded {len(spam & set(r.excluded))}; honest "
+                    f"{len(honest)}: excluded {len(honest & set(r.excluded))}, admitted {len(honest & admitted(r))}; "
+                    f"gold/annotator {r.gold_per_annotator:.1f}; DS {r.accuracy['dawid_skene']:.3f}, "
+                    f"DS + probation {r.accuracy.get('dawid_skene_with_probation', 0):.3f}; {time.time() - start:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps({"rule": rule, "seed": seed, **r.model_dump()}) + "\n")
+            durations.append(time.time() - t0)
+    done = sorted(set.intersection(*(set(v) for v in runs.values())))
+    print(f"# Spammer stress (seeds {done[0] if done else '-'}..{done[-1] if done else '-'} of {args.seed_offset}.., {base})\n")
     n = int(STRESS["n_annotators"])
-    n_spam = sum(len(r.spammers) for r in rs)
-    spam_in = sum(len(set(r.spammers) & admitted(r)) for r in rs)
-    spam_excl = sum(len(set(r.spammers) & set(r.excluded)) for r in rs)
-    honests = [set(f"ann-{i:03d}" for i in range(n)) - set(r.spammers) for r in rs]
-    answers = [q["n_judgments"] for r in rs for q in r.quality if q["annotator"] in r.spammers]
-    print(f"# Spammer stress ({len(rs)} seeds from {args.seed_offset}, {settings})\n")
-    rest = n_spam - spam_in - spam_excl
-    print(f"spammers admitted: {upper_bounds(spam_in, n_spam)}; excluded {spam_excl}, on probation or candidates {rest}")
-    print(f"answers per spammer (gold and extra): {ci([float(a) for a in answers])}, max {max(answers, default=0)}")
-    print(
-        f"honest kept {ci([len(h - set(r.excluded)) / len(h) for h, r in zip(honests, rs)])}, "
-        f"admitted {ci([len(h & admitted(r)) / len(h) for h, r in zip(honests, rs)])}"
-    )
-    print(
-        f"DS (active) {ci([r.accuracy['dawid_skene'] for r in rs])}, "
-        f"DS + probation {ci([r.accuracy.get('dawid_skene_with_probation', float('nan')) for r in rs])}"
-    )
+    for rule, by_seed in runs.items():
+        rs = list(by_seed.values())
+        n_spam = sum(len(r.spammers) for r in rs)
+        spam_in = sum(len(set(r.spammers) & admitted(r)) for r in rs)
+        spam_excl = sum(len(set(r.spammers) & set(r.excluded)) for r in rs)
+        honests = [set(f"ann-{i:03d}" for i in range(n)) - set(r.spammers) for r in rs]
+        answers = [q["n_judgments"] for r in rs for q in r.quality if q["annotator"] in r.spammers]
+        print(f"## {rule} ({len(rs)} seeds)")
+        rest = n_spam - spam_in - spam_excl
+        print(f"spammers admitted: {upper_bounds(spam_in, n_spam)}; excluded {spam_excl}, on probation or candidates {rest}")
+        print(f"spammers admitted per seed: {[len(set(r.spammers) & admitted(r)) for r in rs]}")
+        print(f"honest excluded per seed: {[len(h & set(r.excluded)) for h, r in zip(honests, rs)]}")
+        print(f"answers per spammer (gold and extra): {ci([float(a) for a in answers])}, max {max(answers, default=0)}")
+        print(
+            f"honest kept {ci([len(h - set(r.excluded)) / len(h) for h, r in zip(honests, rs)])}, "
+            f"admitted {ci([len(h & admitted(r)) / len(h) for h, r in zip(honests, rs)])}"
+        )
+        gold, extra = ci([r.gold_per_annotator for r in rs]), ci([r.extra_per_item for r in rs])
+        print(f"gold / annotator {gold}, extra judgments / item {extra}")
+        print(
+            f"DS (active) {ci([r.accuracy['dawid_skene'] for r in rs])}, "
+            f"DS + probation {ci([r.accuracy.get('dawid_skene_with_probation', float('nan')) for r in rs])}, "
+            f"majority {ci([r.accuracy['majority'] for r in rs])}\n"
+        )
+    if "probation" in runs and "sprt" in runs:
+        paired = sorted(set(runs["probation"]) & set(runs["sprt"]))
+        sprt = [runs["sprt"][s].accuracy["dawid_skene"] for s in paired]
+        for key in ("dawid_skene", "dawid_skene_with_probation"):
+            diff = [runs["probation"][s].accuracy[key] - b for s, b in zip(paired, sprt)]
+            print(f"probation's {key} - SPRT's DS (paired, {len(paired)} seeds): {ci(diff)}")
     print(f"\n({time.time() - start:.0f} s wall)")
 
 
-TRADEOFF_RULES = {
+TRADEOFF_RULES: dict[str, dict[str, Any]] = {
     "sprt": dict(screening_rule="sprt"),
     "probation, 20 gold": dict(screening_rule="probation", probation_after=20),
     "probation, 40 gold": dict(screening_rule="probation", probation_after=40),
@@ -139,13 +182,13 @@ def tradeoff(args: argparse.Namespace) -> None:
     crowds = args.crowds.split(",") if args.crowds else list(CROWDS)
     rules = args.rules.split(",") if args.rules else list(TRADEOFF_RULES)
     arms = {(c, r): {**CROWDS[c], **TRADEOFF_RULES[r], "overlap": 3, "n_items": items[c]} for c in crowds for r in rules}
-    results: dict[tuple[str, str], list[SimulateResult]] = {k: [None] * args.seeds for k in arms}  # type: ignore[misc]
+    results: dict[tuple[str, str], list[SimulateResult]] = {k: [] for k in arms}  # in seed order (map keeps it)
     start, cpu = time.time(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
         seeds = range(args.seed_offset, args.seed_offset + args.seeds)
         jobs = [(c, r, s, seed, tmp) for (c, r), s in arms.items() for seed in seeds]
         for crowd, rule, seed, r in pool.map(one_run, jobs):
-            results[(crowd, rule)][seed - args.seed_offset] = r
+            results[(crowd, rule)].append(r)
             print(f"{crowd}, {rule}, seed {seed}: excluded {r.excluded} probation {r.probation}", file=sys.stderr, flush=True)
     print(f"# Screening trade-off ({args.seeds} seeds from {args.seed_offset}, overlap 3, 20 % spammers)\n")
     cols = (
@@ -198,13 +241,18 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=300, help="comparison items per run, mild crowd")
     ap.add_argument("--varied-items", type=int, default=500, help="comparison items per run, varied crowd")
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
-    ap.add_argument("--json", type=str, default=None, help="also write the per-seed results here")
+    ap.add_argument(
+        "--json", type=str, default=None, help="also write the per-seed results here (stress: appended, a line a run)"
+    )
     ap.add_argument("--tradeoff", action="store_true", help="only the screening trade-off (SPRT vs probation)")
     ap.add_argument("--seed-offset", type=int, default=0, help="first seed (report on seeds no setting was chosen on)")
     ap.add_argument("--crowds", type=str, default=None, help="--tradeoff: comma-separated crowds (default all)")
     ap.add_argument("--rules", type=str, default=None, help=f"--tradeoff: comma-separated of {', '.join(TRADEOFF_RULES)}")
     ap.add_argument("--stress-seeds", type=int, default=0, help="also run the spammer stress arm on this many seeds")
     ap.add_argument("--stress-items", type=int, default=300, help="comparison items per stress run")
+    ap.add_argument("--stress-rules", type=str, default="probation", help="stress: comma-separated of probation, sprt")
+    ap.add_argument("--stress-stop-at", type=str, default=None, help="stress: HH:MM UTC; start no seed that would end later")
+    ap.add_argument("--stress-false-admit", type=float, default=0.005, help="stress: the screening tests' false-admit rate")
     args = ap.parse_args()
     if args.stress_seeds:
         stress(args)
@@ -221,12 +269,12 @@ def main() -> None:
         ("varied", "fixed overlap 3"): dict(overlap=3, n_items=args.varied_items),
         ("varied", "fixed overlap 5"): dict(overlap=5, n_items=args.varied_items),
     }
-    results: dict[tuple[str, str], list[SimulateResult]] = {k: [None] * args.seeds for k in arms}
+    results: dict[tuple[str, str], list[SimulateResult]] = {k: [] for k in arms}  # in seed order (map keeps it)
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
         jobs = [(c, a, {**CROWDS[c], **s}, seed, tmp) for (c, a), s in arms.items() for seed in range(args.seeds)]
         for crowd, arm, seed, r in pool.map(one_run, jobs):
-            results[(crowd, arm)][seed] = r
+            results[(crowd, arm)].append(r)
             print(
                 f"{crowd} crowd, {arm}, seed {seed}: {json.dumps({k: round(v, 3) for k, v in r.accuracy.items()})} "
                 f"judgments/item {r.judgments_per_item:.2f}",

@@ -64,9 +64,13 @@ def _peer_stats(judgments: list[Judgment], trusted: set[str]) -> dict[str, tuple
     return {a: (x, n) for a, (x, n) in out.items()}
 
 
-def annotator_quality(store: FeedbackStore, project: str, stage: str | None = None) -> list[AnnotatorQuality]:
-    """One row per annotator who judged anything in the project (any status)."""
-    judgments = store.judgments(project, stage, statuses=STATUSES)
+def annotator_quality(
+    store: FeedbackStore, project: str, stage: str | None = None, statuses: Sequence[str] = STATUSES
+) -> list[AnnotatorQuality]:
+    """One row per annotator who judged anything in the project, of the given ``statuses`` (all by
+    default). Peer agreement is measured against active and candidate peers only, so leaving other
+    statuses out changes no row that is kept (it only reads fewer judgments)."""
+    judgments = store.judgments(project, stage, statuses=statuses)
     people = store.people(project)  # status and super-rater mark in this project
     peers = _peer_stats(judgments, {n for n, a in people.items() if a.status in ("active", "candidate")})
     gold: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -221,9 +225,20 @@ def first_probation_decision(
     decision and the number of answers it took (``("probation", len(refs))`` if none)."""
     lls = [0.0] * len(grid)
     ll_low = 0.0
+    admit_at, exclude_at = -math.log(false_admit), math.log(false_exclude)
+    terms: dict[float, tuple[list[float], float]] = {}  # per-answer terms by reference value (gold: 0 or 1)
     for n, q in enumerate(refs, 1):
-        lls = [x + evidence_log_lr((q,), a, chance) for x, a in zip(lls, grid)]
-        ll_low += evidence_log_lr((q,), exclude_below, chance)
+        if q not in terms:  # the same floats as evidence_log_lr((q,), a) (0.0 + x == x)
+            terms[q] = ([evidence_log_lr((q,), a, chance) for a in grid], evidence_log_lr((q,), exclude_below, chance))
+        up, low = terms[q]
+        lls = [x + d for x, d in zip(lls, up)]
+        ll_low += low
+        # The mixture's log is at most max(lls) (a mean of exp is at most the largest), so below the
+        # admission bar on max(lls) only the exclusion test can decide: same result, no exp.
+        if max(lls) < admit_at:
+            if ll_low <= exclude_at:
+                return "excluded", n
+            continue
         state = _probation_state(lls, ll_low, false_admit, false_exclude)
         if state != "probation":
             return state, n
@@ -363,7 +378,9 @@ def flag_spammers(
     peer test alongside gold flagged an informative annotator in 11 of 40 runs.
     """
     flagged = []
-    for q in annotator_quality(store, project):
+    # Active rows need only active and candidate judgments (their peers): probation's extra
+    # judgments, often most of a project's rows, are not read.
+    for q in annotator_quality(store, project, statuses=("active", "candidate")):
         if q.status != "active":
             continue
         k, n = (q.n_gold_correct, q.n_gold) if q.n_gold >= min_items else (q.n_peer_agree, q.n_peer)

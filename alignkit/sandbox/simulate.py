@@ -183,23 +183,28 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
     bar = tqdm(total=len(truth), desc="simulated crowd", disable=not cfg.progress)
     done_before, rounds, extra = 0, 0, 0
     max_gold = min(cfg.n_screening, cfg.n_gold)
-    # A probation annotator told "nothing for you" is asked again only once that can have changed
-    # (an item got its first trusted judgment, or someone was decided or flagged): until then the
+    # Someone told "nothing for you" is asked again only once that can have changed: until then the
     # store would answer None again (the gold draw depends on what they were served, not on how often
-    # they asked), so skipping the call changes no result, only its cost.
+    # they asked), so skipping the call changes no result, only its cost. A person on probation gets
+    # extras on items with a trusted judgment: asked again once an item got its first one, or someone
+    # was decided or flagged (their extras and slots are discounted). An active annotator gets a free
+    # slot: one opens only when someone is decided or flagged, or, with dynamic overlap, when an item
+    # asks for one more judgment (so then they are always asked).
     first_judged: set[int] = set()
-    events = 0
-    told_none: dict[str, int] = {}
+    events = people_events = 0
+    told_none: dict[str, tuple[int, int]] = {}  # annotator -> (events, people_events) when told None
+    slots_fixed = cfg.max_overlap is None or cfg.max_overlap <= cfg.overlap
     while active:
         rounds += 1
         worked = False
         for a in list(active):
-            if told_none.get(a.id) == events:
+            seen = told_none.get(a.id)
+            if seen is not None and (seen[0] == events if a.id in on_probation else seen[1] == people_events):
                 continue
             view = lease(a.id)
             if view is None:
-                if a.id in on_probation:
-                    told_none[a.id] = events
+                if a.id in on_probation or slots_fixed:
+                    told_none[a.id] = (events, people_events)
                 continue
             worked = worked or a.id not in on_probation  # extra judgments alone do not keep the project going
             give(a.id, view.id, answer(a, view))
@@ -211,10 +216,12 @@ def simulate(cfg: SimulateConfig, world: Any = None, crowd: Any = None, export: 
         newly = flag_spammers(store, project) if rounds % 5 == 0 or not worked else []
         if newly:
             events += 1
+            people_events += 1
             first_judged.clear()  # a flagged annotator's judgments may no longer count
         if on_probation and (rounds % 5 == 0 or not worked):
             decided = screen_now(max_gold)
             events += bool(decided)
+            people_events += bool(decided)
             admitted_from_probation |= {n for n, st in decided.items() if st == "active"}
             newly += [n for n, st in decided.items() if st == "excluded"]
             excluded += [n for n, st in decided.items() if st == "excluded"]

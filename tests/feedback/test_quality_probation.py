@@ -85,6 +85,45 @@ def test_probation_spammer_bound_holds_exactly_on_gold():
     assert _gold_admit_probability(0.65, 300)[0] > 0.75  # weak but informative: admitted in the end
 
 
+def test_probation_spammer_bound_holds_exactly_on_gold_at_0_001():
+    # The stress benchmark's design rate (benchmarks/feedback_quality.py --stress-false-admit 0.001):
+    # admit at a mixture of 1000. Exactly, over 300 gold answers, with and without exclusion.
+    admit, excl = _gold_admit_probability(0.5, 300, false_admit=0.001)
+    admit_no_exclusion, _ = _gold_admit_probability(0.5, 300, false_admit=0.001, false_exclude=1e-12)
+    assert admit <= admit_no_exclusion <= 0.001 and excl > 0.9
+    assert admit < _gold_admit_probability(0.5, 300)[0]  # stricter than the default 0.005
+    # 14 right gold answers in a row: the mixture is (1.1^14 + ... + 1.9^14) / 9 = 14,601.6 / 9 = 1,622.4 >= 1000
+    # (13: 8,046.8 / 9 = 894.1, not yet; at the default 0.005 it is 11, above).
+    assert first_probation_decision([1.0] * 20, false_admit=0.001) == ("active", 14)
+    # The exclusion boundary is the same, so what the stricter bar costs is admissions, hardly
+    # exclusions: at accuracy 0.6 exclusion within 300 answers goes from 0.08492 to 0.08504 (someone
+    # not admitted yet can still drift down), within the 0.1 bound.
+    strict, default = _gold_admit_probability(0.6, 300, false_admit=0.001), _gold_admit_probability(0.6, 300)
+    assert default[1] <= strict[1] <= min(default[1] + 0.001, 0.1)
+    assert strict[0] < default[0]
+
+
+def test_first_decision_matches_the_test_on_every_prefix():
+    # first_probation_decision keeps running sums and skips the mixture while even its largest term
+    # is below the bar; it must agree with probation_decision on the shortest deciding prefix.
+    rng = random.Random(7)
+    for run in range(300):
+        acc = rng.choice([None, 0.6, 0.75, 0.9])
+        refs = []
+        for _ in range(60):
+            q = rng.choice([1.0, 0.0]) if rng.random() < 0.3 else rng.uniform(0.5, 1.0)
+            right = rng.random() < (0.5 if acc is None else acc)
+            refs.append(q if right else 1 - q)
+        kw = {"false_admit": rng.choice([0.05, 0.005, 0.001])}
+        expected = ("probation", len(refs))
+        for n in range(1, len(refs) + 1):
+            d = probation_decision(refs[:n], **kw)
+            if d != "probation":
+                expected = (d, n)
+                break
+        assert first_probation_decision(refs, **kw) == expected, (run, kw)
+
+
 def _simulated(accuracy: float | None, runs: int, steps: int, seed: int, **kw) -> float:
     """Share admitted of simulated candidates judged against noisy peer references: each item's
     reference puts probability q (uniform in [0.5, 1]) on the true answer. accuracy None: a uniform
