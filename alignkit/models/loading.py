@@ -50,7 +50,7 @@ def _torch_dtype(name: str) -> torch.dtype:
     return torch.float32 if name == "auto" else getattr(torch, name)
 
 
-def _attn(attn_implementation: str | None) -> dict[str, str]:
+def _attn(attn_implementation: str | None) -> dict[str, Any]:
     return {} if attn_implementation is None else {"attn_implementation": attn_implementation}
 
 
