@@ -92,6 +92,71 @@ STRESS: dict[str, Any] = dict(
 )
 
 
+def load_stress_runs(paths: list[str]) -> dict[str, dict[int, SimulateResult]]:
+    """Per-seed stress results written by ``--json`` (a line a run), read back: the summary (and
+    the paired comparison of two rules) can then be printed from runs made in separate processes."""
+    runs: dict[str, dict[int, SimulateResult]] = {}
+    for path in paths:
+        for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                rule, seed = row.pop("rule"), int(row.pop("seed"))
+                runs.setdefault(rule, {})[seed] = SimulateResult.model_validate(row)
+            except (ValueError, KeyError) as e:
+                raise SystemExit(f"{path}:{n}: not a stress result line written by --json ({e})") from e
+    return runs
+
+
+def stress_summary(runs: dict[str, dict[int, SimulateResult]], base: dict[str, Any] | None) -> None:
+    """Spammers admitted (with exact upper bounds), honest kept, cost and accuracy per rule; with
+    both rules, probation's Dawid-Skene accuracy minus the SPRT's on the seeds both ran (paired)."""
+    done = sorted(set.intersection(*(set(v) for v in runs.values())))
+    settings = f", {base}" if base else ""
+    print(f"# Spammer stress (seeds {done[0] if done else '-'}..{done[-1] if done else '-'}{settings})\n")
+    n = int(STRESS["n_annotators"])
+    for rule, by_seed in runs.items():
+        rs = [by_seed[s] for s in sorted(by_seed)]
+        n_spam = sum(len(r.spammers) for r in rs)
+        spam_in = sum(len(set(r.spammers) & admitted(r)) for r in rs)
+        spam_excl = sum(len(set(r.spammers) & set(r.excluded)) for r in rs)
+        honests = [set(f"ann-{i:03d}" for i in range(n)) - set(r.spammers) for r in rs]
+        answers = [q["n_judgments"] for r in rs for q in r.quality if q["annotator"] in r.spammers]
+        print(f"## {rule} ({len(rs)} seeds: {min(by_seed)}..{max(by_seed)})")
+        rest = n_spam - spam_in - spam_excl
+        print(f"spammers admitted: {upper_bounds(spam_in, n_spam)}; excluded {spam_excl}, on probation or candidates {rest}")
+        print(f"spammers admitted per seed: {[len(set(r.spammers) & admitted(r)) for r in rs]}")
+        print(f"honest excluded per seed: {[len(h & set(r.excluded)) for h, r in zip(honests, rs)]}")
+        print(f"answers per spammer (gold and extra): {ci([float(a) for a in answers])}, max {max(answers, default=0)}")
+        print(
+            f"honest kept {ci([len(h - set(r.excluded)) / len(h) for h, r in zip(honests, rs)])}, "
+            f"admitted {ci([len(h & admitted(r)) / len(h) for h, r in zip(honests, rs)])}"
+        )
+        gold, extra = ci([r.gold_per_annotator for r in rs]), ci([r.extra_per_item for r in rs])
+        print(f"gold / annotator {gold}, extra judgments / item {extra} (everyone on probation, spammers too)")
+        print(f"judgments / item counted in DS (active) {ci([r.judgments_per_item for r in rs])}")
+        with_probation = (
+            f"DS + probation {ci([r.accuracy['dawid_skene_with_probation'] for r in rs])}, "
+            if all("dawid_skene_with_probation" in r.accuracy for r in rs)
+            else ""
+        )
+        ds, mv = ci([r.accuracy["dawid_skene"] for r in rs]), ci([r.accuracy["majority"] for r in rs])
+        print(f"DS (active) {ds}, {with_probation}majority {mv}\n")
+    if "probation" in runs and "sprt" in runs:
+        paired = sorted(set(runs["probation"]) & set(runs["sprt"]))
+        for key in ("dawid_skene", "dawid_skene_with_probation", "majority"):
+            diff = [
+                runs["probation"][s].accuracy[key] - runs["sprt"][s].accuracy["dawid_skene" if key != "majority" else key]
+                for s in paired
+            ]
+            ahead, behind = sum(d > 0 for d in diff), sum(d < 0 for d in diff)
+            print(
+                f"probation's {key} - SPRT's {'majority' if key == 'majority' else 'DS'} (paired, {len(paired)} seeds): "
+                f"{ci(diff)}; ahead in {ahead}, behind in {behind}"
+            )
+
+
 def stress(args: argparse.Namespace) -> None:
     rules = args.stress_rules.split(",")
     if not rules or any(r not in ("probation", "sprt") for r in rules):
@@ -133,39 +198,7 @@ def stress(args: argparse.Namespace) -> None:
                     with open(args.json, "a") as f:
                         f.write(json.dumps({"rule": rule, "seed": seed, **r.model_dump()}) + "\n")
             durations.append(time.time() - t0)
-    done = sorted(set.intersection(*(set(v) for v in runs.values())))
-    print(f"# Spammer stress (seeds {done[0] if done else '-'}..{done[-1] if done else '-'} of {args.seed_offset}.., {base})\n")
-    n = int(STRESS["n_annotators"])
-    for rule, by_seed in runs.items():
-        rs = list(by_seed.values())
-        n_spam = sum(len(r.spammers) for r in rs)
-        spam_in = sum(len(set(r.spammers) & admitted(r)) for r in rs)
-        spam_excl = sum(len(set(r.spammers) & set(r.excluded)) for r in rs)
-        honests = [set(f"ann-{i:03d}" for i in range(n)) - set(r.spammers) for r in rs]
-        answers = [q["n_judgments"] for r in rs for q in r.quality if q["annotator"] in r.spammers]
-        print(f"## {rule} ({len(rs)} seeds)")
-        rest = n_spam - spam_in - spam_excl
-        print(f"spammers admitted: {upper_bounds(spam_in, n_spam)}; excluded {spam_excl}, on probation or candidates {rest}")
-        print(f"spammers admitted per seed: {[len(set(r.spammers) & admitted(r)) for r in rs]}")
-        print(f"honest excluded per seed: {[len(h & set(r.excluded)) for h, r in zip(honests, rs)]}")
-        print(f"answers per spammer (gold and extra): {ci([float(a) for a in answers])}, max {max(answers, default=0)}")
-        print(
-            f"honest kept {ci([len(h - set(r.excluded)) / len(h) for h, r in zip(honests, rs)])}, "
-            f"admitted {ci([len(h & admitted(r)) / len(h) for h, r in zip(honests, rs)])}"
-        )
-        gold, extra = ci([r.gold_per_annotator for r in rs]), ci([r.extra_per_item for r in rs])
-        print(f"gold / annotator {gold}, extra judgments / item {extra}")
-        print(
-            f"DS (active) {ci([r.accuracy['dawid_skene'] for r in rs])}, "
-            f"DS + probation {ci([r.accuracy.get('dawid_skene_with_probation', float('nan')) for r in rs])}, "
-            f"majority {ci([r.accuracy['majority'] for r in rs])}\n"
-        )
-    if "probation" in runs and "sprt" in runs:
-        paired = sorted(set(runs["probation"]) & set(runs["sprt"]))
-        sprt = [runs["sprt"][s].accuracy["dawid_skene"] for s in paired]
-        for key in ("dawid_skene", "dawid_skene_with_probation"):
-            diff = [runs["probation"][s].accuracy[key] - b for s, b in zip(paired, sprt)]
-            print(f"probation's {key} - SPRT's DS (paired, {len(paired)} seeds): {ci(diff)}")
+    stress_summary(runs, base)
     print(f"\n({time.time() - start:.0f} s wall)")
 
 
@@ -253,7 +286,16 @@ def main() -> None:
     ap.add_argument("--stress-rules", type=str, default="probation", help="stress: comma-separated of probation, sprt")
     ap.add_argument("--stress-stop-at", type=str, default=None, help="stress: HH:MM UTC; start no seed that would end later")
     ap.add_argument("--stress-false-admit", type=float, default=0.005, help="stress: the screening tests' false-admit rate")
+    ap.add_argument(
+        "--stress-summary",
+        nargs="+",
+        metavar="JSONL",
+        help="print the stress summary of runs stored by --json (e.g. one file per rule: the paired comparison)",
+    )
     args = ap.parse_args()
+    if args.stress_summary:
+        stress_summary(load_stress_runs(args.stress_summary), None)
+        return
     if args.stress_seeds:
         stress(args)
     if args.tradeoff:
