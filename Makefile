@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:  `make demo` (the main job) and `make test` (the test suite).
 # Both create .venv on first use. torch==2.13.0 is installed first and on its own: a bare `torch`
-# requirement would pull a multi-GB CUDA build on a CPU-only machine.
+# requirement would pull a multi-GB CUDA build on a CPU-only machine. The other packages come at
+# the versions in constraints.txt, tested together.
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,11 +10,11 @@ STAMP := $(VENV)/.alignkit-installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev]" -c constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
