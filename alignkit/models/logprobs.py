@@ -48,7 +48,9 @@ def logprobs_from_logits(
     logits: torch.Tensor, batch: dict[str, torch.Tensor], temperature: float = 1.0, keep_logits: bool = False
 ) -> LogProbs:
     """Gather target log-probs from logits already computed for ``batch``."""
-    logits = logits[:, :-1].float()
+    logits = logits[:, :-1]
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # half-precision log-softmax loses the small differences DPO's ratios are made of
     if temperature != 1.0:
         logits = logits / temperature
     targets = batch["input_ids"][:, 1:]

@@ -416,7 +416,9 @@ def train(
         weights = [float(weigh(b)) if weigh is not None else 1.0 for b in batches]
         # Items in the whole step, over micro-batches and processes (the denominator of its loss).
         step_weight = float(accelerator.reduce(torch.tensor(sum(weights), device=device), "sum"))
-        loss_sum = torch.zeros((), device=device)
+        # The logged loss is summed in float64 (MPS has none): float32 sums of the same micro-batch
+        # losses differ in the last bits with the batching, which a float64 model would otherwise see.
+        loss_sum = torch.zeros((), device=device, dtype=torch.float32 if device.type == "mps" else torch.float64)
         for micro, cpu_batch in enumerate(batches):
             batch = _to_device(cpu_batch, device)
             is_last = micro == len(batches) - 1
@@ -432,7 +434,7 @@ def train(
                     )
                 # loss is a mean over weights[micro] items; DDP averages gradients over processes.
                 accelerator.backward(loss * (weights[micro] * world / max(step_weight, 1e-12)))
-            loss_sum += loss.detach().float() * weights[micro]
+            loss_sum += loss.detach().to(loss_sum.dtype) * weights[micro]
             tokens += int(_as_float(metrics.pop("tokens", batch["input_ids"].numel())))
             for k, v in metrics.items():  # a weighted mean over the step's batches (equal ones: a plain mean)
                 step_metrics[k] = step_metrics.get(k, 0.0) + _as_float(v) * weights[micro] / sum(weights)

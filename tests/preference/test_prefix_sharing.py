@@ -153,13 +153,18 @@ def test_training_with_shared_prefixes_equals_training_without(tmp_path):
         result = train(cfg, policy, DPOObjective(cfg, tok.pad_token_id, None, share_prefix=share), examples)
         histories.append((result.history, policy))
     (plain, plain_model), (shared, shared_model) = histories
-    for a, b in zip(plain, shared):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-9)
-        assert a["margins"] == pytest.approx(b["margins"], rel=1e-7, abs=1e-9)
+    # Step 1 runs the same weights through both layouts: its loss agrees to float64 rounding.
+    assert plain[0]["loss"] == pytest.approx(shared[0]["loss"], rel=1e-12)
+    assert plain[0]["margins"] == pytest.approx(shared[0]["margins"], rel=1e-10, abs=1e-12)
+    # Adam's first update is lr * g / (|g| + eps): for a weight whose gradient is near zero, rounding in
+    # g moves it by a visible fraction of lr. The weights then agree to that amplified rounding (measured
+    # up to 1.3e-6 on one CPU, 5e-8 on another), while the 3 steps moved them by ~lr per step; a wrong
+    # mask or gradient in the shared layout would show as differences of order lr (1e-3).
+    for a, b in zip(plain[1:], shared[1:]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-7)
+        assert a["margins"] == pytest.approx(b["margins"], rel=1e-5, abs=1e-7)
     assert plain[-1]["loss"] != pytest.approx(plain[0]["loss"], rel=1e-6)  # it did train
-    # Adam divides by sqrt(v): the weights agree to rounding amplified by that (measured 5e-8), while
-    # the 3 steps moved them by ~lr per step, five orders of magnitude more.
     moved = max(float((p - s).abs().max()) for p, s in zip(plain_model.parameters(), start.parameters()))
     assert moved > 1e-3
     for p, q in zip(plain_model.parameters(), shared_model.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=2e-5)
